@@ -1,0 +1,5 @@
+import sys
+
+from harmbench.cli import main
+
+sys.exit(main())

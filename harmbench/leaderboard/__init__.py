@@ -1,0 +1,1 @@
+"""harmbench.leaderboard"""
