@@ -15,7 +15,7 @@ so plans stay small and picklable for Ray.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +74,34 @@ class ObjectRecord:
 
             return binarize(read_mask(self.mask_path))
         raise ValueError(f"record {self.key} has neither mask_rle nor mask_path")
+
+
+class SourceRecords(list):
+    """What every source returns: its records (a ``list``, sorted by key) plus what it left out.
+
+    Attributes:
+        skipped: bad inputs that were left out, one ``{"path": str, "reason": str}``
+            each (a missing or unreadable image, a size mismatch, an empty or
+            out-of-range mask or polygon …); the source goes on with the rest.
+        filtered: ``{reason: count}`` of valid objects dropped on purpose by the
+            caller's filters or the source's rules (``iscrowd``, ``category``,
+            ``min_area`` …); these are not errors.
+    """
+
+    def __init__(
+        self,
+        records: Iterable[ObjectRecord | TripletRecord] = (),
+        skipped: Iterable[dict[str, str]] = (),
+        filtered: Mapping[str, int] | None = None,
+    ):
+        super().__init__(records)
+        self.skipped: list[dict[str, str]] = list(skipped)
+        self.filtered: dict[str, int] = dict(filtered or {})
+
+
+def skip_entry(path: object, reason: str) -> dict[str, str]:
+    """One entry of :attr:`SourceRecords.skipped`."""
+    return {"path": str(path), "reason": str(reason)}
 
 
 @dataclass(frozen=True)
