@@ -5,41 +5,116 @@ Every op has the signature::
     op(image, mask, ref_image=None, ref_mask=None, *, rng=None, **params) -> np.ndarray
 
 * ``image``: ``float32 (H, W, 3)`` RGB on the 0–1 scale (the photo to edit).
+  Values above 1 (a 0–255 image passed by mistake) raise ``ValueError``.
 * ``mask``: ``bool (H, W)``: the foreground to recolour. Pixels outside it are
-  returned unchanged (bit-exact).
-* ``ref_image``/``ref_mask``: the reference region whose statistics drive the
-  transfer (another photo's object for HCOCO-style synthesis, or the same
-  photo's background ``~mask`` for harmonization baselines). Ops that need no
-  reference (``hue``) ignore them.
+  returned unchanged (bit-exact). Non-bool masks raise ``TypeError`` (binarise
+  raw 0–255 masks first, e.g. :func:`harmbench.imaging.binarize`).
+* ``ref_image``/``ref_mask``: the reference region ``ref_image[ref_mask]``
+  whose statistics drive the transfer (another photo's object for HCOCO-style
+  synthesis, or the same photo's background ``~mask`` for harmonization
+  baselines). ``ref_image`` may have another size than ``image``; when it is
+  ``None`` but ``ref_mask`` is given, the reference is ``image[ref_mask]``.
+  Ops that need no reference (``hue``) ignore both.
 * ``rng``: ``numpy.random.Generator`` for ops with randomness (IDT rotations,
   hue amounts); deterministic given the generator.
 * returns ``float32 (H, W, 3)`` on 0–1 (clipped).
 
-``TRANSFERS[name]`` maps names to ops; each module registers its ops with
-:func:`register_transfer`.
+Errors: an empty foreground or empty reference region raises ``ValueError``
+naming which; ops needing a reference raise ``ValueError`` without one.
+Single-colour regions are defined per op (see each module); nothing divides
+by zero. A constant foreground becomes the reference's mean colour for
+``xiao``/``idt`` (the lαβ mean for ``reinhard``); the quantile ops
+(``histmatch``/``ychist``) follow their rank rule (the top of the reference
+range). A constant reference collapses the foreground onto that colour.
+
+Ops (``TRANSFERS[name]``):
+
+=============  ================================================================
+``reinhard``   Reinhard 2001 mean/std transfer in lαβ (:mod:`.reinhard`)
+``histmatch``  per-channel CDF matching, skimage semantics (:mod:`.histogram`)
+``ychist``     iHarmony4 cumulative histogram mapping in YCbCr (:mod:`.histogram`)
+``xiao``       Xiao–Ma 2006 mean/covariance transfer in RGB (:mod:`.xiao`)
+``idt``        Pitié iterative distribution transfer + regrain (:mod:`.idt`)
+``hue``        HSV hue rotation / saturation scale, Lab L kept (:mod:`.hue`)
+=============  ================================================================
+
+Recordable parameters. For the sample JSON, draw an op's random parameters
+first and pass them explicitly, so that the output is a pure function of the
+recorded values::
+
+    params = sample_params("hue", rng)      # {'hue_shift': 0.41, 'sat_scale': 0.87}
+    out = get_transfer("hue")(image, mask, **params)
+
+``sample_params`` returns ``{}`` for deterministic ops, ``{'seed': int}`` for
+``idt`` and ``{'hue_shift', 'sat_scale'}`` for ``hue``; every value is a plain
+JSON-serialisable Python scalar. Passing ``rng=`` instead draws the same kind of
+parameters inside the op (not recorded).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-TRANSFERS: dict[str, Callable] = {}
+import numpy as np
+
+TRANSFERS: dict[str, Callable[..., np.ndarray]] = {}
+SAMPLERS: dict[str, Callable[[np.random.Generator], dict[str, Any]]] = {}
+_NEEDS_REFERENCE: dict[str, bool] = {}
 
 
-def register_transfer(name: str):
+def register_transfer(
+    name: str,
+    *,
+    sampler: Callable[[np.random.Generator], dict[str, Any]] | None = None,
+    needs_reference: bool = True,
+):
+    """Decorator registering ``fn`` as colour transfer ``name``.
+
+    ``sampler(rng) -> dict`` draws the op's random parameters (see
+    :func:`sample_params`); ``needs_reference`` is False for ops such as ``hue``.
+    """
+
     def deco(fn):
         TRANSFERS[name] = fn
+        _NEEDS_REFERENCE[name] = needs_reference
+        if sampler is not None:
+            SAMPLERS[name] = sampler
         return fn
 
     return deco
 
 
-def get_transfer(name: str) -> Callable:
+def get_transfer(name: str) -> Callable[..., np.ndarray]:
+    """The op registered as ``name``; ``KeyError`` listing the known names."""
     _load_all()
     try:
         return TRANSFERS[name]
     except KeyError:
         raise KeyError(f"unknown colour transfer {name!r}; known: {', '.join(sorted(TRANSFERS))}") from None
+
+
+def available_transfers() -> list[str]:
+    """Sorted names of all registered ops."""
+    _load_all()
+    return sorted(TRANSFERS)
+
+
+def sample_params(name: str, rng: np.random.Generator) -> dict[str, Any]:
+    """Draw op ``name``'s random parameters from ``rng`` as a JSON-ready dict.
+
+    Pass the result as keyword arguments to the op. Deterministic ops return
+    ``{}`` (and consume nothing from ``rng``).
+    """
+    get_transfer(name)  # validates the name
+    sampler = SAMPLERS.get(name)
+    return {} if sampler is None else sampler(rng)
+
+
+def needs_reference(name: str) -> bool:
+    """Whether op ``name`` uses ``ref_image``/``ref_mask``."""
+    get_transfer(name)
+    return _NEEDS_REFERENCE.get(name, True)
 
 
 def _load_all() -> None:
@@ -51,4 +126,12 @@ def _load_all() -> None:
             importlib.import_module(f"{__name__}.{info.name}")
 
 
-__all__ = ["TRANSFERS", "get_transfer", "register_transfer"]
+__all__ = [
+    "SAMPLERS",
+    "TRANSFERS",
+    "available_transfers",
+    "get_transfer",
+    "needs_reference",
+    "register_transfer",
+    "sample_params",
+]

@@ -1,0 +1,142 @@
+"""Input checks, compositing and colour-space conversions shared by the ops.
+
+All arrays here are RGB on the 0–1 scale unless a function says otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Tolerance above 1.0 accepted on input (float rounding of 0–1 data).
+_RANGE_TOL = 1e-3
+
+
+def _check_image(name: str, arr: object, what: str) -> np.ndarray:
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name}: {what} must be a numpy array, got {type(arr).__name__}")
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"{name}: {what} must have shape (H, W, 3), got {arr.shape}")
+    if arr.dtype.kind != "f":
+        raise TypeError(f"{name}: {what} must be float on the 0–1 scale, got dtype {arr.dtype} (divide uint8 by 255)")
+    return arr
+
+
+def _check_mask(name: str, mask: object, shape: tuple[int, ...], what: str) -> np.ndarray:
+    if not isinstance(mask, np.ndarray):
+        raise TypeError(f"{name}: {what} must be a numpy bool array, got {type(mask).__name__}")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"{name}: {what} must have dtype bool, got {mask.dtype} (binarise raw masks first)")
+    if mask.shape != shape[:2]:
+        raise ValueError(f"{name}: {what} has shape {mask.shape}, expected {shape[:2]}")
+    return mask
+
+
+def _check_pixels(name: str, px: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(px)):
+        raise ValueError(f"{name}: {what} contains NaN or Inf")
+    lo, hi = float(px.min()), float(px.max())
+    if hi > 1.0 + _RANGE_TOL or lo < -_RANGE_TOL:
+        raise ValueError(
+            f"{name}: {what} values lie in [{lo:g}, {hi:g}]; expected the 0–1 scale (divide 0–255 images by 255)"
+        )
+
+
+def gather(
+    name: str,
+    image: np.ndarray,
+    mask: np.ndarray,
+    ref_image: np.ndarray | None = None,
+    ref_mask: np.ndarray | None = None,
+    *,
+    needs_reference: bool = True,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate the op's inputs and return ``(fg, ref)`` pixel lists.
+
+    ``fg`` is ``float64 (N, 3)`` = ``image[mask]``; ``ref`` is ``float64 (M, 3)``
+    = ``ref_image[ref_mask]`` (``None`` when ``needs_reference`` is False). Both
+    on 0–1 and clipped to it.
+    """
+    _check_image(name, image, "image")
+    _check_mask(name, mask, image.shape, "mask")
+    if not mask.any():
+        raise ValueError(f"{name}: the foreground mask is empty")
+    fg = image[mask].astype(np.float64)
+    _check_pixels(name, fg, "foreground")
+    if not needs_reference:
+        return np.clip(fg, 0.0, 1.0), None
+    if ref_mask is None:
+        raise ValueError(f"{name}: needs a reference region: pass ref_mask (and ref_image if not the same photo)")
+    if ref_image is None:
+        ref_image = image
+    _check_image(name, ref_image, "ref_image")
+    _check_mask(name, ref_mask, ref_image.shape, "ref_mask")
+    if not ref_mask.any():
+        raise ValueError(f"{name}: the reference mask is empty")
+    ref = ref_image[ref_mask].astype(np.float64)
+    _check_pixels(name, ref, "reference region")
+    return np.clip(fg, 0.0, 1.0), np.clip(ref, 0.0, 1.0)
+
+
+def composite(image: np.ndarray, mask: np.ndarray, fg_new: np.ndarray) -> np.ndarray:
+    """``float32`` copy of ``image`` with ``image[mask] = clip(fg_new, 0, 1)``."""
+    out = np.array(image, dtype=np.float32, copy=True)
+    fg = np.nan_to_num(np.asarray(fg_new, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+    out[mask] = np.clip(fg, 0.0, 1.0).astype(np.float32)
+    return out
+
+
+def fresh_rng(rng: np.random.Generator | None) -> np.random.Generator:
+    """``rng`` itself, or a new entropy-seeded generator when ``None``."""
+    if rng is None:
+        return np.random.default_rng()
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    return rng
+
+
+# --------------------------------------------------------------------------
+# Reinhard lαβ (Reinhard et al. 2001, matrices as in iHarmony4's rgb2lab.m/lab2rgb.m)
+
+RGB2LMS = np.array([[0.3811, 0.5783, 0.0402], [0.1967, 0.7244, 0.0782], [0.0241, 0.1288, 0.8444]])
+LMS2RGB = np.array([[4.4687, -3.5887, 0.1196], [-1.2197, 2.3831, -0.1626], [0.0585, -0.2611, 1.2057]])
+LOGLMS2LAB = np.diag([1 / np.sqrt(3), 1 / np.sqrt(6), 1 / np.sqrt(2)]) @ np.array(
+    [[1.0, 1.0, 1.0], [1.0, 1.0, -2.0], [1.0, -1.0, 0.0]]
+)
+LAB2LOGLMS = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, -1.0], [1.0, -2.0, 0.0]]) @ np.diag(
+    [np.sqrt(3) / 3, np.sqrt(6) / 6, np.sqrt(2) / 2]
+)
+
+
+def rgb_to_lalphabeta(rgb: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` RGB on 0–1 -> lαβ (log10 LMS). Black gives -Inf/NaN, as in MATLAB."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(rgb @ RGB2LMS.T) @ LOGLMS2LAB.T
+
+
+def lalphabeta_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """lαβ ``(N, 3)`` -> RGB (0–1 scale, unclipped); NaN LMS become 0 (MATLAB: NaN/-Inf -> 0).
+
+    log10 LMS is capped at 10 so that extreme outliers saturate instead of overflowing.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        lms = 10.0 ** np.minimum(lab @ LAB2LOGLMS.T, 10.0)
+    lms[~np.isfinite(lms)] = 0.0
+    return lms @ LMS2RGB.T
+
+
+# --------------------------------------------------------------------------
+# YCbCr as MATLAB rgb2ycbcr (ITU-R BT.601, "studio" ranges), 0–255 output scale
+
+RGB2YCBCR = np.array([[65.481, 128.553, 24.966], [-37.797, -74.203, 112.0], [112.0, -93.786, -18.214]])
+YCBCR_OFFSET = np.array([16.0, 128.0, 128.0])
+YCBCR2RGB = np.linalg.inv(RGB2YCBCR)
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` RGB on 0–1 -> YCbCr on the 0–255 scale (Y in [16, 235], Cb/Cr in [16, 240])."""
+    return rgb @ RGB2YCBCR.T + YCBCR_OFFSET
+
+
+def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """YCbCr on 0–255 -> RGB on 0–1 (unclipped)."""
+    return (ycc - YCBCR_OFFSET) @ YCBCR2RGB.T

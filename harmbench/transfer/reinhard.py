@@ -1,0 +1,67 @@
+"""Reinhard et al. 2001 global colour transfer in lαβ, restricted to a mask.
+
+Follows iHarmony4's ``global_color_transfer/{gct,rgb2lab,lab2rgb,rescale_image}.m``:
+RGB (0–1) -> LMS = M₁·RGB -> log10 -> lαβ; per channel
+``x' = (x - μ_fg)·σ_ref/σ_fg + μ_ref`` with σ the sample std (N−1) over the
+pixels whose lαβ is finite; back with the exact inverse of the lαβ rotation,
+``10^·`` and M₂ (iHarmony4's corrected inverse of M₁, so M₂·M₁ ≈ I to 4 digits).
+
+Defined edge cases:
+
+* pure black pixels (LMS = 0, lαβ = −Inf/NaN) are left out of the statistics
+  and stay black, as in the MATLAB code;
+* a channel with σ_fg = 0 (single-colour foreground, or a single valid pixel)
+  is shifted onto μ_ref (scale 1); σ_ref = 0 collapses it onto μ_ref;
+* a foreground that is entirely black is returned unchanged; a reference
+  region that is entirely black raises ``ValueError`` (statistics undefined).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harmbench.transfer import register_transfer
+from harmbench.transfer._common import composite, gather, lalphabeta_to_rgb, rgb_to_lalphabeta
+
+# σ below this (in lαβ units, where the channels span a few units) counts as zero.
+_SIGMA_EPS = 1e-9
+
+
+def lab_stats(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(valid, mean, std)`` of lαβ pixels ``(N, 3)`` over finite rows; std with N−1 (0 if N < 2)."""
+    valid = np.isfinite(lab).all(axis=1)
+    v = lab[valid]
+    if len(v) == 0:
+        return valid, np.full(3, np.nan), np.full(3, np.nan)
+    mean = v.mean(axis=0)
+    std = v.std(axis=0, ddof=1) if len(v) > 1 else np.zeros(3)
+    return valid, mean, std
+
+
+@register_transfer("reinhard")
+def reinhard(
+    image: np.ndarray,
+    mask: np.ndarray,
+    ref_image: np.ndarray | None = None,
+    ref_mask: np.ndarray | None = None,
+    *,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """Reinhard lαβ mean/std transfer from ``ref_image[ref_mask]`` onto ``image[mask]``.
+
+    Inputs/outputs on the 0–1 scale (float32 out, clipped); ``rng`` is unused.
+    """
+    fg, ref = gather("reinhard", image, mask, ref_image, ref_mask)
+    lab_fg = rgb_to_lalphabeta(fg)
+    lab_ref = rgb_to_lalphabeta(ref)
+    valid_fg, mu_fg, sd_fg = lab_stats(lab_fg)
+    _, mu_ref, sd_ref = lab_stats(lab_ref)
+    if not np.isfinite(mu_ref).all():
+        raise ValueError("reinhard: the reference region is entirely black (0,0,0); its lαβ statistics are undefined")
+    if not valid_fg.any():
+        return composite(image, mask, fg)
+    scale = np.divide(sd_ref, sd_fg, out=np.ones(3), where=sd_fg > _SIGMA_EPS)
+    new_lab = (lab_fg[valid_fg] - mu_fg) * scale + mu_ref
+    new = np.zeros_like(fg)  # black pixels stay black
+    new[valid_fg] = lalphabeta_to_rgb(new_lab)
+    return composite(image, mask, new)
