@@ -1,1 +1,45 @@
-"""harmbench.models"""
+"""Harmonization baselines behind one interface.
+
+``get_model(name, **config)`` builds a registered method; every method implements
+``harmonize(composite (N,3,H,W) 0–1, mask (N,1,H,W) {0,1}) -> (N,3,H,W) 0–1``.
+
+Registered: ``composite`` (identity), ``reinhard``, ``histmatch``, ``ychist``, ``xiao``,
+``idt`` (colour transfer with the background as reference), ``hen-ctn``, ``dovenet``,
+``bargainnet``. Learned models take ``preset="full"|"small"``, their config fields and
+``seed``.
+"""
+
+from harmbench.models.base import (
+    MODELS,
+    Harmonizer,
+    LearnedHarmonizer,
+    ModelInputError,
+    available_models,
+    get_model,
+    register_model,
+    validate_inputs,
+)
+from harmbench.models.bargainnet import BargainNet, BargainNetConfig
+from harmbench.models.classical import CompositeBaseline, TransferHarmonizer
+from harmbench.models.dovenet import DoveNet, DoveNetConfig, DoveNetDiscriminator
+from harmbench.models.hen_ctn import HENCTN, HENCTNConfig
+
+__all__ = [
+    "HENCTN",
+    "MODELS",
+    "BargainNet",
+    "BargainNetConfig",
+    "CompositeBaseline",
+    "DoveNet",
+    "DoveNetConfig",
+    "DoveNetDiscriminator",
+    "HENCTNConfig",
+    "Harmonizer",
+    "LearnedHarmonizer",
+    "ModelInputError",
+    "TransferHarmonizer",
+    "available_models",
+    "get_model",
+    "register_model",
+    "validate_inputs",
+]

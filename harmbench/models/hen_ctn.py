@@ -1,0 +1,308 @@
+"""HEN/CTN: "Deep Color Transfer using Histogram Analogy" (Lee et al., TVC 2020), used for harmonization.
+
+Scales: images enter and leave the networks as **normalised Lab on [-1, 1]**
+(:func:`harmbench.models.lab.rgb_to_nlab`); the CTN output is unbounded (no tanh/clamp).
+
+* HEN (:class:`HistogramEncoder`): histogram ``(N, 1 + l_bins, B, B)`` -> code ``(N, C, 1, 1)``.
+  log2(B)−2 Conv4×4 s2 p1 (B -> 4), three Conv4×4 s1 p1 (4 -> 1), each + LeakyReLU(0.1), no
+  norm; Conv1×1 -> C; Linear(C, C). Full size: width 128, C 64, B 64, 8 L bins.
+* CTN (:class:`ColorTransferNet`): 5-level encoder (w, 2w, 4w, 8w, 8w; InstanceNorm without
+  affine), decoder whose 5 blocks each take ``cat[prev, skip, e_s, e_t]`` (codes or code maps
+  bilinearly resized to that level), 3 residual refinement blocks conditioned on the codes,
+  an output block, and side outputs at 1/16..1/2 resolution for the multi-scale loss.
+* :class:`HENCTN` joins both. ``harmonize``: source code from the foreground histogram, target
+  code from the background histogram; the source map carries the foreground code on foreground
+  pixels (background code elsewhere), the target map the background code everywhere, so only
+  foreground pixels are asked to change; the output is pasted back with the mask.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from harmbench.errors import ConfigError
+from harmbench.models.base import LearnedHarmonizer, PresetMixin, register_model
+from harmbench.models.histogram import hen_input
+from harmbench.models.lab import nlab_to_rgb, rgb_to_nlab
+from harmbench.models.layers import init_normal
+
+
+@dataclass(frozen=True)
+class HENCTNConfig(PresetMixin):
+    """HEN/CTN options (``full`` = released architecture; ``small`` = CPU size).
+
+    Attributes:
+        width: CTN base channels w (64); encoder w·(1,2,4,8,8).
+        hen_width: HEN hidden channels (128).
+        code_dim: histogram code length C (64).
+        hist_bins: ab histogram bins per axis B (64; a power of two ≥ 8).
+        l_bins: L histogram bins (8).
+        dropout: Dropout(0.5) in the refinement blocks (active in training mode only).
+        soft_hist_bins: bins of the differentiable ab histogram in the loss (32).
+        pad_margin: replicate padding around the image at inference (30 px, as released).
+        recomposite: paste the output into the composite's background (default on).
+    """
+
+    width: int = 64
+    hen_width: int = 128
+    code_dim: int = 64
+    hist_bins: int = 64
+    l_bins: int = 8
+    dropout: bool = True
+    soft_hist_bins: int = 32
+    pad_margin: int = 30
+    recomposite: bool = True
+
+    PRESETS: ClassVar[dict] = {
+        "full": {},
+        "small": {"width": 16, "hen_width": 32, "code_dim": 16, "hist_bins": 32, "pad_margin": 8},
+    }
+
+    def validate(self) -> None:
+        b = self.hist_bins
+        if b < 8 or b & (b - 1):
+            raise ConfigError("hen-ctn.hist_bins", f"must be a power of two >= 8, got {b}")
+        for f in ("width", "hen_width", "code_dim", "l_bins", "soft_hist_bins"):
+            if getattr(self, f) < 1:
+                raise ConfigError(f"hen-ctn.{f}", f"must be >= 1, got {getattr(self, f)}")
+        if self.pad_margin < 0:
+            raise ConfigError("hen-ctn.pad_margin", f"must be >= 0, got {self.pad_margin}")
+
+
+# --------------------------------------------------------------------------- HEN
+
+
+class HistogramEncoder(nn.Module):
+    """HEN: ``(N, 1 + l_bins, B, B)`` histogram -> ``(N, code_dim, 1, 1)`` code."""
+
+    def __init__(self, l_bins: int = 8, hist_bins: int = 64, width: int = 128, code_dim: int = 64):
+        super().__init__()
+        n_down = int(math.log2(hist_bins)) - 2
+        layers: list[nn.Module] = []
+        prev = l_bins + 1
+        for _ in range(n_down):
+            layers += [nn.Conv2d(prev, width, 4, stride=2, padding=1), nn.LeakyReLU(0.1, True)]
+            prev = width
+        for _ in range(3):
+            layers += [nn.Conv2d(prev, width, 4, stride=1, padding=1), nn.LeakyReLU(0.1, True)]
+            prev = width
+        layers.append(nn.Conv2d(width, code_dim, 1))
+        self.features = nn.Sequential(*layers)
+        self.fc = nn.Linear(code_dim, code_dim)
+
+    def forward(self, hist: torch.Tensor) -> torch.Tensor:
+        z = self.features(hist).flatten(1)
+        return self.fc(z).view(z.shape[0], -1, 1, 1)
+
+
+# --------------------------------------------------------------------------- CTN blocks
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if x.shape[-2:] == (1, 1):
+        return x.expand(-1, -1, *size)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _conv3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
+
+
+def _inorm(c: int) -> nn.InstanceNorm2d:
+    return nn.InstanceNorm2d(c, affine=False)
+
+
+class _EncBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, first: bool):
+        super().__init__()
+        act = lambda: nn.LeakyReLU(0.2, True)  # noqa: E731
+        if first:
+            layers = [_conv3(cin, cout), _inorm(cout), act(), _conv3(cout, cout), _inorm(cout), act()]
+        else:
+            layers = [act(), _conv3(cin, cout), _inorm(cout), act(), _conv3(cout, cout), _inorm(cout), act()]
+        layers += [nn.Conv2d(cout, cout, 4, stride=2, padding=1), _inorm(cout)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)
+
+
+class _DecBlock(nn.Module):
+    """cat[prev, skip, e_s, e_t] at the skip's size -> ReLU, ×2 bilinear, convs."""
+
+    def __init__(self, cin: int, cout: int, last: bool = False, mid: int | None = None):
+        super().__init__()
+        up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
+        if last:
+            mid = mid or cout * 2
+            layers = [
+                nn.ReLU(True), up, _conv3(cin, mid, bias=False), _inorm(mid),
+                nn.ReLU(True), _conv3(mid, cout), _inorm(cout),
+                nn.ReLU(True), _conv3(cout, cout),
+            ]
+        else:
+            layers = [
+                nn.ReLU(True), up, _conv3(cin, cout), _inorm(cout),
+                nn.ReLU(True), _conv3(cout, cout), _inorm(cout),
+                nn.ReLU(True), _conv3(cout, cout), _inorm(cout),
+            ]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, prev, skip, e_s, e_t):
+        size = tuple(skip.shape[-2:])
+        return self.block(torch.cat([_resize(prev, size), skip, _resize(e_s, size), _resize(e_t, size)], 1))
+
+
+class _RefineBlock(nn.Module):
+    """r = x + [Conv3 (w+2C)->(w+2C), IN, ReLU, (Dropout), Conv3 -> w, IN](cat[x, e_s, e_t])."""
+
+    def __init__(self, width: int, code_dim: int, dropout: bool):
+        super().__init__()
+        c = width + 2 * code_dim
+        layers: list[nn.Module] = [_conv3(c, c), _inorm(c), nn.ReLU(True)]
+        if dropout:
+            layers.append(nn.Dropout(0.5))
+        layers += [_conv3(c, width), _inorm(width)]
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x, e_s, e_t):
+        size = tuple(x.shape[-2:])
+        return x + self.block(torch.cat([x, _resize(e_s, size), _resize(e_t, size)], 1))
+
+
+def _side_out(c: int) -> nn.Sequential:
+    return nn.Sequential(nn.ReLU(True), _conv3(c, c), _inorm(c), nn.ReLU(True), _conv3(c, 3))
+
+
+class CTNOutput(NamedTuple):
+    """CTN outputs, normalised Lab (unbounded): the full-size prediction and the 4 side outputs
+    (1/16, 1/8, 1/4, 1/2 of the input size: 16, 32, 64, 128 px at 256)."""
+
+    output: torch.Tensor
+    sides: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class ColorTransferNet(nn.Module):
+    """CTN: ``forward(x (N,3,H,W) nLab, e_s, e_t)``; codes ``(N,C,1,1)`` or code maps ``(N,C,H,W)``."""
+
+    def __init__(self, width: int = 64, code_dim: int = 64, dropout: bool = True):
+        super().__init__()
+        w, c = width, code_dim
+        chans = [w, 2 * w, 4 * w, 8 * w, 8 * w]
+        self.encoder = nn.ModuleList(
+            [_EncBlock(3 if i == 0 else chans[i - 1], chans[i], first=i == 0) for i in range(5)]
+        )
+        self.decoder = nn.ModuleList(
+            [
+                _DecBlock(chans[4] + chans[4] + 2 * c, chans[3]),
+                _DecBlock(chans[3] + chans[3] + 2 * c, chans[2]),
+                _DecBlock(chans[2] + chans[2] + 2 * c, chans[1]),
+                _DecBlock(chans[1] + chans[1] + 2 * c, chans[0]),
+                _DecBlock(chans[0] + chans[0] + 2 * c, w, last=True, mid=2 * w),
+            ]
+        )
+        self.init_block = nn.Sequential(_conv3(3, w), _inorm(w), nn.ReLU(True), _conv3(w, w))
+        self.refine = nn.ModuleList([_RefineBlock(w, c, dropout) for _ in range(3)])
+        self.last_block = nn.Sequential(
+            _conv3(w, w), nn.ReLU(True), _conv3(w, w), nn.ReLU(True), _conv3(w, w), nn.ReLU(True), _conv3(w, 3)
+        )
+        self.side_outputs = nn.ModuleList([_side_out(ch) for ch in (chans[3], chans[2], chans[1], chans[0])])
+
+    def forward(self, x: torch.Tensor, e_s: torch.Tensor, e_t: torch.Tensor) -> CTNOutput:
+        feats = []
+        h = x
+        for enc in self.encoder:
+            h = enc(h)
+            feats.append(h)
+        e1, e2, e3, e4, e5 = feats
+        d1 = self.decoder[0](e5, e5, e_s, e_t)
+        d2 = self.decoder[1](d1, e4, e_s, e_t)
+        d3 = self.decoder[2](d2, e3, e_s, e_t)
+        d4 = self.decoder[3](d3, e2, e_s, e_t)
+        d5 = _resize(self.decoder[4](d4, e1, e_s, e_t), tuple(x.shape[-2:]))
+        base = self.init_block(x)
+        r = d5
+        for block in self.refine:
+            r = block(r + base, e_s, e_t)
+        out = self.last_block(r + base)
+        sides = tuple(head(d) for head, d in zip(self.side_outputs, (d1, d2, d3, d4)))
+        return CTNOutput(out, sides)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- joint model
+
+
+@register_model("hen-ctn")
+class HENCTN(LearnedHarmonizer):
+    """HEN + CTN. ``forward(x, hist_s, hist_t)`` is the training pass (codes from histograms)."""
+
+    name = "hen-ctn"
+    config_class = HENCTNConfig
+    stride = 32
+    min_size = 64  # the 1/32 bottleneck must be ≥ 2×2 for instance norm
+
+    def __init__(self, config: HENCTNConfig | None = None, **overrides):
+        super().__init__(config, **overrides)
+        cfg = self.config
+        self.hen = HistogramEncoder(cfg.l_bins, cfg.hist_bins, cfg.hen_width, cfg.code_dim)
+        self.ctn = ColorTransferNet(cfg.width, cfg.code_dim, cfg.dropout)
+        init_normal(self, zero_bias=False)
+
+    @property
+    def pad_margin(self) -> int:  # type: ignore[override]
+        return self.config.pad_margin
+
+    # -- building blocks -----------------------------------------------------------
+    def histogram(self, x: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+        """Hard HEN-input histogram ``(N, 1+l_bins, B, B)`` of nLab ``x`` over ``region`` (no grad)."""
+        return hen_input(x, region, ab_bins=self.config.hist_bins, l_bins=self.config.l_bins)
+
+    def encode(self, x: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+        """Code ``(N, C, 1, 1)`` of the region of nLab ``x`` (``None`` = whole image)."""
+        return self.hen(self.histogram(x, region))
+
+    def encode_regions(self, x: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        """Codes ``(N, R, C)`` of R regions given as masks ``(N, R, H, W)`` (e.g. one-hot labels)."""
+        codes = [self.encode(x, regions[:, r : r + 1]).flatten(1) for r in range(regions.shape[1])]
+        return torch.stack(codes, dim=1)
+
+    @staticmethod
+    def paint_codes(codes: torch.Tensor, regions: torch.Tensor, default: torch.Tensor | None = None) -> torch.Tensor:
+        """Code map ``(N, C, H, W)``: code r on the pixels of region r, ``default`` (N,C,1,1) elsewhere."""
+        n, _, h, w = regions.shape
+        covered = regions.sum(1, keepdim=True).clamp(max=1.0)
+        painted = torch.einsum("nrc,nrhw->nchw", codes, regions)
+        if default is None:
+            return painted
+        return painted + default.reshape(n, -1, 1, 1) * (1.0 - covered)
+
+    def transfer(self, x: torch.Tensor, e_s: torch.Tensor, e_t: torch.Tensor) -> CTNOutput:
+        """CTN with given codes / code maps; ``x`` nLab."""
+        return self.ctn(x, e_s, e_t)
+
+    def forward(self, x: torch.Tensor, hist_s: torch.Tensor, hist_t: torch.Tensor) -> CTNOutput:
+        """Training pass: nLab source ``x``, source/target histograms -> CTN outputs (HEN gets gradients)."""
+        return self.ctn(x, self.hen(hist_s), self.hen(hist_t))
+
+    # -- harmonization -------------------------------------------------------------
+    def _harmonize(self, composite: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        x = rgb_to_nlab(composite)
+        fg = mask * valid
+        bg = (1.0 - mask) * valid
+        e_f = self.encode(x, fg)
+        e_b = self.encode(x, bg)
+        src_map = self.paint_codes(e_f.flatten(1).unsqueeze(1), mask, default=e_b)
+        out = nlab_to_rgb(self.ctn(x, src_map, e_b).output)
+        has_bg = (bg.flatten(1).sum(1) > 0).view(-1, 1, 1, 1)
+        return torch.where(has_bg, out, composite)
+
+
+__all__ = ["CTNOutput", "ColorTransferNet", "HENCTN", "HENCTNConfig", "HistogramEncoder"]
