@@ -103,12 +103,42 @@ def materialise_demo_photos(cache_dir: PathLike | None = None) -> dict[str, Path
     return {im["file_name"]: demo_photo_path(im["file_name"], im.get("skimage_name"), cache_dir=cache_dir) for im in data["images"]}
 
 
+def demo_versions(photo: Path, *, cache_dir: PathLike | None = None) -> dict[str, str]:
+    """``{version: path}`` for a demo photo: ``original`` plus one retouched copy per preset.
+
+    The retouched copies (:data:`harmbench.transfer.retouch.RETOUCHES`) are
+    written once as PNG to ``<cache>/demo/versions/`` (temp file + rename) and
+    play the role of FiveK's expert versions for the ``hadobe5k`` recipe.
+    """
+    from harmbench.imaging import encode_image, read_rgb
+    from harmbench.transfer.retouch import RETOUCHES, retouch
+
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    out_dir = cache / "demo" / "versions"
+    versions = {"original": str(photo)}
+    rgb = None
+    for name in sorted(RETOUCHES):
+        out = out_dir / f"{photo.stem}_{name}.png"
+        if not out.is_file():
+            rgb = read_rgb(photo) if rgb is None else rgb
+            out_dir.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(encode_image(retouch(rgb, name), "png"))
+            os.replace(tmp, out)
+        versions[name] = str(out)
+    return versions
+
+
 @register_source("demo")
-def demo_source(*, cache_dir: PathLike | None = None, source_name: str = "demo", **filters: Any) -> SourceRecords:
+def demo_source(
+    *, cache_dir: PathLike | None = None, source_name: str = "demo", versions: bool = False, **filters: Any
+) -> SourceRecords:
     """The demo objects as :class:`ObjectRecord` s (keys ``demo_<image id>_<annotation id>``).
 
     ``meta["skimage_name"]`` names the ``skimage.data`` photo; ``filters`` as in
-    :func:`harmbench.sources.coco.apply_object_filters`.
+    :func:`harmbench.sources.coco.apply_object_filters`. With ``versions=True``
+    each record also carries retouched versions of its photo
+    (:func:`demo_versions`), for the ``hadobe5k`` recipe.
     """
     filters = split_filter_options(filters, "demo")
     data = load_demo_annotations()
@@ -127,11 +157,19 @@ def demo_source(*, cache_dir: PathLike | None = None, source_name: str = "demo",
         filters=filters,
     )
     names = {str(im["id"]): im.get("skimage_name", Path(im["file_name"]).stem) for im in data["images"]}
+    vers: dict[str, dict[str, str]] = {}
+    if versions:
+        for r in records:
+            if r.image_path not in vers:
+                vers[r.image_path] = demo_versions(Path(r.image_path), cache_dir=cache_dir)
     return SourceRecords(
-        [replace(r, meta={**dict(r.meta), "skimage_name": names[r.image_id]}) for r in records],
+        [
+            replace(r, meta={**dict(r.meta), "skimage_name": names[r.image_id]}, versions=vers.get(r.image_path, r.versions))
+            for r in records
+        ],
         records.skipped,
         records.filtered,
     )
 
 
-__all__ = ["demo_annotations_path", "demo_photo_path", "demo_source", "load_demo_annotations", "materialise_demo_photos"]
+__all__ = ["demo_annotations_path", "demo_photo_path", "demo_source", "demo_versions", "load_demo_annotations", "materialise_demo_photos"]
