@@ -1,0 +1,90 @@
+"""The recipe registry: recipe type name -> :class:`Recipe` instance.
+
+A recipe declares its own TOML options (a frozen dataclass of
+:func:`harmbench.recipes.schema.opt` fields), which record kind it consumes,
+which filters apply to it, and implements ``plan`` (driver) and
+``synthesize`` (worker). :func:`harmbench.recipes.synthesize` dispatches on
+``spec.recipe`` through :data:`RECIPES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harmbench.recipes.base import SampleArrays, SampleSpec
+
+if TYPE_CHECKING:
+    from harmbench.recipes.config import RecipeConfig
+    from harmbench.recipes.planning import PlanContext
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A recipe without options of its own."""
+
+
+class Recipe:
+    """Base class of recipes.
+
+    Class attributes:
+        name: the registered type name (``type = "..."`` in TOML, ``SampleSpec.recipe``).
+        Options: frozen dataclass of the recipe's own TOML fields.
+        record_kind: ``"object"`` (:class:`ObjectRecord`) or ``"triplet"`` (:class:`TripletRecord`).
+        filters: which shared filters apply: ``"fg_ratio"`` (plan time), ``"min_fmse"`` (synthesis).
+        max_per_object: upper bound of ``per_object`` (None: no bound beyond the global one).
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    record_kind: ClassVar[str] = "object"
+    filters: ClassVar[frozenset[str]] = frozenset({"fg_ratio", "min_fmse"})
+    max_per_object: ClassVar[int | None] = None
+
+    def validate(self, rc: RecipeConfig, path: str | None) -> None:
+        """Cross-field checks beyond types and ranges; raise ConfigError naming the field."""
+
+    def plan(self, ctx: PlanContext, rc: RecipeConfig, records: Sequence[Any]) -> list[SampleSpec]:
+        """Records -> specs (cheap, deterministic); report rejected inputs with ``ctx.skip``."""
+        raise NotImplementedError
+
+    def synthesize(self, spec: SampleSpec) -> SampleArrays:
+        """One spec -> pixels + meta; raise InputError to skip."""
+        raise NotImplementedError
+
+
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(cls: type[Recipe]) -> type[Recipe]:
+    """Class decorator: register one instance of ``cls`` under ``cls.name``."""
+    if not cls.name:
+        raise ValueError(f"recipe class {cls.__name__} has no name")
+    RECIPES[cls.name] = cls()
+    return cls
+
+
+def _load_all() -> None:
+    import importlib
+    import pkgutil
+
+    import harmbench.recipes as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.name not in ("base", "registry", "schema", "config", "planning", "common", "splits") and not info.name.startswith("_"):
+            importlib.import_module(f"{pkg.__name__}.{info.name}")
+
+
+def get_recipe(name: str) -> Recipe:
+    """The registered recipe ``name`` (KeyError listing the known ones otherwise)."""
+    _load_all()
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise KeyError(f"unknown recipe {name!r}; known: {', '.join(sorted(RECIPES))}") from None
+
+
+def recipe_names() -> list[str]:
+    _load_all()
+    return sorted(RECIPES)
