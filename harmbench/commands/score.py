@@ -1,0 +1,69 @@
+"""``harmbench score``: score a triplet dataset folder offline (composites or a predictions folder)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "score"
+HELP = "score a dataset folder (iHarmony4 layout or flat triplets) under a metric profile"
+DESCRIPTION = (
+    "Score the composites of DATASET (the 'composite' baseline row) or, with --predictions, a folder of "
+    "harmonized images matched by composite key. Prints All / per-subset / per-fg-bucket means with N. "
+    "Bad samples are skipped with a reason; the exit status is 1 when nothing could be scored "
+    "(or, with --strict, when anything was skipped)."
+)
+
+EXIT_OK = 0
+EXIT_SKIPPED = 1
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", metavar="DATASET", help="iHarmony4-layout root, one subset folder, or a flat triplet folder")
+    parser.add_argument("--predictions", metavar="DIR", help="folder of predictions named by composite stem (flat or per subset)")
+    parser.add_argument("--profile", default="harmbench", help="metric profile: iharm, dovenet, zhenglab, harmbench (default)")
+    parser.add_argument("--resize", default="fixed256", help="fixed256 (default), limit1024 or none")
+    parser.add_argument("--split", default="test", help="split whose split files select composites (default test); 'all' ignores split files")
+    parser.add_argument("--lpips", action="store_true", help="also compute LPIPS and foreground LPIPS")
+    parser.add_argument("--lpips-weights", metavar="FILE", help="local AlexNet backbone weights for LPIPS (offline use)")
+    parser.add_argument("--json", metavar="OUT", help="write aggregates, per-sample values and skips to this JSON file")
+    parser.add_argument("--strict", action="store_true", help="exit non-zero when any sample was skipped")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="B", help="samples per metric batch (default 16)")
+    parser.add_argument("--workers", type=int, default=4, metavar="N", help="decoding threads (default 4)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
+    parser.add_argument("--no-progress", action="store_true", help="never show the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harmbench.eval.report import write_json
+    from harmbench.eval.score import ScoreOptions, score_dataset
+
+    from tqdm import tqdm
+
+    def report_skip(s) -> None:
+        tqdm.write(f"skipped {s.path}: {s.reason}", file=sys.stderr)  # does not break a running progress bar
+
+    opts = ScoreOptions(
+        profile=args.profile,
+        resize=args.resize,
+        split=None if args.split in ("all", "") else args.split,
+        predictions=args.predictions,
+        lpips=args.lpips,
+        lpips_weights=args.lpips_weights,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        progress=False if args.no_progress else None,
+    )
+    result = score_dataset(args.dataset, opts, on_skip=report_skip)
+    print(result.format_table())
+    if result.skipped:
+        print(f"{len(result.skipped)} input(s) skipped (see messages above)", file=sys.stderr)
+    if args.json:
+        write_json(result.to_dict(), args.json)
+    if result.n == 0:
+        print(f"harmbench score: nothing could be scored in {args.dataset}", file=sys.stderr)
+        return EXIT_SKIPPED
+    if args.strict and result.skipped:
+        return EXIT_SKIPPED
+    return EXIT_OK

@@ -1,0 +1,212 @@
+"""A torch ``IterableDataset`` over harmbench shards.
+
+Tensors: ``composite`` and ``real`` are ``float32 (3, H, W)`` on the **0–1**
+scale (RGB); ``mask`` is ``float32 (1, H, W)`` with values in **{0, 1}**
+(foreground = 1, from the stored 0/255 PNG thresholded at 128). Each item is a
+dict ``{"key", "composite", "mask", "real", "meta"}`` (+ ``"reference"`` when
+stored and asked for).
+
+Splitting: the data is divided between nodes (``rank``/``world_size``, taken
+from ``torch.distributed`` or ``RANK``/``WORLD_SIZE`` when not given) and the
+DataLoader workers of each node. With at least as many shards as
+``world_size × num_workers`` each slot reads whole shards; otherwise every
+slot reads all shards and keeps every n-th sample. Either way each sample is
+yielded exactly once per epoch across all slots (slots may get unequal counts).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import random
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import IterableDataset, get_worker_info
+
+from harmbench.data.shards import PathLike, iter_tar_samples, shard_files
+
+Size = int | tuple[int, int]
+
+
+def _hw(size: Size) -> tuple[int, int]:
+    return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def decode_image(data: bytes) -> torch.Tensor:
+    """Encoded RGB image -> ``float32 (3, H, W)`` on 0–1."""
+    arr = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def decode_mask(data: bytes) -> torch.Tensor:
+    """Encoded 0/255 mask -> ``float32 (1, H, W)`` in {0, 1} (threshold 128)."""
+    arr = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.uint8) >= 128
+    return torch.from_numpy(arr.astype(np.float32))[None]
+
+
+def _field(sample: dict[str, Any], stem: str) -> bytes | None:
+    for ext in ("jpg", "png", "jpeg", "webp"):
+        if f"{stem}.{ext}" in sample:
+            return sample[f"{stem}.{ext}"]
+    return None
+
+
+def _dist_rank_world() -> tuple[int, int]:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return dist.get_rank(), dist.get_world_size()
+    except Exception:  # noqa: BLE001
+        pass
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+class HarmonizationShards(IterableDataset):
+    """Stream (composite, mask, real) samples from harmbench WebDataset shards.
+
+    Args:
+        source: a built dataset directory, or a list of tar paths.
+        split: split to read from a directory (``None``: all).
+        shuffle: shuffle buffer size in samples (0: file order); shard order is shuffled too.
+        seed: base seed of shard order, buffer and random crops (combined with the epoch, see :meth:`set_epoch`).
+        resize: resize every image to ``(H, W)`` (int: square); bilinear (antialiased) for images, nearest for masks.
+        crop: random crop ``(H, W)`` after resizing (same window for all images of a sample; centre crop if ``shuffle`` is 0 and ``random_crop`` unset).
+        random_crop: random (True) or centre (False) crop; default: random when shuffling.
+        transform: callable applied to each item dict last.
+        with_reference: also decode ``reference.jpg`` when present.
+        rank, world_size: node split (default from ``torch.distributed`` or env).
+    """
+
+    def __init__(
+        self,
+        source: PathLike | Sequence[PathLike],
+        split: str | None = "train",
+        *,
+        shuffle: int = 0,
+        seed: int = 0,
+        resize: Size | None = None,
+        crop: Size | None = None,
+        random_crop: bool | None = None,
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        with_reference: bool = False,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ):
+        super().__init__()
+        self.shards = shard_files(source, split)
+        self.shuffle = int(shuffle)
+        self.seed = int(seed)
+        self.resize = _hw(resize) if resize is not None else None
+        self.crop = _hw(crop) if crop is not None else None
+        self.random_crop = bool(shuffle) if random_crop is None else bool(random_crop)
+        self.transform = transform
+        self.with_reference = with_reference
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the shuffling of the next iteration (call before each epoch)."""
+        self.epoch = int(epoch)
+
+    def _slot(self) -> tuple[int, int]:
+        r, w = _dist_rank_world()
+        rank = r if self.rank is None else self.rank
+        world = w if self.world_size is None else self.world_size
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
+        return rank * nw + wid, world * nw
+
+    def _raw(self, slot: int, nslots: int) -> Iterator[dict[str, Any]]:
+        shards = list(self.shards)
+        if self.shuffle:
+            random.Random(f"{self.seed}:{self.epoch}:shards").shuffle(shards)
+        if len(shards) >= nslots:
+            for s in shards[slot::nslots]:
+                yield from iter_tar_samples(s)
+        else:
+            i = 0
+            for s in shards:
+                for sample in iter_tar_samples(s):
+                    if i % nslots == slot:
+                        yield sample
+                    i += 1
+
+    def _shuffled(self, it: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
+        if self.shuffle <= 1:
+            yield from it
+            return
+        buf: list[dict[str, Any]] = []
+        for s in it:
+            if len(buf) < self.shuffle:
+                buf.append(s)
+                continue
+            j = rng.randrange(len(buf))
+            buf[j], s = s, buf[j]
+            yield s
+        rng.shuffle(buf)
+        yield from buf
+
+    def decode(self, sample: dict[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
+        """Raw sample (field -> bytes) -> item dict of tensors (see the module docstring)."""
+        comp, real, mask = _field(sample, "composite"), _field(sample, "real"), sample.get("mask.png")
+        if comp is None or real is None or mask is None:
+            raise ValueError(f"{sample['__url__']}: sample {sample['__key__']} lacks composite, real or mask.png")
+        item: dict[str, Any] = {
+            "key": sample["__key__"],
+            "composite": decode_image(comp),
+            "mask": decode_mask(mask),
+            "real": decode_image(real),
+            "meta": json.loads(sample["json"]) if "json" in sample else {},
+        }
+        ref = _field(sample, "reference") if self.with_reference else None
+        if ref is not None:
+            item["reference"] = decode_image(ref)
+        pix = ["composite", "mask", "real"]
+        if self.resize is not None:
+            for k in pix:
+                mode = "nearest" if k == "mask" else "bilinear"
+                kw = {} if k == "mask" else {"align_corners": False, "antialias": True}
+                item[k] = F.interpolate(item[k][None], size=self.resize, mode=mode, **kw)[0].clamp_(0, 1)
+            if "reference" in item:
+                item["reference"] = F.interpolate(item["reference"][None], size=self.resize, mode="bilinear",
+                                                  align_corners=False, antialias=True)[0].clamp_(0, 1)
+        if self.crop is not None:
+            ch, cw = self.crop
+            h, w = item["composite"].shape[-2:]
+            if ch > h or cw > w:
+                raise ValueError(f"crop {self.crop} is larger than image {(h, w)} of {item['key']}; add resize=")
+            if self.random_crop:
+                rng = rng or random.Random()
+                y, x = rng.randint(0, h - ch), rng.randint(0, w - cw)
+            else:
+                y, x = (h - ch) // 2, (w - cw) // 2
+            for k in pix:
+                item[k] = item[k][:, y : y + ch, x : x + cw].contiguous()
+        if self.transform is not None:
+            item = self.transform(item)
+        return item
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        slot, nslots = self._slot()
+        rng = random.Random(f"{self.seed}:{self.epoch}:{slot}")
+        for sample in self._shuffled(self._raw(slot, nslots), rng):
+            yield self.decode(sample, rng)
+
+
+def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """DataLoader ``collate_fn``: stacks tensors, keeps ``key`` and ``meta`` as lists (sizes must match: use resize/crop)."""
+    out: dict[str, Any] = {"key": [b["key"] for b in batch], "meta": [b["meta"] for b in batch]}
+    for k in batch[0]:
+        if k in out:
+            continue
+        v = batch[0][k]
+        out[k] = torch.stack([b[k] for b in batch]) if isinstance(v, torch.Tensor) else [b[k] for b in batch]
+    return out
