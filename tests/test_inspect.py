@@ -50,3 +50,33 @@ def test_reason_class():
     assert reason_class("hue: object demo_2_6: foreground ratio 0.90% outside [1%, 80%]") == \
         "foreground ratio N% outside [N%, N%]"
     assert json.dumps(reason_class(""))
+
+
+def test_contact_sheet_takes_turns_over_recipe_and_method():
+    from pathlib import Path
+
+    from harmbench.build.report import _pick_round_robin
+
+    metas = [(Path("a.tar"), f"k{i}", {"recipe": "hcoco", "method": "reinhard"}) for i in range(5)]
+    metas += [(Path("a.tar"), "h0", {"recipe": "hue", "method": "hue"}), (Path("b.tar"), "i0", {"recipe": "identical", "method": "identity"})]
+    picked = [k for _, k, _ in _pick_round_robin(metas, 4)]
+    assert picked == ["k0", "h0", "i0", "k1"]
+    assert len(_pick_round_robin(metas, 100)) == len(metas)
+
+
+def test_iter_tar_samples_reads_only_requested_fields(tmp_path):
+    import io
+    import tarfile
+
+    from harmbench.data.shards import iter_tar_samples
+
+    p = tmp_path / "x.tar"
+    with tarfile.open(p, "w") as tar:
+        for name, data in [("a.json", b"{}"), ("a.mask.png", b"M"), ("b.json", b"[]")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    got = list(iter_tar_samples(p, suffixes=("json",)))
+    assert [s["__key__"] for s in got] == ["a", "b"]
+    assert "mask.png" not in got[0] and got[0]["json"] == b"{}"
+    assert list(iter_tar_samples(p))[0]["mask.png"] == b"M"

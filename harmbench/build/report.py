@@ -62,24 +62,55 @@ def _thumb(data: bytes, height: int) -> Image.Image:
     return img.resize((w, height), Image.BILINEAR)
 
 
+def _pick_round_robin(metas: list[tuple[Path, str, dict]], samples: int) -> list[tuple[Path, str, dict]]:
+    """Up to ``samples`` entries, taking turns over (recipe, method) groups so every kind of sample shows."""
+    groups: dict[tuple[str, str], list[tuple[Path, str, dict]]] = {}
+    for entry in metas:
+        m = entry[2]
+        groups.setdefault((str(m.get("recipe", "?")), str(m.get("method", "?"))), []).append(entry)
+    queues = [groups[k] for k in sorted(groups)]
+    picked: list[tuple[Path, str, dict]] = []
+    i = 0
+    while len(picked) < samples and any(queues):
+        q = queues[i % len(queues)]
+        if q:
+            picked.append(q.pop(0))
+        i += 1
+    return picked
+
+
 def contact_sheet(root: str | Path, out: str | Path, *, samples: int = 8, split: str | None = None,
-                  height: int = 160) -> Path:
-    """Write a PNG with one row per sample: composite | mask | real, labelled with key/method/category."""
-    rows: list[tuple[str, list[Image.Image]]] = []
+                  height: int = 160, scan_limit: int = 5000) -> Path:
+    """Write a PNG with one row per sample: composite | mask | real, labelled with key/method/category.
+
+    Samples are chosen in turn from each (recipe, method) group among the first
+    ``scan_limit`` samples, so a sheet of K rows shows every kind of composite.
+    """
+    metas: list[tuple[Path, str, dict]] = []
     for shard in shard_files(root, split):
-        for s in iter_tar_samples(shard):
-            comp = next((s[k] for k in s if k.startswith("composite.")), None)
-            real = next((s[k] for k in s if k.startswith("real.")), None)
-            if comp is None or real is None or "mask.png" not in s:
-                continue
-            meta = json.loads(s["json"]) if "json" in s else {}
-            label = (f"{s['__key__']}  [{meta.get('split', '?')}]  method={meta.get('method', '?')}  "
-                     f"category={meta.get('category', '?')}  fg={100 * float(meta.get('fg_ratio', 0)):.1f}%")
-            rows.append((label, [_thumb(comp, height), _thumb(s["mask.png"], height), _thumb(real, height)]))
-            if len(rows) >= samples:
-                break
-        if len(rows) >= samples:
+        for s in iter_tar_samples(shard, suffixes=("json",)):
+            metas.append((Path(shard), s["__key__"], json.loads(s["json"]) if "json" in s else {}))
+        if len(metas) >= scan_limit:
             break
+    chosen = _pick_round_robin(metas, samples)
+    wanted: dict[Path, set[str]] = {}
+    for shard, key, _ in chosen:
+        wanted.setdefault(shard, set()).add(key)
+    found: dict[str, dict] = {}
+    for shard, keys in wanted.items():
+        for s in iter_tar_samples(shard):
+            if s["__key__"] in keys:
+                found[s["__key__"]] = s
+    rows: list[tuple[str, list[Image.Image]]] = []
+    for _, key, meta in chosen:
+        s = found.get(key, {})
+        comp = next((s[k] for k in s if k.startswith("composite.")), None)
+        real = next((s[k] for k in s if k.startswith("real.")), None)
+        if comp is None or real is None or "mask.png" not in s:
+            continue
+        label = (f"{key}  [{meta.get('split', '?')}]  method={meta.get('method', '?')}  "
+                 f"category={meta.get('category', '?')}  fg={100 * float(meta.get('fg_ratio', 0)):.1f}%")
+        rows.append((label, [_thumb(comp, height), _thumb(s["mask.png"], height), _thumb(real, height)]))
     if not rows:
         raise UserError(f"{root}: no samples to show")
     font = ImageFont.load_default()

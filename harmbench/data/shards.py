@@ -38,11 +38,13 @@ def shard_files(source: PathLike | Sequence[PathLike], split: str | None = None)
     return [str(root / u) for u in urls]
 
 
-def iter_tar_samples(path: PathLike) -> Iterator[dict[str, Any]]:
+def iter_tar_samples(path: PathLike, suffixes: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
     """Stream a WebDataset tar: ``{"__key__", "__url__", field: bytes, …}`` per sample.
 
     Members of a sample must be adjacent; the key is the basename up to its
     first dot and the field the rest (``k.composite.jpg`` -> ``composite.jpg``).
+    With ``suffixes`` (e.g. ``("json",)``) only those fields are read; the
+    others are skipped without reading their bytes.
     """
     cur: dict[str, Any] | None = None
     with tarfile.open(path, "r|") as tar:
@@ -55,12 +57,16 @@ def iter_tar_samples(path: PathLike) -> Iterator[dict[str, Any]]:
             prefix = m.name[: len(m.name) - len(base)]
             key, field = base.split(".", 1)
             key = prefix + key
-            f = tar.extractfile(m)
-            data = f.read() if f is not None else b""
+            if suffixes is not None and field not in suffixes:
+                data = None
+            else:
+                f = tar.extractfile(m)
+                data = f.read() if f is not None else b""
             if cur is None or cur["__key__"] != key:
                 if cur is not None:
                     yield cur
                 cur = {"__key__": key, "__url__": str(path)}
-            cur[field] = data
+            if data is not None:
+                cur[field] = data
     if cur is not None:
         yield cur
