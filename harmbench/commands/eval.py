@@ -1,0 +1,91 @@
+"""``harmbench eval``: run a model over a dataset and score it (resumable run directory)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "eval"
+HELP = "run a model (name or checkpoint) over a dataset and score every output into a run folder"
+DESCRIPTION = (
+    "Batched inference and metrics (CUDA when present, else CPU). Writes RUN_DIR/samples.parquet (one row per sample: "
+    "key, subset, recipe, category, fg_ratio, every metric, seconds) and RUN_DIR/run.json (versions, device, dataset "
+    "hash, profile, model and weights hash, timing, summary). An interrupted run resumes; a RUN_DIR holding a run with "
+    "another model, dataset or protocol is refused."
+)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT", help="registered model name or checkpoint file")
+    p.add_argument("--data", required=True, metavar="SHARDS|IHARMONY4_ROOT|FOLDER",
+                   help="built shard directory, iHarmony4 root or flat triplet folder")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (created; resumed when it exists)")
+    p.add_argument("--profile", default="harmbench", help="metric profile: harmbench (default), iharm, dovenet, zhenglab")
+    p.add_argument("--resize", default="fixed256", help="fixed256 (default), limit1024 or none")
+    p.add_argument("--split", default="test", help="split to evaluate (default test; 'all' for every sample)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
+    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="samples per batch (default 16)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="DataLoader decoding processes (default: 0 for small runs, else up to 4)")
+    p.add_argument("--limit", type=int, default=None, metavar="K", help="evaluate only the first K samples")
+    p.add_argument("--lpips", action="store_true", help="also compute LPIPS and foreground LPIPS")
+    p.add_argument("--lpips-weights", metavar="FILE", help="local AlexNet backbone weights for LPIPS (offline use)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and randomness (default 0)")
+    p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
+                   help="model option, e.g. --option preset=small (repeatable; values parsed as TOML, else strings)")
+    p.add_argument("--previews", type=int, default=8, metavar="K", help="keep K preview images per run (default 8)")
+    p.add_argument("--restart", action="store_true", help="discard whatever RUN_DIR holds and start over")
+    p.add_argument("--no-progress", action="store_true", help="never show the progress bar")
+
+
+def parse_options(items: list[str]) -> dict:
+    """``["preset=small", "n=3"]`` -> ``{"preset": "small", "n": 3}`` (TOML values, else strings)."""
+    import tomllib
+
+    from harmbench.errors import UserError
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"--option {item!r}: expected KEY=VALUE")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = tomllib.loads(f"v = {v}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from harmbench.eval.aggregate import breakdown
+    from harmbench.eval.runner import EvalOptions, evaluate
+
+    opts = EvalOptions(
+        profile=args.profile, resize=args.resize, split=None if args.split in ("all", "") else args.split,
+        device=args.device, batch_size=args.batch_size, workers=args.workers, limit=args.limit, lpips=args.lpips,
+        lpips_weights=args.lpips_weights, seed=args.seed, previews=args.previews,
+        progress=False if args.no_progress else None, restart=args.restart, model_options=parse_options(args.options),
+    )
+    res = evaluate(args.model, args.data, args.out, opts)
+    run = res.run
+    prof = run.get("profile", {})
+    edges = tuple(prof.get("bucket_edges", (0.0, 0.05, 0.15, 1.0)))
+    table = breakdown(res.samples, kinds=("all", "subset", "bucket"), bucket_edges=edges,
+                      bucket_inclusive=prof.get("bucket_inclusive", "half-open"), n_boot=0)
+    mets = [m for m in ("mse", "psnr", "fmse", "fpsnr", "ssim", "fssim", "lpips", "flpips") if m in table.columns]
+    head = f"{'':<18}{'N':>6}" + "".join(f"{m:>10}" for m in mets)
+    print(f"model {run['model']['name']}, profile {prof.get('name')}, resize {run.get('resize')} -> {res.run_dir}")
+    print(head)
+    print("-" * len(head))
+    for _, r in table.iterrows():
+        name = r["group"] if r["kind"] != "bucket" else f"fg {r['group']}%"
+        cells = "".join(f"{r[m]:>10.4f}" if m in ("ssim", "fssim", "lpips", "flpips") else f"{r[m]:>10.2f}" for m in mets)
+        print(f"{name:<18}{int(r['n']):>6}{cells}")
+    t = run.get("timing", {})
+    state = "reused finished run" if res.reused else f"{res.new_samples} new samples"
+    ips = t.get("images_per_s")
+    print(f"{len(res.samples)} samples ({state}); {run.get('n_skipped', 0)} skipped"
+          + (f"; {ips:.2f} images/s" if ips else ""))
+    for s in run.get("skipped", [])[:10]:
+        print(f"  skipped {s.get('key') or s.get('path')}: {s.get('reason')}", file=sys.stderr)
+    return 0
