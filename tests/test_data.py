@@ -12,7 +12,8 @@ from harmbench.build import synthetic as syn
 from harmbench.build.index import dataset_index
 from harmbench.build.plan import make_shards
 from harmbench.build.runner import write_shard
-from harmbench.build.writer import OutputOptions, atomic_write_json
+from harmbench.build.writer import OutputOptions
+from harmbench.fileio import atomic_write_json
 from harmbench.data import HarmonizationShards, collate, load_hf, shard_files
 
 
@@ -106,7 +107,8 @@ def test_hf_load_dataset(built, tmp_path):
 def test_card_features_keep_fields_of_later_samples(tmp_path):
     """Fields that only later samples have survive HF loading through the card's features."""
     from harmbench.build.card import json_features, render_card
-    from harmbench.build.writer import DeterministicTarWriter, canonical_json, encode_image
+    from harmbench.build.writer import DeterministicTarWriter, canonical_json
+    from harmbench.imaging import encode_image
     import numpy as np
 
     img = encode_image(np.zeros((8, 8, 3), np.uint8), "jpg")

@@ -12,7 +12,8 @@ from harmbench.build.index import dataset_index
 from harmbench.build.plan import make_shards
 from harmbench.build.runner import write_shard
 from harmbench.build.stats import aggregate, reason_class
-from harmbench.build.writer import OutputOptions, atomic_write_json
+from harmbench.build.writer import OutputOptions
+from harmbench.fileio import atomic_write_json
 from harmbench.cli import main
 
 

@@ -29,7 +29,8 @@ from harmbench.build.index import dataset_index, split_index
 from harmbench.build.plan import ShardTask, make_shards, plan_digest
 from harmbench.build.runner import Synthesize, ray_session, run_shards
 from harmbench.build.stats import aggregate, skip_record
-from harmbench.build.writer import OutputOptions, atomic_write_bytes, atomic_write_json
+from harmbench.build.writer import OutputOptions
+from harmbench.fileio import atomic_write_bytes, atomic_write_json
 from harmbench.errors import ConfigError, UserError
 from harmbench.recipes.base import SampleSpec
 

@@ -24,12 +24,11 @@ from harmbench.build.stats import ShardCounter, skip_record
 from harmbench.build.writer import (
     DeterministicTarWriter,
     OutputOptions,
-    atomic_write_json,
     encode_sample,
     fg_ratio,
-    temp_path,
 )
 from harmbench.errors import InputError
+from harmbench.fileio import atomic_write_json, temp_path
 from harmbench.recipes.base import SampleArrays, SampleSpec
 
 Synthesize = Callable[[SampleSpec], SampleArrays]

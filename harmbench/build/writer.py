@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from harmbench.fileio import json_default
 from harmbench.imaging import encode_image
 from harmbench.recipes.base import SampleArrays
 
@@ -53,20 +52,6 @@ class OutputOptions:
         return f
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 _INT64 = (-(2**63), 2**63 - 1)
 
 
@@ -96,7 +81,7 @@ def arrow_safe(obj: Any) -> Any:
 
 def canonical_json(obj: Any) -> bytes:
     """Deterministic JSON bytes (sorted keys, compact, UTF-8)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_default).encode()
 
 
 def _norm_ext(ext: str | None) -> str | None:
@@ -173,27 +158,3 @@ class DeterministicTarWriter:
         self._tar.close()
 
 
-def temp_path(final: Path) -> Path:
-    """A unique temporary sibling of ``final`` (same directory, so rename is atomic)."""
-    return final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:12]}")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file, fsync and rename."""
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def atomic_write_json(path: Path, obj: Any, *, indent: int | None = 2) -> None:
-    """Write JSON (sorted keys) atomically."""
-    text = json.dumps(obj, sort_keys=True, indent=indent, ensure_ascii=False, default=_json_default) + "\n"
-    atomic_write_bytes(Path(path), text.encode())

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harmbench.fileio import atomic_write_bytes
 from harmbench.errors import InputError, UserError
 from harmbench.imaging import IMAGE_EXTENSIONS, binarize, encode_image, read_mask, read_rgb
 
@@ -87,10 +88,7 @@ def harmonize_files(method: str, jobs: Iterable[Job], *, device: str = "cpu", ke
         if not m.any():
             raise InputError(str(job.mask), "mask is empty (no pixel >= 128)")
         out = harmonize_arrays(model, rgb, m, device=device, keep_background=keep_background)
-        job.out.parent.mkdir(parents=True, exist_ok=True)
         fmt = "jpg" if job.out.suffix.lower() in (".jpg", ".jpeg") else "png"
-        tmp = job.out.with_name(job.out.name + ".tmp")
-        tmp.write_bytes(encode_image(out, fmt, quality=95))
-        os.replace(tmp, job.out)
+        atomic_write_bytes(job.out, encode_image(out, fmt, quality=95))
         written.append(job.out)
     return written

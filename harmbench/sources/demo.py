@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from harmbench.fileio import atomic_write_bytes
 from harmbench.errors import InputError
 from harmbench.sources import register_source
 from harmbench.sources.base import SourceRecords
@@ -90,10 +91,7 @@ def demo_photo_path(file_name: str, skimage_name: str | None = None, *, cache_di
         raise InputError(str(bundled), f"demo photo not bundled with scikit-image and not loadable ({exc})") from exc
     from harmbench.imaging import encode_image
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_bytes(encode_image(np.asarray(arr, dtype=np.uint8), "png"))
-    os.replace(tmp, out)
+    atomic_write_bytes(out, encode_image(np.asarray(arr, dtype=np.uint8), "png"))
     return out
 
 
@@ -121,10 +119,7 @@ def demo_versions(photo: Path, *, cache_dir: PathLike | None = None) -> dict[str
         out = out_dir / f"{photo.stem}_{name}.png"
         if not out.is_file():
             rgb = read_rgb(photo) if rgb is None else rgb
-            out_dir.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_bytes(encode_image(retouch(rgb, name), "png"))
-            os.replace(tmp, out)
+            atomic_write_bytes(out, encode_image(retouch(rgb, name), "png"))
         versions[name] = str(out)
     return versions
 

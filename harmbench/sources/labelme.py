@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from harmbench.fileio import atomic_write_bytes
 from harmbench.errors import InputError
 from harmbench.imaging import IMAGE_EXTENSIONS, image_size, read_mask
 from harmbench.sources import register_source
@@ -67,10 +68,7 @@ def _materialise_image_data(data_b64: str, cache_dir: Path) -> Path:
     out_dir = cache_dir / "labelme"
     out = out_dir / f"{hashlib.sha1(raw).hexdigest()[:20]}{ext}"
     if not out.is_file():
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(out.suffix + f".tmp{os.getpid()}")
-        tmp.write_bytes(raw)
-        os.replace(tmp, out)
+        atomic_write_bytes(out, raw)
     return out
 
 
