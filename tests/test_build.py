@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from _helpers import tar_md5s
 from PIL import Image
 
 from harmbench.build import BuildMismatchError, OutputOptions, build_from_plan
@@ -47,10 +48,6 @@ def _build(specs, out, **kw):
                            progress=False, **kw)
 
 
-def _md5s(out: Path) -> dict[str, str]:
-    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.tar"))}
-
-
 @pytest.fixture(scope="module")
 def built(photos, tmp_path_factory):
     out = tmp_path_factory.mktemp("b1")
@@ -70,8 +67,8 @@ def test_shard_layout_is_deterministic_plan(photos):
 def test_one_and_two_workers_give_identical_bytes(built, photos, tmp_path):
     out1, res1 = built
     res2 = _build(_specs(photos), tmp_path / "b2", workers=2)
-    assert _md5s(out1) == _md5s(tmp_path / "b2")
-    assert len(_md5s(out1)) == len(res1.shards) == 6
+    assert tar_md5s(out1) == tar_md5s(tmp_path / "b2")
+    assert len(tar_md5s(out1)) == len(res1.shards) == 6
     # the whole set of outputs other than run timings is identical too
     for name in ("index.json", "index-train.json", "README.md"):
         assert (out1 / name).read_bytes() == (tmp_path / "b2" / name).read_bytes(), name
@@ -182,11 +179,11 @@ def test_resume_skips_done_shards_and_no_resume_rebuilds(built, photos, tmp_path
     again = _build(specs, out, workers=2)
     assert again.built == ["demo-test-000000.tar"] and len(again.resumed) == 5
     assert marker.read_bytes() == before
-    assert _md5s(out) == _md5s(built[0])
+    assert tar_md5s(out) == tar_md5s(built[0])
     assert again.stats["samples"] == first.stats["samples"]
     rebuilt = _build(specs, out, workers=2, resume=False)
     assert sorted(rebuilt.built) == sorted(first.shards) and not rebuilt.resumed
-    assert _md5s(out) == _md5s(built[0])
+    assert tar_md5s(out) == tar_md5s(built[0])
 
 
 def test_mismatch_is_an_error(built, photos, tmp_path):
@@ -251,9 +248,9 @@ def test_cli_build_demo_recipe(tmp_path, capsys):
     front = yaml.safe_load((out / "README.md").read_text().split("---\n")[1])
     assert front["configs"][0]["data_files"]
     assert "[dataset]" in (out / "README.md").read_text()  # the recipe TOML is embedded
-    md5 = _md5s(out)
+    md5 = tar_md5s(out)
     assert main(args) == 0  # resumed: nothing rebuilt, same bytes
-    assert json.loads((out / "stats.json").read_text())["run"]["shards_built"] == 0 and _md5s(out) == md5
+    assert json.loads((out / "stats.json").read_text())["run"]["shards_built"] == 0 and tar_md5s(out) == md5
     # a different override = a different config: refused instead of mixed
     assert main(args[:-1] + ["dataset.shard_size=5"]) == 2
     assert "different recipe" in capsys.readouterr().err

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from _helpers import tar_md5s
 
 pytest.importorskip("ray")
 
@@ -35,10 +34,6 @@ def _run(args: list[str], **kw) -> subprocess.Popen:
     env.pop("RAY_ADDRESS", None)
     return subprocess.Popen([sys.executable, "-c", SCRIPT, *args], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kw)
-
-
-def _tars(out: Path) -> dict[str, str]:
-    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(out.glob("*.tar"))}
 
 
 @pytest.mark.slow
@@ -74,7 +69,7 @@ def test_kill_and_resume_is_byte_identical(tmp_path):
     proc = _run([str(tmp_path / "src"), "0", str(killed), str(clean)])
     _, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, err.decode()[-3000:]
-    assert _tars(killed) == _tars(clean) and len(_tars(clean)) == len(manifest["shards"])
+    assert tar_md5s(killed) == tar_md5s(clean) and len(tar_md5s(clean)) == len(manifest["shards"])
     assert not list(killed.glob(".*.tmp-*"))
     ik, ic = (json.loads((d / "index.json").read_text()) for d in (killed, clean))
     assert ik == ic

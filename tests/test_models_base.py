@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _helpers import image_batch
 
 from harmbench.errors import ConfigError
 from harmbench.models import MODELS, ModelInputError, TransferHarmonizer, available_models, get_model
@@ -12,18 +13,11 @@ from harmbench.models.base import crop_padding, pad_to_multiple
 from harmbench.models.dovenet import DoveNet, DoveNetConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _batch(n=2, h=24, w=32, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, h, w, generator=g)
-    m = torch.zeros(n, 1, h, w)
+    x, m = image_batch(n, h, w, seed)
     m[:, :, h // 4 : 3 * h // 4, w // 4 : w // 2 + 3] = 1
     return x, m
 

@@ -11,12 +11,7 @@ from harmbench.models.histogram import hard_ab_histogram, hard_l_histogram, hen_
 from harmbench.models.lab import lab_to_rgb, nlab_to_rgb, normalize_lab, rgb_to_lab, rgb_to_nlab
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _rgb(seed=0, h=17, w=23):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from _helpers import image_batch
 
 from harmbench.models import BargainNet, DoveNet, HENCTN, get_model
 from harmbench.models.bargainnet import DomainEncoder, harmony_score
@@ -21,18 +22,11 @@ from harmbench.models.losses import (
 from harmbench.models.unet import AttentionUNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _batch(n=2, h=64, w=64, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(n, 3, h, w, generator=g)
-    m = torch.zeros(n, 1, h, w)
+    x, m = image_batch(n, h, w, seed)
     m[0, :, h // 4 : 3 * h // 4, w // 5 : w // 2] = 1
     m[-1, :, h // 3 :, w // 2 :] = 1
     return x, m

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import pickle
 import shutil
@@ -12,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import coco_api
 from PIL import Image
 
 from harmbench.sources import SourceRecords, get_source
@@ -19,13 +18,6 @@ from harmbench.sources.coco import apply_object_filters, coco_source, segmentati
 
 VAL = ("data", "coco_val2017_sample")
 VAL_JSON = "annotations/instances_val2017_subset.json"
-
-
-def _coco_api(path: Path):
-    from pycocotools.coco import COCO
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(path))
 
 
 def _runs_uncompressed(mask: np.ndarray) -> list[int]:
@@ -57,7 +49,7 @@ def test_val2017_counts_and_masks_match_pycocotools(shared):
     cats = Counter(r.category for r in recs)
     assert cats["person"] == 40 and cats["kite"] == 13 and len(cats) == 18
 
-    api = _coco_api(root / VAL_JSON)
+    api = coco_api(root / VAL_JSON)
     for r in recs:
         ann = api.anns[int(r.object_id)]
         assert ann["iscrowd"] == 0
@@ -86,7 +78,7 @@ def test_polygon_compressed_and_uncompressed_rle_equivalent(shared, tmp_path):
     """Each instance re-encoded three ways decodes to exactly COCO.annToMask of the original."""
     root = shared(*VAL)
     data = json.loads((root / VAL_JSON).read_text())
-    api = _coco_api(root / VAL_JSON)
+    api = coco_api(root / VAL_JSON)
     from pycocotools import mask as mask_utils
 
     picked = [a for a in data["annotations"] if not a["iscrowd"]][:12]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 from collections import Counter
@@ -11,17 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import coco_api
 from PIL import Image
 
 from harmbench.sources import get_source
 from harmbench.sources.labelme import labelme_source, rasterize_shape
-
-
-def _coco_api(path: Path):
-    from pycocotools.coco import COCO
-
-    with contextlib.redirect_stdout(io.StringIO()):
-        return COCO(str(path))
 
 
 def test_registered():
@@ -37,7 +30,7 @@ def test_voc_sample_matches_labelme2coco(shared):
     sofa = next(r for r in recs if r.category == "sofa")
     assert sofa.meta["group_id"] == 0 and len(sofa.meta["shape_types"]) == 4
 
-    api = _coco_api(root / "coco_annotations.json")
+    api = coco_api(root / "coco_annotations.json")
     stem_to_id = {Path(im["file_name"]).stem: im["id"] for im in api.dataset["images"]}
     cats = {c["id"]: c["name"] for c in api.dataset["categories"]}
     used: set[int] = set()
