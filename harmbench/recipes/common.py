@@ -2,13 +2,25 @@
 
 Pixel conventions: ``uint8`` arrays are on 0–255; float arrays handed to the
 colour-transfer ops are ``float32`` on 0–1. fMSE is computed on 0–255.
+
+Large photos: synthesis works on the object, not the frame. A colour transfer
+gets only what its ``crop_mode`` (:mod:`harmbench.transfer`) says it reads —
+the foreground's distinct colours (``hue``), the foreground pixels as a
+``1×N`` image (``reinhard``, ``xiao``, ``ychist``, ``histmatch``), the mask's
+bounding box plus the frame geometry (``idt``), or the whole frame (ops that
+declare nothing) — so only that much is converted to float. The reference
+photo is reduced to its region's pixels, the change filter compares the
+foreground pixels only (exact integer sums), and the composite is the one
+uint8 copy of the real photo with the new foreground written in. The
+foreground values are identical to those of the ops run on the whole frame.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -80,6 +92,35 @@ def image_ext(path: str) -> str | None:
     return {".jpg": "jpg", ".jpeg": "jpg", ".png": "png"}.get(ext)
 
 
+# Rows per band when copying a decoded photo into numpy (about 4 MB a band).
+_BAND_BYTES = 1 << 22
+
+
+def decode_rgb(data: bytes, name: str) -> np.ndarray:
+    """:func:`harmbench.imaging.read_rgb` of encoded bytes, holding one numpy copy of the pixels.
+
+    RGB files are copied out of the decoded image band by band into one
+    array (``np.asarray`` of a whole PIL image goes through a full-size
+    ``bytes`` object built from chunks, two more frame-sized buffers at 24 MP);
+    other modes and unreadable files go through ``read_rgb`` (same pixels,
+    same errors).
+    """
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()
+    except (OSError, SyntaxError, ValueError):  # read_rgb raises the InputError naming the file
+        return read_rgb(data, name=name)
+    if img.mode != "RGB":
+        return read_rgb(data, name=name)
+    w, h = img.size
+    out = np.empty((h, w, 3), dtype=np.uint8)
+    step = max(1, _BAND_BYTES // (3 * max(w, 1)))
+    for y in range(0, h, step):
+        out[y : y + step] = np.asarray(img.crop((0, y, w, min(h, y + step))))
+    img.close()
+    return out
+
+
 def read_image(path: str) -> tuple[np.ndarray, bytes]:
     """``(uint8 (H, W, 3) on 0–255, file bytes)``; raises InputError naming the file."""
     try:
@@ -89,7 +130,7 @@ def read_image(path: str) -> tuple[np.ndarray, bytes]:
         raise InputError(path, "file not found") from exc
     except OSError as exc:
         raise InputError(path, f"cannot read file ({exc})") from exc
-    return read_rgb(data, name=str(path)), data
+    return decode_rgb(data, str(path)), data
 
 
 def fit_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
@@ -122,17 +163,205 @@ def to_unit(rgb: np.ndarray) -> np.ndarray:
 
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
-    """``float`` 0–1 -> ``uint8`` 0–255 (rounded, clipped)."""
-    return np.clip(np.rint(np.asarray(x, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    """``float`` 0–1 -> ``uint8`` 0–255 (rounded in float64, clipped)."""
+    y = np.multiply(x, 255.0, dtype=np.float64)
+    np.rint(y, out=y)
+    np.clip(y, 0, 255, out=y)
+    return y.astype(np.uint8)
+
+
+def mask_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """``(rows, cols)`` slices of the bounding box of a non-empty ``bool (H, W)`` mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if len(rows) == 0:
+        raise ValueError("mask_box: empty mask")
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def fmse_pixels(a: np.ndarray, b: np.ndarray) -> float:
+    """:func:`fmse` of two ``uint8 (N, 3)`` foreground pixel lists (exact integer sum; 0 when empty)."""
+    n = len(a)
+    if n == 0:
+        return 0.0
+    d = a.astype(np.int32) - b.astype(np.int32)
+    return float(np.sum(d * d, dtype=np.int64)) / (3.0 * n)
 
 
 def fmse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     """Foreground MSE on 0–255: ``sum_fg (a - b)^2 / (3 * N_fg)`` (0 for an empty mask)."""
-    n = int(np.count_nonzero(mask))
-    if n == 0:
+    if not mask.any():
         return 0.0
-    d = a[mask].astype(np.float64) - b[mask].astype(np.float64)
-    return float(np.sum(d * d) / (3.0 * n))
+    box = mask_box(mask)
+    m = mask[box]
+    if a.dtype == np.uint8 and b.dtype == np.uint8:
+        return fmse_pixels(a[box][m], b[box][m])
+    d = a[box][m].astype(np.float64) - b[box][m].astype(np.float64)
+    return float(np.sum(d * d) / (3.0 * len(d)))
+
+
+@dataclass
+class Palette:
+    """Pixels as distinct colours: ``colours[inverse]`` is the ``(N, 3)`` list.
+
+    ``colours`` ``uint8 (K, 3)`` (sorted by code), ``inverse`` ``(N,)`` indices,
+    ``counts`` ``int64 (K,)`` pixels per colour.
+    """
+
+    colours: np.ndarray
+    inverse: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, pixels: np.ndarray) -> Palette:
+        from harmbench.transfer._common import code_rgb, colour_key, distinct_codes
+
+        codes, inverse, counts = distinct_codes(colour_key(pixels))
+        return cls(code_rgb(codes), inverse, counts)
+
+
+@dataclass
+class Recoloured:
+    """A new foreground given per colour of the foreground's :class:`Palette` (``uint8 (K, 3)``)."""
+
+    colours: np.ndarray
+
+
+@dataclass
+class Foreground:
+    """An object's region of a frame: the mask's bounding box and the real pixels under the mask.
+
+    ``box`` ``(rows, cols)`` slices; ``mask`` the ``bool`` mask cropped to it;
+    ``pixels`` ``uint8 (N, 3)`` = ``real[full mask]`` (raster order, as the ops
+    list foreground pixels); ``frame`` the full ``(H, W)``.
+
+    A new foreground is either ``uint8 (N, 3)`` pixels in that order or a
+    :class:`Recoloured` palette.
+    """
+
+    box: tuple[slice, slice]
+    mask: np.ndarray
+    pixels: np.ndarray
+    frame: tuple[int, int]
+    _palette: Palette | None = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def of(cls, real: np.ndarray, mask: np.ndarray) -> Foreground:
+        box = mask_box(mask)
+        m = np.ascontiguousarray(mask[box])
+        return cls(box, m, real[box][m], (int(mask.shape[0]), int(mask.shape[1])))
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        """``(top, left)`` of the box in the frame."""
+        return self.box[0].start, self.box[1].start
+
+    @property
+    def palette(self) -> Palette:
+        if self._palette is None:
+            self._palette = Palette.of(self.pixels)
+        return self._palette
+
+    def expand(self, new: np.ndarray | Recoloured) -> np.ndarray:
+        """The new foreground as ``uint8 (N, 3)`` pixels."""
+        return new.colours[self.palette.inverse] if isinstance(new, Recoloured) else new
+
+    def fmse(self, new: np.ndarray | Recoloured) -> float:
+        """:func:`fmse` of the new foreground against the real one (exact integer sums)."""
+        if not isinstance(new, Recoloured):
+            return fmse_pixels(new, self.pixels)
+        pal = self.palette
+        d = new.colours.astype(np.int32) - pal.colours.astype(np.int32)
+        total = int(np.dot((d * d).sum(axis=1).astype(np.int64), pal.counts))
+        return float(total) / (3.0 * len(self.pixels))
+
+    def paste(self, real: np.ndarray, new: np.ndarray | Recoloured) -> np.ndarray:
+        """Copy of ``real`` (uint8 frame) with the new foreground written in."""
+        out = real.copy()
+        out[self.box][self.mask] = self.expand(new)
+        return out
+
+
+def _strip(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``uint8 (N, 3)`` -> ``(float32 (1, N, 3) image, all-true (1, N) mask)`` listing the pixels."""
+    return to_unit(pixels[None]), np.ones((1, len(pixels)), dtype=bool)
+
+
+class TransferTarget:
+    """A photo whose foreground a colour transfer edits (see the module docstring).
+
+    What the op gets follows its ``crop_mode``: ``"pixel"`` the palette's
+    colours, ``"mask"`` the foreground pixels as a ``1×N`` image, ``"frame"``
+    the mask's bounding box (with ``frame=``), None the whole frame. The float
+    input is made on first use and kept for the next attempts.
+    """
+
+    def __init__(self, real: np.ndarray, mask: np.ndarray):
+        self.real = real
+        self.mask = mask
+        self.fg = Foreground.of(real, mask)
+        self._inputs: dict[str | None, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _input(self, mode: str | None) -> tuple[np.ndarray, np.ndarray]:
+        if mode not in self._inputs:
+            if mode == "pixel":
+                self._inputs[mode] = _strip(self.fg.palette.colours)
+            elif mode == "mask":
+                self._inputs[mode] = _strip(self.fg.pixels)
+            elif mode == "frame":
+                self._inputs[mode] = (to_unit(self.real[self.fg.box]), self.fg.mask)
+            else:
+                self._inputs[mode] = (to_unit(self.real), self.mask)
+        return self._inputs[mode]
+
+    def apply(self, name: str, ref: TransferSource | None, params: Mapping[str, Any]) -> np.ndarray | Recoloured:
+        """Run colour transfer ``name`` with ``params``: the new foreground (see :class:`Foreground`).
+
+        ValueError from the op propagates (empty/black reference …).
+        """
+        from harmbench.transfer import crop_mode, get_transfer
+
+        op = get_transfer(name)
+        mode = crop_mode(name)
+        image, mask = self._input(mode)
+        ref_image, ref_mask = (None, None) if ref is None else ref.region(mode is None)
+        extra: dict[str, Any] = {}
+        if mode == "frame":
+            extra["frame"] = (*self.fg.frame, *self.fg.origin)
+        out = op(image, mask, ref_image, ref_mask, **params, **extra)
+        if mode in ("pixel", "mask"):  # a 1×N strip with an all-true mask: out[mask] is the reshape
+            return Recoloured(to_uint8(out.reshape(-1, 3))) if mode == "pixel" else to_uint8(out.reshape(-1, 3))
+        return to_uint8(out[mask])
+
+
+@dataclass
+class TransferSource:
+    """The reference region of a colour transfer: another photo's object.
+
+    ``pixels`` ``uint8 (M, 3)`` are the region's pixels (raster order), all
+    that the cropping ops read; ``full``/``full_mask`` the whole photo and
+    mask, kept only when asked (stored reference, or an op that needs the
+    whole frame); ``size`` the photo's ``(H, W)``.
+    """
+
+    pixels: np.ndarray
+    size: tuple[int, int]
+    full: np.ndarray | None = None
+    full_mask: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, real: np.ndarray, mask: np.ndarray, keep_full: bool) -> TransferSource:
+        box = mask_box(mask)
+        size = (int(real.shape[0]), int(real.shape[1]))
+        return cls(real[box][mask[box]], size, real if keep_full else None, mask if keep_full else None)
+
+    def region(self, whole: bool) -> tuple[np.ndarray, np.ndarray]:
+        """``(float32 image, bool mask)`` for an op: the pixel list, or the whole photo when ``whole``."""
+        if whole:
+            if self.full is None:
+                raise RuntimeError("TransferSource: the whole reference photo was not kept")
+            return to_unit(self.full), self.full_mask
+        return _strip(self.pixels)
 
 
 def decode_object_mask(record: ObjectRecord) -> np.ndarray:
@@ -188,16 +417,19 @@ def require_change(
     min_fmse: float,
     draw: Callable[[int], tuple[np.ndarray, dict[str, Any]] | None],
     real: np.ndarray,
-    mask: np.ndarray,
+    fg: Foreground,
     path: str,
     what: str,
 ) -> tuple[np.ndarray, dict[str, Any], float, int]:
     """Redraw until the composite differs enough from the real image.
 
-    ``draw(attempt)`` returns ``(composite uint8, info)`` or None (attempt
-    unusable). Returns ``(composite, info, fmse, attempt)`` for the first
-    attempt with ``fmse >= min_fmse`` (0–255 scale); raises InputError after
-    ``attempts`` failures, stating the best fMSE reached.
+    ``draw(attempt)`` returns ``(new foreground, info)`` (``uint8 (N, 3)``
+    pixels under ``fg``'s mask in raster order, or a :class:`Recoloured`
+    palette) or None (attempt unusable).
+    Returns ``(composite, info, fmse, attempt)`` for the first attempt with
+    ``fmse >= min_fmse`` (0–255 scale), the composite being ``real`` with that
+    foreground (background bit-exact); raises InputError after ``attempts``
+    failures, stating the best fMSE reached.
     """
     best = -1.0
     notes: list[str] = []
@@ -205,13 +437,13 @@ def require_change(
         got = draw(attempt)
         if got is None:
             continue
-        comp, info = got
-        comp = np.where(mask[..., None], comp, real)  # background bit-exact
-        f = fmse(comp, real, mask)
+        new, info = got
+        f = fg.fmse(new)
         if f >= min_fmse:
-            return comp, info, f, attempt
+            return fg.paste(real, new), info, f, attempt
         best = max(best, f)
         notes.append(f"{info.get('method', '?')}: {f:.1f}")
+        del new, got
     detail = f"best fMSE {best:.1f} < {min_fmse:g}" if best >= 0 else "no attempt could be synthesized"
     raise InputError(path, f"{what}: composite too close to the real image after {attempts} attempt(s) ({detail})")
 

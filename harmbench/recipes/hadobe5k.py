@@ -23,6 +23,7 @@ import numpy as np
 from harmbench.errors import ConfigError, InputError
 from harmbench.recipes.base import SampleArrays, SampleSpec, sample_rng, sample_seed
 from harmbench.recipes.common import (
+    Foreground,
     filter_objects,
     fit_size,
     image_ext,
@@ -107,16 +108,21 @@ class Hadobe5kRecipe(Recipe):
         native = real.shape[:2]
         real = resize_rgb(resize_rgb(real, base), out_size)
         keep_bytes = tuple(native) == out_size and image_ext(real_path) is not None
+        if not keep_bytes:
+            data = None
+        region = Foreground.of(real, mask)
 
         def draw(attempt: int) -> tuple[np.ndarray, dict]:
             v = fg_versions[attempt % len(fg_versions)]
-            fg, _ = read_image(rec.versions[v])
-            fg = resize_rgb(resize_rgb(fg, base), out_size)
-            comp = np.where(mask[..., None], fg, real)
-            return comp, {"method": "version_swap", "params": {"real_version": real_v, "foreground_version": v}, "fg": fg}
+            version, _ = read_image(rec.versions[v])
+            version = resize_rgb(resize_rgb(version, base), out_size)
+            info = {"method": "version_swap", "params": {"real_version": real_v, "foreground_version": v}}
+            if inp["store_reference"]:
+                info["fg"] = version
+            return version[region.box][region.mask], info
 
         comp, info, f, attempt = require_change(
-            min(inp["max_attempts"], len(fg_versions)), inp["min_fmse"], draw, real, mask, real_path, f"object {rec.key}"
+            min(inp["max_attempts"], len(fg_versions)), inp["min_fmse"], draw, real, region, real_path, f"object {rec.key}"
         )
         meta = object_meta(spec, rec, mask)
         meta.update(
@@ -139,5 +145,5 @@ class Hadobe5kRecipe(Recipe):
             meta=meta,
             real_bytes=data if keep_bytes else None,
             real_ext=image_ext(real_path) if keep_bytes else None,
-            reference=info["fg"] if inp["store_reference"] else None,
+            reference=info.get("fg"),
         )

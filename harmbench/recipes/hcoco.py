@@ -24,14 +24,14 @@ import numpy as np
 from harmbench.errors import ConfigError, InputError
 from harmbench.recipes.base import SampleArrays, SampleSpec, sample_rng, sample_seed
 from harmbench.recipes.common import (
+    TransferSource,
+    TransferTarget,
     filter_objects,
     load_object,
     object_meta,
     require_change,
     sample_key,
     sizes_meta,
-    to_uint8,
-    to_unit,
 )
 from harmbench.recipes.registry import Recipe, register_recipe
 from harmbench.recipes.schema import opt
@@ -134,7 +134,7 @@ class HcocoRecipe(Recipe):
         return specs
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:
-        from harmbench.transfer import get_transfer, sample_params
+        from harmbench.transfer import crop_mode, sample_params
 
         inp = spec.inputs
         rec: ObjectRecord = inp["record"]
@@ -144,34 +144,38 @@ class HcocoRecipe(Recipe):
         if not refs:
             raise InputError(rec.image_path, f"object {rec.key}: no reference object")
         obj = load_object(rec, max_side)
-        image = to_unit(obj.real)
+        target = TransferTarget(obj.real, obj.mask)
         rng = np.random.default_rng(spec.seed)
-        loaded: dict[str, Any] = {}
+        # reference photos are reduced to their region's box unless the whole photo is stored or read
+        keep_full = bool(inp["store_reference"]) or any(crop_mode(m) is None for m in methods)
+        loaded: dict[str, TransferSource | InputError] = {}
         errors: list[str] = []
 
-        def draw(attempt: int) -> tuple[np.ndarray, dict] | None:
+        def draw(attempt: int) -> tuple[Any, dict] | None:
             ref = refs[attempt % len(refs)]
             method = methods[attempt % len(methods)]
             params = sample_params(method, rng)
             if ref.key not in loaded:
                 try:
-                    loaded[ref.key] = load_object(ref, max_side)
+                    ref_obj = load_object(ref, max_side)
+                    loaded[ref.key] = TransferSource.of(ref_obj.real, ref_obj.mask, keep_full)
+                    del ref_obj
                 except InputError as exc:
                     loaded[ref.key] = exc
-            ref_obj = loaded[ref.key]
-            if isinstance(ref_obj, InputError):
-                errors.append(f"reference {ref.key}: {ref_obj.reason}")
+            source = loaded[ref.key]
+            if isinstance(source, InputError):
+                errors.append(f"reference {ref.key}: {source.reason}")
                 return None
             try:
-                out = get_transfer(method)(image, obj.mask, to_unit(ref_obj.real), ref_obj.mask, **params)
+                out = target.apply(method, source, params)
             except ValueError as exc:
                 errors.append(f"{method}: {exc}")
                 return None
-            return to_uint8(out), {"method": method, "params": params, "reference": ref, "reference_obj": ref_obj}
+            return out, {"method": method, "params": params, "reference": ref, "reference_obj": source}
 
         try:
             comp, info, f, attempt = require_change(
-                inp["max_attempts"], inp["min_fmse"], draw, obj.real, obj.mask, rec.image_path, f"object {rec.key}"
+                inp["max_attempts"], inp["min_fmse"], draw, obj.real, target.fg, rec.image_path, f"object {rec.key}"
             )
         except InputError as exc:
             if errors:
@@ -191,7 +195,7 @@ class HcocoRecipe(Recipe):
                 "reference_category": ref.category,
                 "reference_license": ref.license,
                 "reference_fallback": bool(inp["reference_fallback"]),
-                "reference_size": [int(ref_obj.real.shape[0]), int(ref_obj.real.shape[1])],
+                "reference_size": [int(ref_obj.size[0]), int(ref_obj.size[1])],
                 **sizes_meta(obj.original_size, obj.real),
             }
         )
@@ -203,5 +207,5 @@ class HcocoRecipe(Recipe):
             meta=meta,
             real_bytes=obj.data,
             real_ext=obj.ext,
-            reference=ref_obj.real if inp["store_reference"] else None,
+            reference=ref_obj.full if inp["store_reference"] else None,
         )

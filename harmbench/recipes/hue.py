@@ -17,7 +17,7 @@ import numpy as np
 
 from harmbench.errors import ConfigError
 from harmbench.recipes.base import SampleArrays, SampleSpec, sample_seed
-from harmbench.recipes.common import filter_objects, load_object, object_meta, require_change, sample_key, sizes_meta, to_uint8, to_unit
+from harmbench.recipes.common import TransferTarget, filter_objects, load_object, object_meta, require_change, sample_key, sizes_meta
 from harmbench.recipes.registry import Recipe, register_recipe
 from harmbench.recipes.schema import opt
 from harmbench.sources.base import ObjectRecord
@@ -65,24 +65,21 @@ class HueRecipe(Recipe):
         return specs
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:
-        from harmbench.transfer import get_transfer
-
         inp = spec.inputs
         rec: ObjectRecord = inp["record"]
         obj = load_object(rec, inp["max_side"])
-        image = to_unit(obj.real)
+        target = TransferTarget(obj.real, obj.mask)
         rng = np.random.default_rng(spec.seed)
-        op = get_transfer("hue")
 
-        def draw(attempt: int) -> tuple[np.ndarray, dict]:
+        def draw(attempt: int) -> tuple[Any, dict]:
             params = {
                 "hue_shift": float(rng.uniform(*inp["hue_shift"])),
                 "sat_scale": float(max(rng.uniform(*inp["sat_scale"]), inp["sat_floor"])),
             }
-            return to_uint8(op(image, obj.mask, **params)), {"method": "hue", "params": params}
+            return target.apply("hue", None, params), {"method": "hue", "params": params}
 
         comp, info, f, attempt = require_change(
-            inp["max_attempts"], inp["min_fmse"], draw, obj.real, obj.mask, rec.image_path, f"object {rec.key}"
+            inp["max_attempts"], inp["min_fmse"], draw, obj.real, target.fg, rec.image_path, f"object {rec.key}"
         )
         meta = object_meta(spec, rec, obj.mask)
         meta.update(

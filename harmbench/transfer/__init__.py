@@ -49,6 +49,29 @@ recorded values::
 ``idt`` and ``{'hue_shift', 'sat_scale'}`` for ``hue``; every value is a plain
 JSON-serialisable Python scalar. Passing ``rng=`` instead draws the same kind of
 parameters inside the op (not recorded).
+
+Cropping (``crop_mode(name)``). On large photos the caller may hand an op
+much less than the whole frame, when the op says that gives the same
+foreground:
+
+* ``"pixel"``: the output at a foreground pixel is a function of that pixel's
+  colour alone (given the parameters), so the op may be run on the distinct
+  colours only, e.g. as a ``1×K`` image with an all-true mask (``hue``).
+* ``"mask"``: the output on the mask is a function of the sequence
+  ``image[mask]`` (raster order) and of the reference pixels
+  ``ref_image[ref_mask]`` only, so any image/mask pair listing the same
+  pixels in the same order gives identical foreground values, e.g. the mask's
+  bounding box, or the pixel list as a ``1×N`` image with an all-true mask
+  (``reinhard``, ``histmatch``, ``ychist``, ``xiao``). ``"pixel"`` ops are
+  ``"mask"`` ops too.
+* ``"frame"``: as ``"mask"``, but the result also depends on the size of the
+  frame and on where the mask lies in it; the op takes
+  ``frame=(H, W, top, left)`` saying that ``image`` is the window of an
+  ``H×W`` frame starting at ``(top, left)`` (``idt``: its regrain pyramid);
+  the window must contain the whole mask. The reference is used through its
+  pixels only, as for ``"mask"``.
+* ``None`` (ops registered without ``crop=``): the op may read any pixel, so
+  it gets the whole frame and the whole reference photo.
 """
 
 from __future__ import annotations
@@ -61,6 +84,8 @@ import numpy as np
 TRANSFERS: dict[str, Callable[..., np.ndarray]] = {}
 SAMPLERS: dict[str, Callable[[np.random.Generator], dict[str, Any]]] = {}
 _NEEDS_REFERENCE: dict[str, bool] = {}
+_CROP: dict[str, str | None] = {}
+CROP_MODES = ("pixel", "mask", "frame")
 
 
 def register_transfer(
@@ -68,16 +93,22 @@ def register_transfer(
     *,
     sampler: Callable[[np.random.Generator], dict[str, Any]] | None = None,
     needs_reference: bool = True,
+    crop: str | None = None,
 ):
     """Decorator registering ``fn`` as colour transfer ``name``.
 
     ``sampler(rng) -> dict`` draws the op's random parameters (see
-    :func:`sample_params`); ``needs_reference`` is False for ops such as ``hue``.
+    :func:`sample_params`); ``needs_reference`` is False for ops such as ``hue``;
+    ``crop`` (``"pixel"``, ``"mask"``, ``"frame"`` or None) says what less than
+    the whole frame callers may pass (module docstring).
     """
+    if crop is not None and crop not in CROP_MODES:
+        raise ValueError(f"register_transfer({name!r}): crop must be one of {CROP_MODES} or None, got {crop!r}")
 
     def deco(fn):
         TRANSFERS[name] = fn
         _NEEDS_REFERENCE[name] = needs_reference
+        _CROP[name] = crop
         if sampler is not None:
             SAMPLERS[name] = sampler
         return fn
@@ -117,6 +148,12 @@ def needs_reference(name: str) -> bool:
     return _NEEDS_REFERENCE.get(name, True)
 
 
+def crop_mode(name: str) -> str | None:
+    """What op ``name`` may be given instead of the whole frame: ``"pixel"``, ``"mask"``, ``"frame"`` or None."""
+    get_transfer(name)
+    return _CROP.get(name)
+
+
 def _load_all() -> None:
     import importlib
     import pkgutil
@@ -130,6 +167,7 @@ __all__ = [
     "SAMPLERS",
     "TRANSFERS",
     "available_transfers",
+    "crop_mode",
     "get_transfer",
     "needs_reference",
     "register_transfer",

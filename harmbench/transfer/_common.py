@@ -31,14 +31,42 @@ def _check_mask(name: str, mask: object, shape: tuple[int, ...], what: str) -> n
     return mask
 
 
-def _check_pixels(name: str, px: np.ndarray, what: str) -> None:
-    if not np.all(np.isfinite(px)):
-        raise ValueError(f"{name}: {what} contains NaN or Inf")
+def _check_pixels(name: str, px: np.ndarray, what: str) -> tuple[float, float]:
+    """Raise for NaN/Inf or values off the 0–1 scale; returns ``(min, max)``."""
+    # min/max propagate NaN and reach ±Inf: both finite <=> every value is
     lo, hi = float(px.min()), float(px.max())
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"{name}: {what} contains NaN or Inf")
     if hi > 1.0 + _RANGE_TOL or lo < -_RANGE_TOL:
         raise ValueError(
             f"{name}: {what} values lie in [{lo:g}, {hi:g}]; expected the 0–1 scale (divide 0–255 images by 255)"
         )
+    return lo, hi
+
+
+def _clip_unit(px: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """``np.clip(px, 0, 1)``; ``px`` itself (a fresh array) when already inside."""
+    return px if lo >= 0.0 and hi <= 1.0 else np.clip(px, 0.0, 1.0)
+
+
+def _pixels(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``image[mask]`` as a new float64 ``(N, 3)`` array (a plain reshape when the mask is all true)."""
+    if mask.all():
+        return image.reshape(-1, 3).astype(np.float64)
+    return image[mask].astype(np.float64)
+
+
+def per_colour(px: np.ndarray, fn) -> np.ndarray:
+    """``fn(px)`` for a row-wise function ``fn`` of ``(N, 3)`` pixels, evaluated once per distinct colour.
+
+    Falls back to ``fn(px)`` when the pixels did not come from 8-bit data
+    (see :func:`unique_colours`); the result is the same either way.
+    """
+    distinct = unique_colours(px)
+    if distinct is None:
+        return fn(px)
+    values, inverse, _ = distinct
+    return fn(values)[inverse]
 
 
 def gather(
@@ -60,10 +88,10 @@ def gather(
     _check_mask(name, mask, image.shape, "mask")
     if not mask.any():
         raise ValueError(f"{name}: the foreground mask is empty")
-    fg = image[mask].astype(np.float64)
-    _check_pixels(name, fg, "foreground")
+    fg = _pixels(image, mask)
+    fg = _clip_unit(fg, *_check_pixels(name, fg, "foreground"))
     if not needs_reference:
-        return np.clip(fg, 0.0, 1.0), None
+        return fg, None
     if ref_mask is None:
         raise ValueError(f"{name}: needs a reference region: pass ref_mask (and ref_image if not the same photo)")
     if ref_image is None:
@@ -72,17 +100,84 @@ def gather(
     _check_mask(name, ref_mask, ref_image.shape, "ref_mask")
     if not ref_mask.any():
         raise ValueError(f"{name}: the reference mask is empty")
-    ref = ref_image[ref_mask].astype(np.float64)
-    _check_pixels(name, ref, "reference region")
-    return np.clip(fg, 0.0, 1.0), np.clip(ref, 0.0, 1.0)
+    ref = _pixels(ref_image, ref_mask)
+    ref = _clip_unit(ref, *_check_pixels(name, ref, "reference region"))
+    return fg, ref
 
 
 def composite(image: np.ndarray, mask: np.ndarray, fg_new: np.ndarray) -> np.ndarray:
-    """``float32`` copy of ``image`` with ``image[mask] = clip(fg_new, 0, 1)``."""
+    """``float32`` copy of ``image`` with ``image[mask] = clip(fg_new, 0, 1)`` (NaN -> 0, ±Inf -> 1/0)."""
     out = np.array(image, dtype=np.float32, copy=True)
-    fg = np.nan_to_num(np.asarray(fg_new, dtype=np.float64), nan=0.0, posinf=1.0, neginf=0.0)
-    out[mask] = np.clip(fg, 0.0, 1.0).astype(np.float32)
+    # clip maps ±Inf to 1/0 as nan_to_num(posinf=1, neginf=0) would; NaN survives clip and becomes 0
+    fg = np.clip(np.asarray(fg_new, dtype=np.float64), 0.0, 1.0)
+    nan = np.isnan(fg)
+    if nan.any():
+        fg[nan] = 0.0
+    out[mask] = fg.astype(np.float32)
     return out
+
+
+_CODES = 1 << 24
+# Below this many pixels a sort is cheaper than the 2^24-entry presence table.
+_SORT_BELOW = 1 << 18
+
+
+def distinct_codes(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(codes, inverse, counts)`` of 24-bit colour codes ``key`` (``int32 (N,)``), codes sorted."""
+    if len(key) < _SORT_BELOW:
+        codes, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+        return codes, inverse.astype(np.intp, copy=False).reshape(-1), counts
+    seen = np.zeros(_CODES, dtype=np.bool_)
+    seen[key] = True
+    codes = np.flatnonzero(seen)
+    del seen
+    lut = np.empty(_CODES, dtype=np.int32)
+    lut[codes] = np.arange(len(codes), dtype=np.int32)
+    inverse = lut[key].astype(np.intp)
+    del lut
+    return codes, inverse, np.bincount(inverse, minlength=len(codes))
+
+
+def colour_key(rgb: np.ndarray) -> np.ndarray:
+    """``uint8 (N, 3)`` -> ``int32 (N,)`` codes ``r·2¹⁶ + g·2⁸ + b``."""
+    key = rgb[:, 0].astype(np.int32) << 16
+    key |= rgb[:, 1].astype(np.int32) << 8
+    key |= rgb[:, 2]
+    return key
+
+
+def code_rgb(codes: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`colour_key`: codes -> ``uint8 (K, 3)``."""
+    return np.stack([(codes >> 16) & 255, (codes >> 8) & 255, codes & 255], axis=1).astype(np.uint8)
+
+
+def unique_colours(px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Distinct colours of pixels that came from 8-bit data: ``(values, inverse, counts)`` or None.
+
+    ``px`` is ``(N, 3)`` float on 0–1 whose values are all ``float32(k / 255)``
+    for integer codes ``k`` (what ``uint8 / 255`` in float32 gives, as the
+    recipes pass); otherwise None. ``values`` ``(K, 3)`` float64 holds the
+    distinct rows (exactly equal to those of ``px``) in code order,
+    ``values[inverse] == px`` and ``counts`` ``(K,)`` int64 their multiplicities.
+
+    A per-pixel colour function evaluated on ``values`` then gathered with
+    ``inverse`` equals the function evaluated on every pixel, so ops use it to
+    do their per-pixel work once per colour; photos repeat colours a lot.
+    """
+    if len(px) == 0:
+        return None
+    scaled = np.asarray(px, dtype=np.float64) * 255.0
+    np.rint(scaled, out=scaled)
+    if scaled.min() < 0 or scaled.max() > 255:
+        return None
+    rgb = scaled.astype(np.uint8)
+    del scaled
+    if not np.array_equal(rgb.astype(np.float32) / np.float32(255.0), px):
+        return None
+    codes, inverse, counts = distinct_codes(colour_key(rgb))
+    del rgb
+    values = (code_rgb(codes).astype(np.float32) / np.float32(255.0)).astype(np.float64)
+    return values, inverse, counts
 
 
 def fresh_rng(rng: np.random.Generator | None) -> np.random.Generator:

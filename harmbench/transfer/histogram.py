@@ -21,7 +21,27 @@ from __future__ import annotations
 import numpy as np
 
 from harmbench.transfer import register_transfer
-from harmbench.transfer._common import composite, gather, rgb_to_ycbcr, ycbcr_to_rgb
+from harmbench.transfer._common import (
+    composite,
+    gather,
+    per_colour,
+    rgb_to_ycbcr,
+    ycbcr_to_rgb,
+)
+
+
+def _byte_codes(values: np.ndarray) -> np.ndarray | None:
+    """Codes ``k`` when every value of a float32 array is ``float32(k / 255)``, else None."""
+    if values.dtype != np.float32 or values.size == 0:
+        return None
+    flat = values.ravel()
+    codes = np.rint(flat * np.float32(255.0))
+    if not (codes.min() >= 0 and codes.max() <= 255):
+        return None
+    codes = codes.astype(np.intp)
+    if not np.array_equal(codes.astype(np.float32) / np.float32(255.0), flat):
+        return None
+    return codes
 
 
 def match_cumulative_cdf(source: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -36,6 +56,15 @@ def match_cumulative_cdf(source: np.ndarray, reference: np.ndarray) -> np.ndarra
         ref_counts = np.bincount(reference.ravel())
         ref_values = np.nonzero(ref_counts)[0]
         ref_counts = ref_counts[ref_values]
+    elif (codes := _byte_codes(source)) is not None and (ref_codes := _byte_codes(reference)) is not None:
+        # values k/255 from 8-bit data: sorted distinct values and counts by counting codes (as np.unique)
+        counts = np.bincount(codes, minlength=256)
+        present = counts > 0
+        lookup = (np.cumsum(present) - 1)[codes]
+        src_counts = counts[present]
+        ref_counts = np.bincount(ref_codes, minlength=256)
+        ref_values = (np.flatnonzero(ref_counts).astype(np.float32) / np.float32(255.0)).astype(reference.dtype)
+        ref_counts = ref_counts[ref_counts > 0]
     else:
         _, lookup, src_counts = np.unique(source.ravel(), return_inverse=True, return_counts=True)
         ref_values, ref_counts = np.unique(reference.ravel(), return_counts=True)
@@ -45,7 +74,7 @@ def match_cumulative_cdf(source: np.ndarray, reference: np.ndarray) -> np.ndarra
     return mapped[lookup.ravel()].reshape(source.shape)
 
 
-@register_transfer("histmatch")
+@register_transfer("histmatch", crop="mask")
 def histmatch(
     image: np.ndarray,
     mask: np.ndarray,
@@ -121,7 +150,7 @@ def cumulative_histogram_map(src: np.ndarray, ref: np.ndarray, lo: int, hi: int)
     return value[sb]
 
 
-@register_transfer("ychist")
+@register_transfer("ychist", crop="mask")
 def ychist(
     image: np.ndarray,
     mask: np.ndarray,
@@ -141,8 +170,8 @@ def ychist(
     if quantize:
         fg = np.rint(fg * 255.0) / 255.0
         ref = np.rint(ref * 255.0) / 255.0
-    y_fg = rgb_to_ycbcr(fg)
-    y_ref = rgb_to_ycbcr(ref)
+    y_fg = per_colour(fg, rgb_to_ycbcr)
+    y_ref = per_colour(ref, rgb_to_ycbcr)
     if quantize:
         y_fg = np.rint(y_fg)
         y_ref = np.rint(y_ref)

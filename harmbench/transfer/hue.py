@@ -20,7 +20,7 @@ import numpy as np
 from skimage import color
 
 from harmbench.transfer import register_transfer
-from harmbench.transfer._common import composite, fresh_rng, gather
+from harmbench.transfer._common import composite, fresh_rng, gather, unique_colours
 
 SAT_RANGE = (0.0, 1.2)
 SAT_FLOOR = 0.3
@@ -47,7 +47,7 @@ def shift_hue_keep_l(rgb: np.ndarray, hue_shift: float, sat_scale: float) -> np.
     return out[0]
 
 
-@register_transfer("hue", sampler=_sample_hue, needs_reference=False)
+@register_transfer("hue", sampler=_sample_hue, needs_reference=False, crop="pixel")
 def hue(
     image: np.ndarray,
     mask: np.ndarray,
@@ -74,4 +74,11 @@ def hue(
         raise ValueError(f"hue: hue_shift must be finite, got {hue_shift}")
     if not np.isfinite(sat_scale) or sat_scale < 0:
         raise ValueError(f"hue: sat_scale must be a finite number >= 0, got {sat_scale}")
-    return composite(image, mask, shift_hue_keep_l(fg, hue_shift % 1.0, sat_scale))
+    # a per-pixel function: evaluated once per distinct colour when the input came from 8-bit data
+    distinct = unique_colours(fg)
+    if distinct is None:
+        new = shift_hue_keep_l(fg, hue_shift % 1.0, sat_scale)
+    else:
+        values, inverse, _ = distinct
+        new = shift_hue_keep_l(values, hue_shift % 1.0, sat_scale)[inverse]
+    return composite(image, mask, new)

@@ -17,6 +17,14 @@ As iHarmony4's ``idt_grain_color_transfer/{idt,idt_transfer,pdf_transfer,regrain
    (:func:`regrain`), on the whole frame with pixels outside the mask zeroed,
    as ``idt.m`` does.
 
+Only the foreground's result is kept, so the op computes just what it needs,
+with results identical to the plain formulation above: the point-set transfer
+runs once per distinct colour (weighted by its pixel count) when the input
+came from 8-bit data, in bounded chunks; regrain (:func:`regrain_masked`)
+computes each pyramid level only on the window the foreground's output depends
+on (the frame's pyramid geometry is kept; pixels outside the mask are zero).
+Callers may pass a window of the frame with ``frame=(H, W, top, left)``.
+
 Regrain starts from the original image (as ``regrain.m``) and relies on
 its coarse levels to carry the new colours: on photo-sized frames (≥ ~256 px
 a side, 4+ pyramid levels) it converges; on small frames (< ~128 px) the
@@ -31,11 +39,13 @@ mean (IDT would send a point mass to the top of the reference range).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy import sparse
 
 from harmbench.transfer import register_transfer
-from harmbench.transfer._common import composite, fresh_rng, gather
+from harmbench.transfer._common import composite, fresh_rng, gather, unique_colours
 
 R1 = np.array(
     [
@@ -103,20 +113,139 @@ def pdf_transfer(d0: np.ndarray, d1: np.ndarray, rotations: list[np.ndarray], bi
     return np.ascontiguousarray(d0.T)
 
 
+# Points per chunk in :func:`pdf_transfer_weighted`: (6, chunk) float64 temporaries stay ~12 MB.
+_CHUNK = 1 << 18
+
+
+def _spans(n: int, size: int) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` covering ``range(n)`` in pieces of ``size``; no piece of 1 unless ``n == 1``."""
+    cuts = list(range(0, n, size)) + [n]
+    if len(cuts) > 2 and cuts[-1] - cuts[-2] == 1:
+        del cuts[-2]
+    return list(itertools.pairwise(cuts))
+
+
+def _apply(m: np.ndarray, pts: np.ndarray, pad: bool) -> np.ndarray:
+    """``m @ pts`` for a C-contiguous ``(3 or 6, n)`` block; a lone column is computed as part of two.
+
+    BLAS multiplies a single column by another code path (last-bit differences), so
+    ``pad`` (the full set has more than one point) keeps every column on the matrix path.
+    """
+    if pad and pts.shape[1] == 1:
+        return (m @ np.repeat(pts, 2, axis=1))[:, :1]
+    return m @ pts
+
+
+def pdf_transfer_weighted(
+    d0: np.ndarray,
+    d1: np.ndarray,
+    rotations: list[np.ndarray],
+    bins: int = 300,
+    *,
+    w0: np.ndarray | None = None,
+    w1: np.ndarray | None = None,
+    n0: int | None = None,
+    n1: int | None = None,
+    chunk: int = _CHUNK,
+) -> np.ndarray:
+    """:func:`pdf_transfer` on points with multiplicities, in chunks; bit-identical results.
+
+    ``d0 (K0, 3)`` / ``d1 (K1, 3)`` are distinct points standing for ``w0`` /
+    ``w1`` copies each (None: one each); ``n0``/``n1`` the sizes of the full
+    sets (default ``K``). Moving ``d0`` then expanding equals moving the full
+    set: a point's update depends only on its own value and on the
+    histograms, whose (integer) counts are the same. Chunking bounds memory.
+    """
+    d0 = np.ascontiguousarray(d0.T, dtype=np.float64)  # (3, K0)
+    d1 = np.ascontiguousarray(d1.T, dtype=np.float64)
+    k0, k1 = d0.shape[1], d1.shape[1]
+    pad0 = (k0 if n0 is None else n0) > 1
+    pad1 = (k1 if n1 is None else n1) > 1
+    spans0, spans1 = _spans(k0, chunk), _spans(k1, chunk)
+    damping = 1e-6
+    centres = np.arange(bins, dtype=np.float64)
+
+    def block(d: np.ndarray, a: int, b: int, spans) -> np.ndarray:
+        return d if len(spans) == 1 else np.ascontiguousarray(d[:, a:b])
+
+    for rot in rotations:
+        n_axes = rot.shape[0]
+        pinv = np.linalg.pinv(rot)
+        lo = np.full(n_axes, np.inf)
+        hi = np.full(n_axes, -np.inf)
+        for d, spans, pad in ((d0, spans0, pad0), (d1, spans1, pad1)):
+            for a, b in spans:
+                p = _apply(rot, block(d, a, b, spans), pad)
+                lo = np.minimum(lo, p.min(axis=1))
+                hi = np.maximum(hi, p.max(axis=1))
+        lo -= _EPS
+        hi += _EPS
+        span = hi - lo
+        live = span > 1e-12
+        step = np.where(live, span / (bins - 1), 1.0)[:, None]
+        offs = (np.arange(n_axes) * bins)[:, None]
+        hists = []
+        for d, spans, pad, w in ((d0, spans0, pad0, w0), (d1, spans1, pad1, w1)):
+            h = np.zeros(n_axes * bins, dtype=np.int64 if w is None else np.float64)
+            for a, b in spans:
+                x = (_apply(rot, block(d, a, b, spans), pad) - lo[:, None]) / step
+                i = np.clip(np.floor(x + 0.5), 0, bins - 1).astype(np.int64) + offs
+                if w is None:
+                    h += np.bincount(i.ravel(), minlength=n_axes * bins)
+                else:  # integer-valued float64 sums: exact
+                    h += np.bincount(i.ravel(), weights=np.broadcast_to(w[a:b], i.shape).ravel(), minlength=n_axes * bins)
+            hists.append(h.reshape(n_axes, bins) + damping)
+        c0 = np.cumsum(hists[0], axis=1)
+        c0 /= c0[:, -1:]
+        c1 = np.cumsum(hists[1], axis=1)
+        c1 /= c1[:, -1:]
+        f = np.stack([np.interp(c0[a], c1[a], centres) for a in range(n_axes)])
+        f[~live] = centres
+        ff = f.ravel()
+        for a, b in spans0:
+            x0 = (_apply(rot, block(d0, a, b, spans0), pad0) - lo[:, None]) / step
+            k = np.clip(np.floor(x0), 0, bins - 2).astype(np.int64)
+            t = x0 - k
+            k += offs
+            lo_v = ff[k]
+            mapped = lo_v + t * (ff[k + 1] - lo_v)
+            delta = (mapped - x0) * step
+            if len(spans0) == 1:
+                d0 += _apply(pinv, delta, pad0)
+            else:
+                d0[:, a:b] += _apply(pinv, delta, pad0)
+    return np.ascontiguousarray(d0.T)
+
+
+def idt_points(fg: np.ndarray, ref: np.ndarray, rotations: list[np.ndarray], bins: int = 300) -> np.ndarray:
+    """``pdf_transfer(fg, ref, rotations, bins)``, once per distinct colour when the pixels came from 8-bit data."""
+    a = unique_colours(fg)
+    b = unique_colours(ref)
+    d0, w0, inv = (fg, None, None) if a is None else (a[0], a[2].astype(np.float64), a[1])
+    d1, w1 = (ref, None) if b is None else (b[0], b[2].astype(np.float64))
+    if w0 is not None and w1 is None:
+        w1 = np.ones(len(d1))
+    if w1 is not None and w0 is None:
+        w0 = np.ones(len(d0))
+    out = pdf_transfer_weighted(d0, d1, rotations, bins, w0=w0, w1=w1, n0=len(fg), n1=len(ref))
+    return out if inv is None else out[inv]
+
+
 # --------------------------------------------------------------------------
 # regrain
 
 
-def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-    """``(n_out, n_in)`` weights of MATLAB ``imresize(..., 'bilinear')`` along one axis.
+def _resize_taps(n_in: int, n_out: int, r0: int = 0, r1: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Taps ``(j, w)``, each ``(rows, taps)``, of output rows ``r0:r1`` of :func:`_resize_matrix`.
 
-    Triangle kernel, widened by 1/scale when shrinking (MATLAB's default
-    antialiasing), symmetric boundary, rows normalised to 1.
+    ``j`` are 0-based input indices (symmetric padding applied), ``w`` the
+    normalised weights; a row's taps do not depend on which rows are asked for.
     """
+    r1 = n_out if r1 is None else r1
     scale = n_out / n_in
     aa = scale < 1
     width = 2.0 / scale if aa else 2.0
-    u = np.arange(1, n_out + 1) / scale + 0.5 * (1 - 1 / scale)  # 1-based input coordinates
+    u = np.arange(r0 + 1, r1 + 1) / scale + 0.5 * (1 - 1 / scale)  # 1-based input coordinates
     left = np.floor(u - width / 2)
     taps = int(np.ceil(width)) + 2
     idx = left[:, None] + np.arange(taps)[None, :]
@@ -130,6 +259,17 @@ def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
     period = 2 * n_in
     j = np.mod(idx - 1, period)
     j = np.where(j >= n_in, period - 1 - j, j).astype(np.int64)
+    return j, w
+
+
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """``(n_out, n_in)`` weights of MATLAB ``imresize(..., 'bilinear')`` along one axis.
+
+    Triangle kernel, widened by 1/scale when shrinking (MATLAB's default
+    antialiasing), symmetric boundary, rows normalised to 1.
+    """
+    j, w = _resize_taps(n_in, n_out)
+    taps = j.shape[1]
     out = np.zeros((n_out, n_in))
     np.add.at(out, (np.repeat(np.arange(n_out), taps), j.ravel()), w.ravel())
     return out
@@ -145,45 +285,88 @@ def imresize_bilinear(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.ascontiguousarray(tmp.reshape(shape[1], shape[0], c).transpose(1, 0, 2))
 
 
+def _shift(a: np.ndarray, k: int) -> np.ndarray:
+    """Edge-replicated neighbour ``k`` (0 right, 1 down, 2 left, 3 up) of a 2-D/3-D array."""
+    if k == 0:
+        return np.concatenate([a[:, 1:], a[:, -1:]], axis=1)
+    if k == 1:
+        return np.concatenate([a[1:], a[-1:]], axis=0)
+    if k == 2:
+        return np.concatenate([a[:, :1], a[:, :-1]], axis=1)
+    return np.concatenate([a[:1], a[:-1]], axis=0)
+
+
 def _shifts(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Edge-replicated neighbours (right, down, left, up) of a 2-D/3-D array."""
-    right = np.concatenate([a[:, 1:], a[:, -1:]], axis=1)
-    down = np.concatenate([a[1:], a[-1:]], axis=0)
-    left = np.concatenate([a[:, :1], a[:, :-1]], axis=1)
-    up = np.concatenate([a[:1], a[:-1]], axis=0)
-    return right, down, left, up
+    return _shift(a, 0), _shift(a, 1), _shift(a, 2), _shift(a, 3)
 
 
-def _add_weighted_neighbours(out: np.ndarray, w: tuple[np.ndarray, ...], a: np.ndarray) -> None:
-    """``out += Σ_k w_k · a[neighbour_k]`` (right, down, left, up; edge-replicated)."""
+def _neighbour_terms(out: np.ndarray, w: tuple[np.ndarray, ...], a: np.ndarray):
+    """``(out part, weight part, neighbour part)`` triples of :func:`_add_weighted_neighbours`, in its order."""
     wr, wd, wl, wu = w
-    out[:, :-1] += wr[:, :-1] * a[:, 1:]
-    out[:, -1:] += wr[:, -1:] * a[:, -1:]
-    out[:-1] += wd[:-1] * a[1:]
-    out[-1:] += wd[-1:] * a[-1:]
-    out[:, 1:] += wl[:, 1:] * a[:, :-1]
-    out[:, :1] += wl[:, :1] * a[:, :1]
-    out[1:] += wu[1:] * a[:-1]
-    out[:1] += wu[:1] * a[:1]
+    return (
+        (out[:, :-1], wr[:, :-1], a[:, 1:]),
+        (out[:, -1:], wr[:, -1:], a[:, -1:]),
+        (out[:-1], wd[:-1], a[1:]),
+        (out[-1:], wd[-1:], a[-1:]),
+        (out[:, 1:], wl[:, 1:], a[:, :-1]),
+        (out[:, :1], wl[:, :1], a[:, :1]),
+        (out[1:], wu[1:], a[:-1]),
+        (out[:1], wu[:1], a[:1]),
+    )
+
+
+def _add_weighted_neighbours(
+    out: np.ndarray, w: tuple[np.ndarray, ...], a: np.ndarray, scratch: np.ndarray | None = None
+) -> None:
+    """``out += Σ_k w_k · a[neighbour_k]`` (right, down, left, up; edge-replicated).
+
+    ``scratch``: a buffer shaped like ``out`` with the products' dtype, reused
+    for the products instead of allocating one per term (same arithmetic).
+    """
+    for dst, wk, src in _neighbour_terms(out, w, a):
+        if scratch is None:
+            dst += wk * src
+        else:
+            t = scratch[: dst.shape[0], : dst.shape[1]]
+            np.multiply(wk, src, out=t)
+            dst += t
 
 
 def _solve(irr: np.ndarray, i0: np.ndarray, ir: np.ndarray, n_iter: int, smoothness: float, level: int) -> np.ndarray:
-    """``n_iter`` damped Jacobi sweeps of the regrain system at one pyramid level."""
-    r, d, l_, u = _shifts(i0)
-    grad = np.sqrt(((r - l_) ** 2 + (d - u) ** 2).sum(axis=2, dtype=np.float64))
+    """``n_iter`` damped Jacobi sweeps of the regrain system at one pyramid level.
+
+    Temporaries are released as soon as they are used (peak ≈ 10 frame-sized
+    float32 arrays); the arithmetic is that of the plain formulation.
+    """
+    gx = _shift(i0, 0) - _shift(i0, 2)  # right - left
+    np.square(gx, out=gx)
+    gy = _shift(i0, 1) - _shift(i0, 3)  # down - up
+    np.square(gy, out=gy)
+    gx += gy
+    del gy
+    grad = np.sqrt(gx.sum(axis=2, dtype=np.float64))
+    del gx
     psi = np.minimum(256.0 * grad / 5.0, 1.0)
     phi = 30.0 / (1.0 + 10.0 * grad / max(smoothness, _EPS)) * 2.0 ** (-level)
-    phis = tuple(((p + phi) / 2.0)[..., None].astype(irr.dtype) for p in _shifts(phi))
+    del grad
+    phis = tuple(((_shift(phi, k) + phi) / 2.0)[..., None].astype(irr.dtype) for k in range(4))
+    del phi
     rho = 0.2
     # scale = (1 - ρ)/(ψ + Σφ + eps); base = ψ·IR + Σ φ_k·(I0 − I0[k])
     scale = ((1 - rho) / (psi + sum(p[..., 0] for p in phis) + _EPS))[..., None].astype(irr.dtype)
-    base = psi[..., None] * ir + sum(phis) * i0
-    _add_weighted_neighbours(base, tuple(-p for p in phis), i0)
+    base = psi[..., None] * ir
+    del psi
+    base += sum(phis) * i0
+    scratch = np.empty(irr.shape, dtype=np.result_type(phis[0], i0))
+    _add_weighted_neighbours(base, tuple(-p for p in phis), i0, scratch)
     base = base.astype(irr.dtype)
+    if scratch.dtype != np.result_type(phis[0], irr):
+        scratch = np.empty(irr.shape, dtype=np.result_type(phis[0], irr))
     num = np.empty_like(irr)
     for _ in range(n_iter):
         num[...] = base
-        _add_weighted_neighbours(num, phis, irr)
+        _add_weighted_neighbours(num, phis, irr, scratch)
         num *= scale
         num += rho * irr
         irr, num = num, irr
@@ -224,6 +407,153 @@ def _regrain_rec(irr, i0, ir, n_iters, smoothness, level):
     return _solve(irr, i0, ir, n_iters[0], smoothness, level)
 
 
+_REGRAIN_ITERS = (4, 16, 32, 64, 64, 64)
+
+
+def _pyramid_shapes(h: int, w: int) -> list[tuple[int, int]]:
+    """Level shapes of :func:`regrain`'s pyramid on an ``h×w`` frame, finest first."""
+    shapes = [(int(h), int(w))]
+    while len(shapes) < len(_REGRAIN_ITERS):
+        h2, w2 = -(-shapes[-1][0] // 2), -(-shapes[-1][1] // 2)
+        if not (h2 > 20 and w2 > 20):
+            break
+        shapes.append((h2, w2))
+    return shapes
+
+
+def _window_matrix(n_in: int, n_out: int, rows: tuple[int, int], cols: tuple[int, int], dtype) -> sparse.csr_matrix:
+    """Rows ``rows`` and columns ``cols`` of ``_resize_matrix(n_in, n_out)`` (taps outside ``cols`` dropped)."""
+    j, w = _resize_taps(n_in, n_out, *rows)
+    r = np.repeat(np.arange(rows[1] - rows[0]), j.shape[1])
+    j, w = j.ravel(), w.ravel()
+    keep = (j >= cols[0]) & (j < cols[1])
+    out = np.zeros((rows[1] - rows[0], cols[1] - cols[0]))
+    np.add.at(out, (r[keep], j[keep] - cols[0]), w[keep])
+    return sparse.csr_matrix(out.astype(dtype))
+
+
+def _tap_span(n_in: int, n_out: int, rows: tuple[int, int]) -> tuple[int, int]:
+    """Input indices ``[lo, hi)`` carrying a non-zero weight for output rows ``rows``."""
+    j, w = _resize_taps(n_in, n_out, *rows)
+    used = j[w != 0]
+    return int(used.min()), int(used.max()) + 1
+
+
+def _rows_reached(n_in: int, n_out: int, cols: tuple[int, int]) -> tuple[int, int]:
+    """Output rows ``[lo, hi)`` with a non-zero weight on an input index in ``cols``."""
+    j, w = _resize_taps(n_in, n_out)
+    hit = np.flatnonzero(((w != 0) & (j >= cols[0]) & (j < cols[1])).any(axis=1))
+    return int(hit[0]), int(hit[-1]) + 1
+
+
+def _axis_windows(sizes: list[int], box: tuple[int, int]) -> tuple[list, list, list]:
+    """Per level, along one axis: ``support`` (where the zero-padded inputs can be non-zero),
+    ``need`` (where the level's result is used) and ``solve`` (where it is computed) as ``(lo, hi)``.
+
+    A Jacobi sweep reads the 4 neighbours and the set-up (gradients, weights)
+    2 more, so a level solved on ``need`` widened by its sweep count + 3 is exact
+    on ``need`` whatever the window's edges hold; the finer level's ``solve``
+    window then fixes, through the upsampling taps, the coarser ``need``.
+    """
+    n = len(sizes)
+    support = [box]
+    for lv in range(1, n):
+        support.append(_rows_reached(sizes[lv - 1], sizes[lv], support[-1]))
+    need, solve = [box], []
+    for lv in range(n):
+        m = _REGRAIN_ITERS[lv] + 3
+        solve.append((max(0, need[lv][0] - m), min(sizes[lv], need[lv][1] + m)))
+        if lv + 1 < n:
+            need.append(_tap_span(sizes[lv + 1], sizes[lv], solve[lv]))
+    return support, need, solve
+
+
+def _resize_window(img: np.ndarray, a_h: sparse.csr_matrix, a_w: sparse.csr_matrix) -> np.ndarray:
+    """:func:`imresize_bilinear` with given (windowed) matrices, same operation order."""
+    h, w, c = img.shape
+    oh, ow = a_h.shape[0], a_w.shape[0]
+    tmp = (a_h @ np.ascontiguousarray(img).reshape(h, w * c)).reshape(oh, w, c)
+    tmp = a_w @ np.ascontiguousarray(tmp.transpose(1, 0, 2)).reshape(w, oh * c)
+    return np.ascontiguousarray(tmp.reshape(ow, oh, c).transpose(1, 0, 2))
+
+
+def _paste(src: np.ndarray, at: tuple[tuple[int, int], tuple[int, int]], win: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+    """Zero array over window ``win`` holding ``src`` (which covers ``at``) where they overlap."""
+    (y0, y1), (x0, x1) = win
+    out = np.zeros((y1 - y0, x1 - x0, src.shape[2]), dtype=src.dtype)
+    (sy0, sy1), (sx0, sx1) = at
+    a, b = max(y0, sy0), min(y1, sy1)
+    c, d = max(x0, sx0), min(x1, sx1)
+    if a < b and c < d:
+        out[a - y0 : b - y0, c - x0 : d - x0] = src[a - sy0 : b - sy0, c - sx0 : d - sx0]
+    return out
+
+
+def regrain_masked(
+    fg_original: np.ndarray,
+    fg_graded: np.ndarray,
+    mask: np.ndarray,
+    frame: tuple[int, int, int, int] | None = None,
+    smoothness: float = 1.0,
+) -> np.ndarray:
+    """``regrain(i0, ir)[mask]`` with ``i0``/``ir`` = the frame holding ``fg_original``/``fg_graded``
+    on the mask and 0 elsewhere (as ``idt.m`` calls it), computed only where the mask's result depends on.
+
+    ``fg_*`` are ``(N, 3)`` on 0–1 in the mask's raster order; ``mask`` is
+    ``bool (h, w)``, the window of an ``H×W`` frame at ``(top, left)`` given by
+    ``frame = (H, W, top, left)`` (default: the mask is the whole frame).
+    Returns float64 ``(N, 3)``, bit-identical to the whole-frame computation:
+    the frame's pyramid geometry (level sizes, resampling taps) is kept, the
+    zero background is never materialised beyond the resampling support, and
+    each level is solved on a window exceeding the used part by its sweep count.
+    """
+    if smoothness <= 0:
+        return np.asarray(fg_graded, dtype=np.float64)
+    h, w = mask.shape
+    big_h, big_w, top, left = (h, w, 0, 0) if frame is None else (int(v) for v in frame)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    sub = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    box_y = (top + int(rows[0]), top + int(rows[-1]) + 1)
+    box_x = (left + int(cols[0]), left + int(cols[-1]) + 1)
+    shapes = _pyramid_shapes(big_h, big_w)
+    n = len(shapes)
+    sup_y, need_y, solve_y = _axis_windows([s[0] for s in shapes], box_y)
+    sup_x, need_x, solve_x = _axis_windows([s[1] for s in shapes], box_x)
+
+    i0 = np.zeros(sub.shape + (3,), dtype=np.float32)
+    i0[sub] = fg_original
+    ir = np.zeros_like(i0)
+    ir[sub] = fg_graded
+    pyramid = [(i0, ir)]  # over the support windows
+    for lv in range(1, n):
+        a_h = _window_matrix(shapes[lv - 1][0], shapes[lv][0], sup_y[lv], sup_y[lv - 1], np.float32)
+        a_w = _window_matrix(shapes[lv - 1][1], shapes[lv][1], sup_x[lv], sup_x[lv - 1], np.float32)
+        pyramid.append(tuple(_resize_window(a, a_h, a_w) for a in pyramid[-1]))
+    del i0, ir
+
+    irr = None
+    for lv in range(n - 1, -1, -1):
+        win = (solve_y[lv], solve_x[lv])
+        i0_w, ir_w = (_paste(a, (sup_y[lv], sup_x[lv]), win) for a in pyramid[lv])
+        pyramid[lv] = None  # type: ignore[call-overload]
+        if irr is None:  # coarsest level: starts from the original (as regrain.m)
+            irr = i0_w.copy()
+        else:  # upsample the coarser result, read on its ``need`` window
+            (py0, _), (px0, _) = solve_y[lv + 1], solve_x[lv + 1]
+            (ny0, ny1), (nx0, nx1) = need_y[lv + 1], need_x[lv + 1]
+            src = irr[ny0 - py0 : ny1 - py0, nx0 - px0 : nx1 - px0]
+            a_h = _window_matrix(shapes[lv + 1][0], shapes[lv][0], solve_y[lv], need_y[lv + 1], np.float32)
+            a_w = _window_matrix(shapes[lv + 1][1], shapes[lv][1], solve_x[lv], need_x[lv + 1], np.float32)
+            irr = _resize_window(src, a_h, a_w)
+            del src
+        irr = _solve(irr, i0_w, ir_w, _REGRAIN_ITERS[lv], smoothness, lv)
+        del i0_w, ir_w
+    oy, ox = box_y[0] - solve_y[0][0], box_x[0] - solve_x[0][0]
+    out = irr[oy : oy + sub.shape[0], ox : ox + sub.shape[1]][sub]
+    return out.astype(np.float64)
+
+
 _regrain_full = regrain  # the op's ``regrain`` flag shadows the name inside it
 
 
@@ -231,7 +561,7 @@ def _sample_idt(rng: np.random.Generator) -> dict:
     return {"seed": int(rng.integers(0, 2**31 - 1))}
 
 
-@register_transfer("idt", sampler=_sample_idt)
+@register_transfer("idt", sampler=_sample_idt, crop="frame")
 def idt(
     image: np.ndarray,
     mask: np.ndarray,
@@ -244,29 +574,36 @@ def idt(
     bins: int = 300,
     regrain: bool = True,
     smoothness: float = 1.0,
+    frame: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
     """IDT from ``ref_image[ref_mask]`` onto ``image[mask]``, then (by default) regrain.
 
     0–1 float in and out (clipped). The random rotations come from
     ``np.random.default_rng(seed)``; without ``seed`` it is drawn from ``rng``
     exactly as ``sample_params('idt', rng)`` does (fresh entropy if no ``rng``).
-    ``regrain=False`` skips the grain-removal pass (it runs on the whole frame
-    and costs about as much as the IDT itself at 640×480).
+    ``regrain=False`` skips the grain-removal pass (about as costly as the IDT
+    itself; it works on the mask's surroundings, not the whole frame).
+
+    ``frame=(H, W, top, left)``: ``image``/``mask`` are the window of an
+    ``H×W`` frame at ``(top, left)`` and the mask lies inside the window; the
+    foreground then equals the op's on the whole frame (regrain keeps the
+    frame's pyramid). Default: ``image`` is the whole frame.
     """
     fg, ref = gather("idt", image, mask, ref_image, ref_mask)
     if iterations < 1 or bins < 2:
         raise ValueError(f"idt: iterations must be >= 1 and bins >= 2, got {iterations}, {bins}")
     if seed is None:
         seed = _sample_idt(fresh_rng(rng))["seed"]
+    if frame is not None:
+        big_h, big_w, top, left = (int(v) for v in frame)
+        if not (0 <= top and 0 <= left and top + mask.shape[0] <= big_h and left + mask.shape[1] <= big_w):
+            raise ValueError(f"idt: a {mask.shape[1]}x{mask.shape[0]} window at (top={top}, left={left}) "
+                             f"does not fit in a {big_w}x{big_h} frame")
     rotations = idt_rotations(iterations, np.random.default_rng(seed))
     if np.ptp(fg, axis=0).max() <= 1e-12:
         return composite(image, mask, np.broadcast_to(ref.mean(axis=0), fg.shape))
-    new = pdf_transfer(fg, ref, rotations, bins)
+    new = idt_points(fg, ref, rotations, bins)
     if regrain:
-        i0 = np.zeros(image.shape, dtype=np.float64)
-        i0[mask] = fg
-        ir = np.zeros_like(i0)
-        ir[mask] = new
-        new = _regrain_full(i0, ir, smoothness)[mask]
+        new = regrain_masked(fg, new, mask, frame, smoothness)
     return composite(image, mask, new)
 

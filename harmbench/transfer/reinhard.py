@@ -21,7 +21,14 @@ from __future__ import annotations
 import numpy as np
 
 from harmbench.transfer import register_transfer
-from harmbench.transfer._common import composite, gather, lalphabeta_to_rgb, rgb_to_lalphabeta
+from harmbench.transfer._common import (
+    composite,
+    gather,
+    lalphabeta_to_rgb,
+    per_colour,
+    rgb_to_lalphabeta,
+    unique_colours,
+)
 
 # σ below this (in lαβ units, where the channels span a few units) counts as zero.
 _SIGMA_EPS = 1e-9
@@ -38,7 +45,7 @@ def lab_stats(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return valid, mean, std
 
 
-@register_transfer("reinhard")
+@register_transfer("reinhard", crop="mask")
 def reinhard(
     image: np.ndarray,
     mask: np.ndarray,
@@ -52,16 +59,24 @@ def reinhard(
     Inputs/outputs on the 0–1 scale (float32 out, clipped); ``rng`` is unused.
     """
     fg, ref = gather("reinhard", image, mask, ref_image, ref_mask)
-    lab_fg = rgb_to_lalphabeta(fg)
-    lab_ref = rgb_to_lalphabeta(ref)
+    # conversions are per pixel: done once per distinct colour when the input came from 8-bit data
+    distinct = unique_colours(fg)
+    if distinct is None:
+        lab_fg, inverse = rgb_to_lalphabeta(fg), None
+    else:
+        lab_u, inverse = rgb_to_lalphabeta(distinct[0]), distinct[1]
+        lab_fg = lab_u[inverse]
+    lab_ref = per_colour(ref, rgb_to_lalphabeta)
     valid_fg, mu_fg, sd_fg = lab_stats(lab_fg)
     _, mu_ref, sd_ref = lab_stats(lab_ref)
+    del lab_ref
     if not np.isfinite(mu_ref).all():
         raise ValueError("reinhard: the reference region is entirely black (0,0,0); its lαβ statistics are undefined")
     if not valid_fg.any():
         return composite(image, mask, fg)
     scale = np.divide(sd_ref, sd_fg, out=np.ones(3), where=sd_fg > _SIGMA_EPS)
-    new_lab = (lab_fg[valid_fg] - mu_fg) * scale + mu_ref
-    new = np.zeros_like(fg)  # black pixels stay black
-    new[valid_fg] = lalphabeta_to_rgb(new_lab)
-    return composite(image, mask, new)
+    if inverse is not None:
+        lab_fg, valid_fg = lab_u, np.isfinite(lab_u).all(axis=1)
+    new = np.zeros(lab_fg.shape)  # black pixels stay black
+    new[valid_fg] = lalphabeta_to_rgb((lab_fg[valid_fg] - mu_fg) * scale + mu_ref)
+    return composite(image, mask, new if inverse is None else new[inverse])
