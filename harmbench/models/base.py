@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -44,8 +45,10 @@ def validate_inputs(composite: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
     """Check ``composite`` (N,3,H,W) on 0–1 and ``mask`` (N,1,H,W) in {0,1}.
 
     Returns ``(composite, mask)`` with the mask as a float tensor of the composite's
-    dtype on the composite's device. Raises :class:`ModelInputError` with a message
-    naming the problem.
+    dtype on the composite's device; the composite is returned as is when it lies in
+    [0, 1], else clamped to it (a copy). Raises :class:`ModelInputError` with a message
+    naming the problem. Cost: one min/max pass over each tensor (plus ``m·m == m`` for a
+    float mask) and one device sync each.
     """
     if not isinstance(composite, torch.Tensor) or not isinstance(mask, torch.Tensor):
         raise ModelInputError("composite and mask must be torch tensors")
@@ -62,26 +65,35 @@ def validate_inputs(composite: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
         raise ModelInputError(
             f"mask shape {tuple(mask.shape)} does not match composite shape {tuple(composite.shape)}"
         )
-    if not torch.isfinite(composite).all():
+    # min/max propagate NaN, so finite bounds mean finite values: one pass and one sync per tensor
+    lo, hi = _bounds(composite)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ModelInputError("composite contains NaN or infinite values")
-    lo, hi = float(composite.min()), float(composite.max())
     if lo < -1e-4 or hi > 1 + 1e-4:
         raise ModelInputError(
             f"composite values must lie on the 0–1 scale, got range [{lo:.4g}, {hi:.4g}]"
             " (0–255 or [-1, 1] inputs must be rescaled)"
         )
-    if mask.dtype == torch.bool:
-        mask_f = mask.to(device=composite.device, dtype=composite.dtype)
-    else:
-        if mask.is_floating_point() and not torch.isfinite(mask).all():
+    if mask.dtype != torch.bool:
+        mlo, mhi = _bounds(mask)
+        if not (math.isfinite(mlo) and math.isfinite(mhi)):
             raise ModelInputError("mask contains NaN or infinite values")
-        if not ((mask == 0) | (mask == 1)).all():
-            mlo, mhi = float(mask.min()), float(mask.max())
+        # within [0, 1], m·m == m holds exactly for 0 and 1 only (m² < m rounds below m otherwise)
+        binary = mlo >= 0 and mhi <= 1 and (not mask.is_floating_point() or torch.equal(mask * mask, mask))
+        if not binary:
             raise ModelInputError(
                 f"mask values must be exactly 0 or 1, got values in [{mlo:.4g}, {mhi:.4g}] (binarise it first)"
             )
-        mask_f = mask.to(device=composite.device, dtype=composite.dtype)
-    return composite.clamp(0.0, 1.0), mask_f
+    mask_f = mask.to(device=composite.device, dtype=composite.dtype)
+    if lo < 0.0 or hi > 1.0:  # within the tolerance: clamp the rounding slack away
+        composite = composite.clamp(0.0, 1.0)
+    return composite, mask_f
+
+
+def _bounds(x: torch.Tensor) -> tuple[float, float]:
+    """``(min, max)`` of ``x`` as Python floats (nan when ``x`` holds a NaN)."""
+    lo, hi = torch.stack(torch.aminmax(x.detach())).double().cpu().tolist()
+    return lo, hi
 
 
 # --------------------------------------------------------------------------- padding
@@ -301,6 +313,7 @@ def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[
 def _load_all() -> None:
     for mod in _MODULES:
         importlib.import_module(f"harmbench.models.{mod}")
+    importlib.import_module("harmbench.train.pretrained")  # committed baseline weights (hen-ctn-cpu, ...)
 
 
 def available_models() -> list[str]:

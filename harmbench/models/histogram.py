@@ -108,7 +108,7 @@ def soft_ab_histogram(
     w = _flat_mask(x, mask)
     wa = _triangle_weights(_unit(x[:, 1]).reshape(n, -1), bins, unit_sum)  # (N, P, B)
     wb = _triangle_weights(_unit(x[:, 2]).reshape(n, -1), bins, unit_sum)
-    hist = torch.einsum("npi,npj,np->nij", wb, wa, w)
+    hist = torch.einsum("npi,npj->nij", wb * w.unsqueeze(-1), wa)  # weight first: no (N, P, B, B) intermediate
     return hist / w.sum(1).clamp_min(1.0).view(n, 1, 1)
 
 
