@@ -130,3 +130,14 @@ def test_identity_error_and_summary_dict():
     assert set(doc["subsets"]) == {"a", "b", "identical"}
     assert set(doc["buckets"]) == {"0-5", "5-15", "15-100"}
     assert doc["metrics"]["mse"] == pytest.approx(df.loc[~df["identity"], "mse"].mean())
+
+
+def test_summary_dict_counts_undefined_values_only_when_present():
+    df = _table(20)
+    assert all("n_undefined" not in g for g in (agg.summary_dict(df)["metrics"], *agg.summary_dict(df)["subsets"].values()))
+    df.loc[[0, 1], "psnr"] = np.inf  # e.g. an exact match under a profile without epsilon
+    df.loc[1, "fmse"] = np.nan
+    doc = agg.summary_dict(df, ["mse", "psnr", "fmse"], exclude_identity=False)
+    assert doc["metrics"]["n_undefined"] == 2 and doc["subsets"]["a"]["n_undefined"] == 1  # rows 0 (a) and 1 (b)
+    assert doc["metrics"]["psnr"] == pytest.approx(df["psnr"].iloc[2:].mean())
+    assert "n_undefined" not in doc["subsets"]["identical"]

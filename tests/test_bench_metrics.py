@@ -46,3 +46,12 @@ def test_reference_loop_agrees_with_ours():
 def test_format_table():
     out = format_table([("a", 1.5), ("longer", 2)], ("name", "value"))
     assert out.splitlines()[0].startswith("name  ") and "------" in out.splitlines()[1]
+
+
+def test_best_times_runs_each_side_once_per_round():
+    from harmbench.bench.metrics import best_times
+
+    calls = []
+    times, results = best_times({"a": lambda: calls.append("a") or 1, "b": lambda: calls.append("b") or 2}, 3)
+    assert calls == ["a", "b"] * 3 and results == {"a": 1, "b": 2}
+    assert set(times) == {"a", "b"} and all(t >= 0 for t in times.values())

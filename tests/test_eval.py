@@ -243,3 +243,46 @@ def test_workers_and_mixed_sizes_give_the_same_rows(tmp_path):
     pd.testing.assert_frame_equal(_drop_time(parallel.samples), _drop_time(serial.samples))
     fixed = evaluate("composite", data, tmp_path / "f", **{**FAST, "resize": "fixed256", "limit": 8})
     assert len(fixed.samples) == 8 and set(fixed.samples["height"]) == {256}
+
+
+def test_pred_8bit_comes_from_the_profile():
+    from harmbench.eval.runner import PRED_8BIT
+    from harmbench.metrics import PROFILES
+
+    assert PRED_8BIT == {name: p.pred_8bit for name, p in PROFILES.items()}
+
+
+def test_model_input_checks_are_one_pass_and_keep_in_range_inputs():
+    from harmbench.models import ModelInputError, validate_inputs
+
+    x = torch.rand(2, 3, 8, 8)
+    m = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    out, mf = validate_inputs(x, m)
+    assert out is x and mf is m  # nothing to clamp or convert: no copy
+    slack, _ = validate_inputs(x * 1.00005, m)  # within the 1e-4 tolerance: clamped
+    assert float(slack.max()) <= 1.0 and slack is not x
+    for bad, match in ((torch.where(x > 0.5, torch.inf, x), "NaN or infinite"), (x - 0.01, "0–1 scale")):
+        with pytest.raises(ModelInputError, match=match):
+            validate_inputs(bad, m)
+    for bad, match in ((m * torch.nan, "NaN or infinite"), (m * 0.5, "exactly 0 or 1"), (m * 2, r"in \[0, 2\]"),
+                       (m.to(torch.uint8) * 3, "exactly 0 or 1"), (m - 1e-7, "exactly 0 or 1")):
+        with pytest.raises(ModelInputError, match=match):
+            validate_inputs(x, bad)
+    _, mi = validate_inputs(x, m.to(torch.uint8))  # integer {0, 1} masks are fine
+    assert mi.dtype == x.dtype
+    torch.testing.assert_close(mi, m)
+
+
+def test_output_check_names_the_first_bad_sample():
+    from harmbench.eval.runner import check_output
+
+    comp = torch.rand(3, 3, 8, 8)
+    check_output(comp.clone(), comp, ["a", "b", "c"], "m")  # fine
+    bad = comp.clone()
+    bad[2, 1, 3, 3] = -torch.inf
+    with pytest.raises(ModelOutputError, match="NaN or infinite values for sample 'c'"):
+        check_output(bad, comp, ["a", "b", "c"], "m")
+    bad = comp.clone()
+    bad[1] += 0.5
+    with pytest.raises(ModelOutputError, match=r"returned values in \[.*\] for sample 'b'"):
+        check_output(bad, comp, ["a", "b", "c"], "m")

@@ -213,3 +213,111 @@ def test_cuda_matches_cpu(name):
     for k in METRIC_NAMES:
         assert gpu[k].device.type == "cuda"
         torch.testing.assert_close(gpu[k].cpu(), cpu[k], atol=1e-4, rtol=1e-6)
+
+
+def _smooth_pair(n=2, size=256, seed=3):
+    """Smooth images (a coarse random grid upscaled bicubically) and a shifted copy: local variances near 0."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    t = np.stack([np.asarray(Image.fromarray(rng.integers(30, 220, (7, 8, 3), dtype=np.uint8)).resize(
+        (size, size), Image.Resampling.BICUBIC)) for _ in range(n)])
+    p = np.clip(t.astype(np.int16) + np.array([30, -10, 5], np.int16), 0, 255).astype(np.uint8)
+    m = np.zeros((n, size, size), np.float64)
+    m[:, size // 4 : size // 2, size // 3 : 3 * size // 4] = 1.0
+    return p, t, m
+
+
+def test_stats_dtype_follows_the_convention_constants():
+    from harmbench.metrics.ssim import stats_dtype_for
+
+    assert stats_dtype_for(WANG_VALID) == torch.float32  # C2 = (0.03·255)² dwarfs float32 error
+    assert stats_dtype_for(PYTORCH_SSIM) == torch.float64  # C2 = 0.03² on 0–255 data does not
+    assert stats_dtype_for(PYTORCH_SSIM, "mps") == torch.float32
+
+
+def test_zhenglab_ssim_keeps_float64_accuracy_on_smooth_images():
+    """pytorch_ssim's tiny constants amplify float32 error in flat regions; the statistics are float64 there."""
+    p, t, m = _smooth_pair()
+    want_s, want_fs = _literal_pytorch_ssim(_t(p), _t(t), _tm(m))
+    s, fs = ssim_fssim(_t(p).float(), _t(t).float(), _tm(m).float(), PYTORCH_SSIM)
+    torch.testing.assert_close(s, want_s, atol=1e-9, rtol=0)
+    torch.testing.assert_close(fs, want_fs, atol=1e-9, rtol=0)
+
+
+def test_cpu_blur_matches_grouped_convolution(monkeypatch):
+    """The OpenCV blur of stacked planes (CPU) and the grouped conv2d (other devices) give the same SSIM."""
+    from harmbench.metrics import ssim as ssim_mod
+
+    p, t, m = _pair(3, 64, 56)
+    for conv in (WANG_VALID, PYTORCH_SSIM):
+        cv = ssim_fssim(_t(p).float(), _t(t).float(), _tm(m).float(), conv)
+        with monkeypatch.context() as mp:
+            mp.setattr(ssim_mod, "_blur", ssim_mod._blur_torch)
+            tc = ssim_fssim(_t(p).float(), _t(t).float(), _tm(m).float(), conv)
+        for a, b in zip(cv, tc):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    smap = ssim_map(_t(p).float(), _t(t).float(), WANG_VALID)
+    assert smap.shape == (3, 3, 54, 46) and smap.is_contiguous()
+
+
+def test_cpu_blur_uses_torch_thread_count():
+    import cv2
+
+    p, t, m = _pair(1, 32, 32)
+    before = cv2.getNumThreads()
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        ssim_fssim(_t(p).float(), _t(t).float(), _tm(m).float(), WANG_VALID)
+    finally:
+        torch.set_num_threads(old)
+    assert cv2.getNumThreads() == before  # restored
+
+
+def test_compute_metrics_chunks_do_not_change_values(monkeypatch):
+    from harmbench.metrics import compute as compute_mod
+
+    p, t, m = _pair(5, 40, 32)
+    whole = compute_metrics(_t(p).float(), _t(t).float(), _tm(m).float(), "harmbench")
+    monkeypatch.setattr(compute_mod, "_CHUNK_ELEMENTS", 2 * 3 * 40 * 32)  # two images per chunk
+    assert compute_mod.chunk_size(_t(p).float()) == 2
+    chunked = compute_metrics(_t(p).float(), _t(t).float(), _tm(m).float(), "harmbench")
+    for k in METRIC_NAMES:
+        torch.testing.assert_close(chunked[k], whole[k], rtol=1e-12, atol=0)
+
+
+def test_large_images_go_through_one_channel_at_a_time(monkeypatch):
+    from harmbench.metrics import ssim as ssim_mod
+
+    p, t, m = _pair(2, 48, 40)
+    whole = ssim_fssim(_t(p).float(), _t(t).float(), _tm(m).float(), WANG_VALID)
+    full_map = ssim_map(_t(p).float(), _t(t).float(), WANG_VALID)
+    monkeypatch.setattr(ssim_mod, "_SPLIT_BYTES", 1)
+    split = ssim_fssim(_t(p).float(), _t(t).float(), _tm(m).float(), WANG_VALID)
+    for a, b in zip(split, whole):  # channel sums in float64 instead of float32: float noise only
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=0)
+    torch.testing.assert_close(ssim_map(_t(p).float(), _t(t).float(), WANG_VALID), full_map, rtol=0, atol=0)
+
+
+def test_scratch_buffers_are_reused_per_thread_and_slot():
+    import threading
+
+    from harmbench.metrics import scratch as sc
+
+    a = sc.scratch("t.a", (2, 3), torch.float32)
+    b = sc.scratch("t.a", (3, 2), torch.float32)
+    assert a.data_ptr() == b.data_ptr() and b.shape == (3, 2)  # same slot: same memory
+    assert sc.scratch("t.b", (2, 3), torch.float32).data_ptr() != a.data_ptr()
+    other = []
+    th = threading.Thread(target=lambda: other.append(sc.scratch("t.a", (2, 3), torch.float32).data_ptr()))
+    th.start()
+    th.join()
+    assert other[0] != a.data_ptr()  # another thread gets its own buffer
+    big = (sc.MAX_BYTES // 4 + 1,)
+    first, second = sc.scratch("t.big", big, torch.float32), sc.scratch("t.big", big, torch.float32)
+    assert first.data_ptr() != second.data_ptr()  # too large to keep: a fresh tensor each time
+    del first, second
+    sc.release()
+    assert sc.scratch("t.a", (2, 3), torch.float64).dtype == torch.float64
+    sc.release()

@@ -172,3 +172,11 @@ def test_real_triplets_from_shared(shared):
             assert 0 < out["mse"].item() and 0 < out["fmse"].item(), name
             assert out["fmse"].item() > out["mse"].item()  # composites differ only in the foreground
             assert -1 <= out["ssim"].item() <= 1
+
+
+def test_pred_8bit_is_a_recorded_profile_field():
+    """Whether outputs are rounded to 8 bits before scoring is part of the protocol (``harmbench eval`` reads it)."""
+    want = {"harmbench": True, "dovenet": True, "zhenglab": True, "iharm": False}
+    for name, rounded in want.items():
+        assert get_profile(name).pred_8bit is rounded
+        assert get_profile(name).to_dict()["pred_8bit"] is rounded

@@ -267,3 +267,33 @@ def test_undefined_values_are_left_out_and_counted(flat, tmp_path):
     assert doc["n"] == 4 and doc["metrics"]["n_undefined"] == 1
     others = [r["fssim"] for k, r in rows.items() if k != "edge_1_1"]
     assert doc["metrics"]["fssim"] == pytest.approx(sum(others) / 3, rel=1e-12)
+
+
+def test_size_batcher_groups_by_size_and_caps_pixels():
+    from harmbench.eval.score import SizeBatcher
+
+    b = SizeBatcher(batch_size=3, max_pixels=10 * 10 * 2)
+    assert b.add((4, 4), "a") is None and b.add((10, 10), "x") is None and b.add((4, 4), "b") is None
+    assert b.add((10, 10), "y") == ["x", "y"]  # 2·10·10 pixels reach the cap
+    assert b.add((4, 4), "c") == ["a", "b", "c"]  # batch size reached
+    assert b.add((4, 4), "d") is None
+    assert b.drain() == [["d"]] and b.drain() == []
+
+
+def test_table_and_json_share_the_aggregation(flat, tmp_path, capsys):
+    """The text table and the JSON come from harmbench.eval.aggregate (undefined means shown as '-')."""
+    import pandas as pd
+
+    from harmbench.eval.aggregate import summary_dict
+    from harmbench.eval.report import format_value
+
+    res = score_dataset(flat, ScoreOptions(progress=False))
+    doc = res.to_dict()
+    want = summary_dict(pd.DataFrame(res.per_sample), METRICS, bucket_edges=(0.0, 0.05, 0.15, 1.0),
+                        bucket_inclusive="half-open", exclude_identity=False)
+    assert {k: doc[k] for k in ("n", "metrics", "subsets", "buckets")} == want
+    lines = res.format_table().splitlines()
+    assert lines[0] == "profile harmbench, resize fixed256" and lines[3].startswith("All")
+    assert any(line.startswith("fg 0-5%") and line.split()[2] == "0" and line.endswith("-") for line in lines)
+    assert format_value("ssim", float("nan")) == "-" and format_value("ssim", None) == "-"
+    assert format_value("psnr", 30.123) == "30.12" and format_value("ssim", 0.98765) == "0.9877"

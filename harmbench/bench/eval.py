@@ -11,9 +11,10 @@ and with the same DataLoader workers, it times
   parquet parts, merge, ``run.json``);
 * the same for ``composite`` with LPIPS when AlexNet weights are available locally.
 
-Each timing is the best of ``--repeats`` after one warm-up. ``ratio`` =
-composite end-to-end images/s ÷ decode-floor images/s (1.0 = evaluation costs
-nothing beyond reading the data).
+Each timing is the best of ``--repeats`` after one warm-up, the three pipelines
+timed in turns (one run of each per round) so that a change of load on a shared
+machine affects them alike. ``ratio`` = composite end-to-end images/s ÷
+decode-floor images/s (1.0 = evaluation costs nothing beyond reading the data).
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import math
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ TARGET = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from harmbench.bench.metrics import add_lpips_arguments
+
     parser.add_argument("--n", type=int, default=96, help="synthetic samples (default 96)")
     parser.add_argument("--width", type=int, default=320, help="synthetic photo width (default 320)")
     parser.add_argument("--height", type=int, default=240, help="synthetic photo height (default 240)")
@@ -44,8 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DataLoader workers for both sides (default: what harmbench eval picks for a large run)")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats; the best is reported (default 2)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda …")
-    parser.add_argument("--lpips-weights", default=None, help="AlexNet features state dict for the LPIPS timing")
-    parser.add_argument("--no-lpips", action="store_true", help="skip the LPIPS timing")
+    add_lpips_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -110,29 +111,9 @@ def write_synthetic_shards(
     return [spec.key for spec, _ in items]
 
 
-def _find_lpips(explicit: str | None) -> Path | None:
-    from harmbench.metrics.lpips import ENV_VAR
-
-    cands = [explicit, os.environ.get(ENV_VAR)]
-    here = Path(__file__).resolve()
-    cands.append(str(here.parents[3] / "shared" / "lpips" / "alexnet_features.pth"))
-    for c in cands:
-        if c and Path(c).is_file():
-            return Path(c)
-    return None
-
-
-def _best(fn, repeats: int) -> float:
-    best = math.inf
-    for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from harmbench.bench import format_table
+    from harmbench.bench.metrics import best_times, find_lpips_weights
     from harmbench.eval.runner import auto_threads, auto_workers, evaluate, make_loader, open_data, resolve_device
     from harmbench.metrics import get_profile
 
@@ -167,22 +148,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # warm-up: imports, worker start-up paths, first kernels
         evaluate("composite", data, tmp / "warmup", split=args.split, device=device, batch_size=args.batch_size,
                  workers=0, limit=min(n, args.batch_size), previews=0, progress=False)
-        t_floor = _best(floor, args.repeats)
-        t_comp = _best(e2e("composite"), args.repeats)
-        t_rein = _best(e2e("reinhard"), args.repeats)
+        times, _ = best_times({"floor": floor, "composite": e2e("composite"), "reinhard": e2e("reinhard")}, args.repeats)
+        t_floor, t_comp, t_rein = times["floor"], times["composite"], times["reinhard"]
         rows = [
             ("decode floor (DataLoader: decode + prepare)", f"{n / t_floor:.1f}", f"{t_floor * 1000 / n:.2f}"),
             ("eval composite, all metrics but LPIPS", f"{n / t_comp:.1f}", f"{t_comp * 1000 / n:.2f}"),
             ("eval reinhard, all metrics but LPIPS", f"{n / t_rein:.1f}", f"{t_rein * 1000 / n:.2f}"),
         ]
         lpips_ips, note = None, ""
-        weights = None if args.no_lpips else _find_lpips(args.lpips_weights)
+        weights = None if args.no_lpips else find_lpips_weights(args.lpips_weights)
         if args.no_lpips:
             note = "LPIPS skipped (--no-lpips)"
         elif weights is None:
             note = "LPIPS skipped: no local AlexNet weights (--lpips-weights or HARMBENCH_LPIPS_ALEX)"
         else:
-            t_lp = _best(e2e("composite", True, str(weights)), 1)
+            t_lp = best_times({"lpips": e2e("composite", True, str(weights))}, 1)[0]["lpips"]
             lpips_ips = n / t_lp
             rows.append(("eval composite, all metrics + LPIPS/fLPIPS", f"{lpips_ips:.1f}", f"{t_lp * 1000 / n:.2f}"))
             note = f"LPIPS weights {weights}"

@@ -6,7 +6,9 @@ is the per-image loop of the official scripts (skimage ``mean_squared_error``,
 the Gaussian window and its full map for fSSIM); ours is one
 :func:`harmbench.metrics.compute_metrics` call per batch (``harmbench``
 profile, float64). Values are checked equal in the same run before any
-speed is reported. LPIPS throughput is measured separately when AlexNet
+speed is reported. Both sides are timed in turns (one run of each per round,
+best of ``--repeats`` rounds), so that a change of load on a shared machine
+affects them alike. LPIPS throughput is measured separately when AlexNet
 weights are available locally.
 """
 
@@ -15,7 +17,9 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 NAME = "metrics"
 HELP = "images/s of batched MSE+PSNR+fMSE+SSIM against a per-image skimage loop (target ratio >= 5)"
@@ -28,13 +32,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=16, help="batch size for harmbench (default 16)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is reported (default 3)")
     parser.add_argument("--device", default="cpu", help="torch device for harmbench (default cpu)")
-    parser.add_argument("--lpips-weights", default=None, help="AlexNet features state dict for the LPIPS timing")
-    parser.add_argument("--no-lpips", action="store_true", help="skip the LPIPS timing")
+    add_lpips_arguments(parser)
     parser.add_argument(
         "--threads", type=int, default=1,
         help="torch CPU threads for harmbench (default 1, like the single-threaded reference; 0 = torch default)",
     )
     parser.add_argument("--seed", type=int, default=0)
+
+
+def add_lpips_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--lpips-weights`` / ``--no-lpips``, shared by the benchmarks that time LPIPS."""
+    parser.add_argument("--lpips-weights", default=None, help="AlexNet features state dict for the LPIPS timing")
+    parser.add_argument("--no-lpips", action="store_true", help="skip the LPIPS timing")
 
 
 def make_data(n: int, size: int, seed: int = 0):
@@ -99,16 +108,21 @@ def ours(pred, target, masks, batch: int, device: str) -> dict[str, list[float]]
     return {k: torch.cat(v).tolist() for k, v in acc.items()}
 
 
-def _best_time(fn, repeats: int):
-    best, result = float("inf"), None
+def best_times(fns: dict[str, Callable[[], Any]], repeats: int) -> tuple[dict[str, float], dict[str, Any]]:
+    """Best wall time (s) and last result of each function, timed in turns: each round runs every
+    function once, ``repeats`` rounds, so a change of load on a shared machine hits all sides alike."""
+    best = dict.fromkeys(fns, float("inf"))
+    results: dict[str, Any] = {}
     for _ in range(max(1, repeats)):
-        t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best, results
 
 
-def _find_lpips_weights(explicit: str | None) -> Path | None:
+def find_lpips_weights(explicit: str | None) -> Path | None:
+    """A local AlexNet features file: ``explicit``, ``$HARMBENCH_LPIPS_ALEX``, or ``shared/lpips`` beside the checkout."""
     from harmbench.metrics.lpips import ENV_VAR
 
     candidates = [explicit, os.environ.get(ENV_VAR)]
@@ -142,8 +156,9 @@ def _run(args: argparse.Namespace) -> dict:
 
     pred, target, masks = make_data(args.n, args.size, args.seed)
     ours(pred[:2], target[:2], masks[:2], args.batch, args.device)  # warm-up (kernels, allocator)
-    t_ref, ref = _best_time(lambda: reference_loop(pred, target, masks), args.repeats)
-    t_ours, mine = _best_time(lambda: ours(pred, target, masks, args.batch, args.device), args.repeats)
+    times, out = best_times({"ref": lambda: reference_loop(pred, target, masks),
+                             "ours": lambda: ours(pred, target, masks, args.batch, args.device)}, args.repeats)
+    t_ref, t_ours, ref, mine = times["ref"], times["ours"], out["ref"], out["ours"]
     diffs = {k: float(np.max(np.abs(np.asarray(ref[k]) - np.asarray(mine[k])))) for k in ref}
     tol = {"mse": 1e-9, "psnr": 1e-5, "fmse": 1e-9, "ssim": 1e-6, "fssim": 1e-6}
     match = all(diffs[k] <= tol[k] for k in diffs)
@@ -153,7 +168,7 @@ def _run(args: argparse.Namespace) -> dict:
         (f"harmbench compute_metrics (batch {args.batch}, {args.device})", f"{our_ips:.1f}", f"{t_ours * 1000 / args.n:.2f}"),
     ]
     lpips_ips, lpips_note = None, ""
-    weights = None if args.no_lpips else _find_lpips_weights(args.lpips_weights)
+    weights = None if args.no_lpips else find_lpips_weights(args.lpips_weights)
     if args.no_lpips:
         lpips_note = "skipped (--no-lpips)"
     elif weights is None:
@@ -171,7 +186,7 @@ def _run(args: argparse.Namespace) -> dict:
                 lpips_flpips(model, p[i : i + args.batch], t[i : i + args.batch], m[i : i + args.batch])
 
         lp()  # warm-up
-        t_lp, _ = _best_time(lp, args.repeats)
+        t_lp = best_times({"lpips": lp}, args.repeats)[0]["lpips"]
         lpips_ips = args.n / t_lp
         lpips_note = f"weights {weights}"
         rows.append(("harmbench LPIPS + fLPIPS (alex v0.1)", f"{lpips_ips:.1f}", f"{t_lp * 1000 / args.n:.2f}"))

@@ -239,7 +239,8 @@ def summary_dict(
     """JSON-ready ``{"n", "metrics": {…}, "subsets": {name: {"n", …}}, "buckets": {…}}``.
 
     The document shape ``harmbench score --json`` uses; with ``n_boot > 0`` each
-    metric also gets ``<m>_lo``/``<m>_hi``. Non-finite values become ``None``.
+    metric also gets ``<m>_lo``/``<m>_hi``. Non-finite values become ``None``; a group
+    with undefined values gets ``n_undefined`` (left out when 0).
     """
     table = breakdown(
         df, metrics, kinds=("all", "subset", "bucket"), bucket_edges=bucket_edges, bucket_inclusive=bucket_inclusive,
@@ -250,7 +251,10 @@ def summary_dict(
 
     def clean(r: Mapping[str, Any]) -> dict[str, Any]:
         d = {k: r[k] for k in keep if k in r}
-        return {k: (int(v) if k == "n" else (float(v) if v is not None and np.isfinite(v) else None)) for k, v in d.items()}
+        out = {k: (int(v) if k == "n" else (float(v) if v is not None and np.isfinite(v) else None)) for k, v in d.items()}
+        if r.get("n_undefined"):
+            out["n_undefined"] = int(r["n_undefined"])
+        return out
 
     all_row = clean(table[table["kind"] == "all"].iloc[0]) if len(table) else {"n": 0}
     n = all_row.pop("n", 0)

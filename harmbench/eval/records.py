@@ -18,15 +18,17 @@ skipped, and a chunk is either completely on disk or not at all.
 from __future__ import annotations
 
 import json
+import math
 import os
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from harmbench.errors import UserError
+from harmbench.fileio import atomic_path, atomic_write_json
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -46,31 +48,13 @@ class RunMismatchError(UserError):
     """``RUN_DIR`` holds (part of) a run made with a different model, dataset or protocol."""
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:10]}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_json_atomic(path: Path, doc: Any) -> None:
-    """Strict JSON (nan refused), sorted keys, written through a temp file."""
-    _atomic_write(Path(path), (json.dumps(doc, indent=2, sort_keys=True, allow_nan=False) + "\n").encode())
+    """Strict JSON (nan refused), sorted keys, written through a temp file (fsync, rename)."""
+    atomic_write_json(path, doc, strict=True)
 
 
 def json_safe(obj: Any) -> Any:
     """Non-finite floats -> None, tuples -> lists, numpy scalars -> Python (recursively)."""
-    import math
-
-    import numpy as np
-
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float):
@@ -199,14 +183,8 @@ class RunStore:
         if skipped:
             write_json_atomic(self.parts_dir / f"skipped-{i:06d}.json", [dict(s) for s in skipped])
         if rows:
-            df = pd.DataFrame(list(rows))
-            tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:10]}")
-            try:
-                df.to_parquet(tmp, index=False)
-                os.replace(tmp, path)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
+            with atomic_path(path, fsync=False) as tmp:
+                pd.DataFrame(list(rows)).to_parquet(tmp, index=False)
             return path
         return None
 
@@ -263,13 +241,8 @@ class RunStore:
         if columns is not None:
             cols = list(columns)
             df = df[[c for c in cols if c in df.columns] + [c for c in df.columns if c not in set(cols)]]
-        tmp = self.samples_path.with_name(f".{SAMPLES}.tmp-{uuid.uuid4().hex[:10]}")
-        try:
+        with atomic_path(self.samples_path, fsync=False) as tmp:
             df.to_parquet(tmp, index=False)
-            os.replace(tmp, self.samples_path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
         return df
 
     def write_run(self, run_doc: Mapping[str, Any]) -> None:

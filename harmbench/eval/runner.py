@@ -30,6 +30,7 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import math
 import os
 import platform
 import socket
@@ -46,11 +47,16 @@ import numpy as np
 
 from harmbench import __version__
 from harmbench.data.loader import HarmonizationShards
+from harmbench.data.loader import _field as image_field
 from harmbench.errors import InputError, UserError
 from harmbench.eval.records import FORMAT_VERSION, ID_COLUMNS, RunStore, json_safe
+from harmbench.eval.score import SizeBatcher, load_sample, progress_bar, resolve_device, with_overrides
+from harmbench.fileio import atomic_write_bytes
+from harmbench.metrics.profiles import PROFILES
 
-#: Profiles whose reference code scores saved 8-bit results: outputs are rounded to uint8 first.
-PRED_8BIT = {"harmbench": True, "dovenet": True, "zhenglab": True, "iharm": False}
+#: ``{profile name: Profile.pred_8bit}`` (whether outputs are rounded to 8 bits before scoring),
+#: derived from the profiles, which are the only place that decides it.
+PRED_8BIT = {name: p.pred_8bit for name, p in PROFILES.items()}
 #: Tolerance on the 0–1 range of model outputs before they count as out of range.
 RANGE_TOL = 1e-3
 PathLike = str | os.PathLike
@@ -160,15 +166,6 @@ def environment(device: Any) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - informative only
         pass
     return env
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; other values pass through."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
@@ -378,13 +375,7 @@ def prepare_shard_sample(sample: Mapping[str, Any], profile: Any, resize: str, d
     key = str(sample["__key__"])
     where = f"{sample.get('__url__', '?')}:{key}"
 
-    def field_bytes(stem: str) -> bytes | None:
-        for ext in ("jpg", "png", "jpeg", "webp"):
-            if f"{stem}.{ext}" in sample:
-                return sample[f"{stem}.{ext}"]
-        return None
-
-    comp_b, real_b, mask_b = field_bytes("composite"), field_bytes("real"), sample.get("mask.png")
+    comp_b, real_b, mask_b = image_field(sample, "composite"), image_field(sample, "real"), sample.get("mask.png")
     if comp_b is None or real_b is None or mask_b is None:
         missing = [n for n, b in (("composite", comp_b), ("real", real_b), ("mask.png", mask_b)) if b is None]
         return _error_item(key, where, f"sample has no {', '.join(missing)}")
@@ -526,8 +517,6 @@ class _TripletDataset:
         return len(self.records)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        from harmbench.eval.score import load_sample
-
         rec = self.records[i]
         try:
             sample = load_sample(rec, None, self.profile, self.resize)
@@ -614,19 +603,21 @@ def check_output(out: Any, composite: Any, keys: Sequence[str], model_name: str)
     flat = out.detach().flatten(1)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()
-    finite = torch.isfinite(flat.sum(1, dtype=torch.float64))  # one pass: any NaN/inf makes the sum non-finite
+    # min/max propagate NaN, so finite bounds mean finite values: one pass over the batch and one
+    # device sync; the per-sample bounds that name the offending sample only on failure
+    lo, hi = torch.stack(torch.aminmax(flat)).double().cpu().tolist()
+    if math.isfinite(lo) and math.isfinite(hi) and lo >= -RANGE_TOL and hi <= 1 + RANGE_TOL:
+        return
+    rows_lo, rows_hi = torch.stack(torch.aminmax(flat, dim=1)).double().cpu()
+    finite = torch.isfinite(rows_lo) & torch.isfinite(rows_hi)
     if not bool(finite.all()):
-        bad_rows = (~torch.isfinite(flat).all(1)).nonzero()
-        i = int(bad_rows[0, 0]) if len(bad_rows) else int((~finite).nonzero()[0, 0])
+        i = int((~finite).nonzero()[0, 0])
         raise ModelOutputError(f"model {model_name!r} returned NaN or infinite values for sample {keys[i]!r}")
-    lo, hi = torch.aminmax(flat, dim=1)
-    bad = (lo < -RANGE_TOL) | (hi > 1 + RANGE_TOL)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0, 0])
-        raise ModelOutputError(
-            f"model {model_name!r} returned values in [{float(lo[i]):.4g}, {float(hi[i]):.4g}] for sample {keys[i]!r}; "
-            "outputs must be RGB on the 0–1 scale"
-        )
+    i = int(((rows_lo < -RANGE_TOL) | (rows_hi > 1 + RANGE_TOL)).nonzero()[0, 0])
+    raise ModelOutputError(
+        f"model {model_name!r} returned values in [{float(rows_lo[i]):.4g}, {float(rows_hi[i]):.4g}] for sample "
+        f"{keys[i]!r}; outputs must be RGB on the 0–1 scale"
+    )
 
 
 # --------------------------------------------------------------------------- helpers
@@ -649,14 +640,12 @@ def _png(arr: np.ndarray) -> bytes:
 
 
 def _save_previews(store: RunStore, key: str, comp: Any, pred255: Any, target: Any, mask: Any) -> None:
-    from harmbench.eval.records import _atomic_write
-
     def hwc(t: Any) -> np.ndarray:
         return t.detach().round().clamp(0, 255).to("cpu").byte().permute(1, 2, 0).numpy()
 
     m = (mask.detach()[0] > 0.5).to("cpu").numpy().astype(np.uint8) * 255
     for what, arr in (("composite", hwc(comp.float())), ("output", hwc(pred255)), ("real", hwc(target.float())), ("mask", m)):
-        _atomic_write(store.previews_dir / f"{key}.{what}.png", _png(np.ascontiguousarray(arr)))
+        atomic_write_bytes(store.previews_dir / f"{key}.{what}.png", _png(np.ascontiguousarray(arr)))
 
 
 def auto_workers(n: int, batch_size: int) -> int:
@@ -691,13 +680,6 @@ def make_loader(dataset: Any, workers: int) -> Any:
     return DataLoader(dataset, **kw)
 
 
-def _progress(total: int, initial: int, enabled: bool | None) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, file=sys.stderr, unit="img", desc="eval", dynamic_ncols=True,
-                disable=(None if enabled is None else not enabled))
-
-
 # --------------------------------------------------------------------------- the run
 
 
@@ -709,7 +691,7 @@ def run_config(model: ResolvedModel, data: EvalData, profile: Any, opts: EvalOpt
         "data": {**data.describe(), "limit": opts.limit, "n_selected": n_selected},
         "profile": profile.to_dict(),
         "resize": opts.resize,
-        "pred_8bit": bool(getattr(profile, "pred_8bit", PRED_8BIT.get(profile.name, True))),
+        "pred_8bit": bool(profile.pred_8bit),
         "lpips": bool(opts.lpips),
         "seed": int(opts.seed),
         "data_path": str(data.path.resolve()),
@@ -738,13 +720,11 @@ def evaluate(
     import torch
 
     from harmbench.eval.aggregate import summary_dict
-    from harmbench.metrics import LPIPS_NAMES, METRIC_NAMES, RESIZES, compute_metrics, get_profile
+    from harmbench.metrics import LPIPS_NAMES, METRIC_NAMES, RESIZES, compute_metrics, get_profile, pixel
+    from harmbench.metrics.compute import chunk_size
+    from harmbench.metrics.scratch import scratch
 
-    opts = options or EvalOptions()
-    for k, v in overrides.items():
-        if not hasattr(opts, k):
-            raise TypeError(f"unknown eval option {k!r}")
-        setattr(opts, k, v)
+    opts = with_overrides(options or EvalOptions(), overrides, "eval")
     t_start = time.perf_counter()
     profile = get_profile(opts.profile)
     if opts.resize not in RESIZES:
@@ -798,14 +778,16 @@ def evaluate(
             store.write_part([], skips)
             skips.clear()
 
+    id_cols = ("key", "subset", "recipe", "category", "identity", "fg_ratio")
+    value_cols = (*names, "input_mse")
+
     def run_batch(items: list[dict[str, Any]]) -> None:
         keys = [it["key"] for it in items]
         comp_u8 = torch.from_numpy(np.stack([it["composite"] for it in items])).to(device, non_blocking=True)
         target = torch.from_numpy(np.stack([it["target"] for it in items])).to(device, non_blocking=True)
         mask = torch.from_numpy(np.stack([it["mask"] for it in items])).to(device, non_blocking=True)
-        comp255 = comp_u8.float()
-        comp = comp255 / 255.0
-        mbin = (mask > 0.5).float()
+        comp = comp_u8.to(torch.float32).div_(255.0)
+        mbin = mask if profile.mask_binary else (mask > 0.5).to(torch.float32)  # binary profiles: already {0, 1}
         t0 = time.perf_counter()
         try:
             with torch.no_grad():
@@ -819,24 +801,33 @@ def evaluate(
             torch.cuda.synchronize(device)
         dt = time.perf_counter() - t0
         check_output(outp, comp, keys, resolved.name)
-        pred = outp.detach().to(device=device, dtype=torch.float32).clamp(0.0, 1.0).mul(255.0)
-        if pred_8bit:
-            pred = pred.round()
-        with torch.no_grad():
-            vals = compute_metrics(pred, target, mask, profile, lpips_model=lpips_model)
-            input_mse = (pred - comp255).square_().flatten(1).sum(1, dtype=torch.float64) / float(pred[0].numel())
-        cols = {k: vals[k].detach().double().cpu().numpy() for k in names}
-        imse = input_mse.cpu().numpy()
+        out = outp.detach()
+        per_image: list[Any] = []
+        step = chunk_size(comp)  # on CPU a few images at a time: their passes stay in cache
+        for i in range(0, len(items), step):
+            part = slice(i, i + step)
+            # clamp(x, 0, 1)·255 == clamp(x·255, 0, 255), computed in place in scratch memory
+            pred = scratch("eval.pred", tuple(out[part].shape), torch.float32, device).copy_(out[part])
+            pred.mul_(255.0).clamp_(0.0, 255.0)
+            if pred_8bit:
+                pred.round_()
+            with torch.no_grad():
+                vals = compute_metrics(pred, target[part], mask[part], profile, lpips_model=lpips_model)
+                sq = torch.sub(pred, comp_u8[part], out=scratch("eval.sq", tuple(pred.shape), torch.float32, device))
+                vals["input_mse"] = pixel.mse_from_sq(sq.mul_(sq), torch.float64)  # output vs the model's input
+            per_image.append(torch.stack([vals[k].detach().double() for k in value_cols], dim=1))
+            for j, it in enumerate(items[part]):
+                if it["key"] in previews:
+                    _save_previews(store, it["key"], comp_u8[i + j], pred[j], target[i + j], mask[i + j])
+        values = torch.cat(per_image).cpu().tolist()  # one transfer: (N, metrics + input_mse) Python floats
         counters["model_s"] += dt
-        for i, it in enumerate(items):
-            row = {c: it[c] for c in ("key", "subset", "recipe", "category", "identity", "fg_ratio")}
+        secs = dt / len(items)
+        for it, vals_i in zip(items, values):
+            row = {c: it[c] for c in id_cols}
             row["height"], row["width"] = int(it["target"].shape[1]), int(it["target"].shape[2])
-            row.update({k: float(cols[k][i]) for k in names})
-            row["input_mse"] = float(imse[i])
-            row["seconds"] = dt / len(items)
+            row.update(zip(value_cols, vals_i))
+            row["seconds"] = secs
             rows.append(row)
-            if it["key"] in previews:
-                _save_previews(store, it["key"], comp_u8[i], pred[i], target[i], mask[i])
         counters["new"] += len(items)
         bar.update(len(items))
         if on_batch is not None:
@@ -846,13 +837,13 @@ def evaluate(
     old_threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(opts.threads)) if opts.threads else min(old_threads, auto_threads(workers)))
-    bar = _progress(len(selected), len(selected) - len(todo), opts.progress)
+    bar = progress_bar(len(selected), opts.progress, "eval", initial=len(selected) - len(todo))
     session = {"started": _now(), "device": str(device), "workers": workers, "batch_size": bs, "todo": len(todo),
                "torch_threads": torch.get_num_threads()}
     try:
         if todo:
             loader = make_loader(ds.torch_dataset(set(todo), profile, opts.resize), workers)
-            pending: dict[tuple[int, int], list[dict[str, Any]]] = {}
+            batches = SizeBatcher(bs, opts.max_batch_pixels)
             for item in loader:
                 if item is None:
                     continue
@@ -860,13 +851,11 @@ def evaluate(
                     skips.append(item["error"])
                     bar.update(1)
                     continue
-                size = tuple(item["target"].shape[1:])
-                group = pending.setdefault(size, [])
-                group.append(item)
-                if len(group) >= bs or len(group) * size[0] * size[1] >= opts.max_batch_pixels:
-                    run_batch(pending.pop(size))
-            for size in list(pending):
-                run_batch(pending.pop(size))
+                full = batches.add(tuple(item["target"].shape[1:]), item)
+                if full:
+                    run_batch(full)
+            for group in batches.drain():
+                run_batch(group)
     finally:
         torch.set_num_threads(old_threads)
         bar.close()
@@ -915,7 +904,6 @@ __all__ = [
     "EvalResult",
     "ModelLoadError",
     "ModelOutputError",
-    "PRED_8BIT",
     "ShardData",
     "TripletData",
     "check_output",

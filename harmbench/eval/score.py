@@ -18,7 +18,6 @@ Bad samples never abort a run: each becomes a :class:`SkippedInput`
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from collections import deque
@@ -29,13 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from harmbench.errors import InputError, UserError
+from harmbench.eval.aggregate import ALL, breakdown, summary_dict
+from harmbench.eval.records import json_safe
+from harmbench.eval.report import format_breakdown
 from harmbench.imaging import IMAGE_EXTENSIONS, image_size, read_mask, read_rgb
 from harmbench.sources.base import TripletRecord
 from harmbench.sources.iharmony4 import SkippedInput, scan_triplets
 
-ALL_ROW = "All"
+ALL_ROW = ALL
 
 
 # --------------------------------------------------------------------------- options and results
@@ -63,103 +66,53 @@ class ScoreResult:
     """Per-image values and skips of one scoring run; aggregates are computed from them.
 
     ``per_sample`` rows hold ``key``, ``subset``, ``fg_ratio`` (fraction, 0–1) and one
-    float per metric; ``buckets_of[key]`` lists the fg-ratio buckets of each sample.
+    float per metric. Aggregation (image-weighted means over All, each subset and each
+    fg-ratio bucket of the profile) is :mod:`harmbench.eval.aggregate`'s, as for
+    ``harmbench eval``: a non-finite per-image value (``nan`` such as fSSIM when the
+    foreground lies only in the border SSIM ignores, or the ``inf`` PSNR of an exact match
+    under a profile without epsilon) is left out of its metric's mean, and
+    ``n_undefined`` (images with at least one undefined metric) is reported when non-zero.
     """
 
     profile: dict[str, Any]
     resize: str
     metric_names: tuple[str, ...]
-    bucket_names: tuple[str, ...]
     per_sample: list[dict[str, Any]] = field(default_factory=list)
-    buckets_of: dict[str, list[str]] = field(default_factory=dict)
     skipped: list[SkippedInput] = field(default_factory=list)
 
     @property
     def n(self) -> int:
         return len(self.per_sample)
 
-    def aggregate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """``{"n": len(rows), metric: mean over rows}`` — image-weighted; None when ``rows`` is empty.
+    def samples(self) -> pd.DataFrame:
+        """``per_sample`` as a table (columns ``key``, ``subset``, ``fg_ratio``, metrics)."""
+        return pd.DataFrame(self.per_sample, columns=["key", "subset", "fg_ratio", *self.metric_names])
 
-        As in :mod:`harmbench.eval.aggregate`, an undefined per-image value (non-finite:
-        ``nan`` such as fSSIM when the foreground lies only in the border SSIM ignores, or
-        the ``inf`` PSNR of an exact match under a profile without epsilon) is left out of
-        its metric's mean; ``"n_undefined"`` (images with at least one undefined metric)
-        is added only when it is non-zero.
-        """
-        out: dict[str, Any] = {"n": len(rows)}
-        bad_rows = 0
-        for r in rows:
-            bad_rows += any(not math.isfinite(float(r[m])) for m in self.metric_names)
-        for name in self.metric_names:
-            defined = [float(r[name]) for r in rows if math.isfinite(float(r[name]))]
-            out[name] = math.fsum(defined) / len(defined) if defined else None
-        if bad_rows:
-            out["n_undefined"] = bad_rows
-        return out
-
-    def groups(self) -> dict[str, dict[str, list[dict[str, Any]]]]:
-        """Rows of each subset (sorted by name) and of each bucket (protocol order)."""
-        subsets: dict[str, list[dict[str, Any]]] = {}
-        for r in self.per_sample:
-            subsets.setdefault(r["subset"], []).append(r)
-        buckets: dict[str, list[dict[str, Any]]] = {b: [] for b in self.bucket_names}
-        for r in self.per_sample:
-            for b in self.buckets_of.get(r["key"], ()):
-                buckets.setdefault(b, []).append(r)
-        return {"subsets": dict(sorted(subsets.items())), "buckets": buckets}
+    def _grouping(self) -> dict[str, Any]:
+        return {
+            "bucket_edges": tuple(self.profile["bucket_edges"]),
+            "bucket_inclusive": self.profile["bucket_inclusive"],
+            "exclude_identity": False,
+        }
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of ``harmbench score --json`` (non-finite floats become null)."""
-        groups = self.groups()
-        all_row = self.aggregate(self.per_sample)
+        summary = summary_dict(self.samples(), self.metric_names, **self._grouping())
         doc = {
             "profile": self.profile,
             "resize": self.resize,
-            "n": all_row.pop("n"),
-            "metrics": all_row,
-            "subsets": {k: self.aggregate(v) for k, v in groups["subsets"].items()},
-            "buckets": {k: self.aggregate(v) for k, v in groups["buckets"].items()},
+            **summary,  # n, metrics, subsets, buckets
             "per_sample": self.per_sample,
             "skipped": [s.to_dict() for s in self.skipped],
         }
-        return _json_safe(doc)
+        return json_safe(doc)
 
     def format_table(self) -> str:
         """Plain-text table: All, each subset, each bucket, with N."""
-        groups = self.groups()
-        rows = [(ALL_ROW, self.aggregate(self.per_sample))]
-        rows += [(k, self.aggregate(v)) for k, v in groups["subsets"].items()]
-        rows += [(f"fg {k}%", self.aggregate(v)) for k, v in groups["buckets"].items()]
-        width = max(12, *(len(name) for name, _ in rows)) + 1
-        head = f"{'':<{width}}{'N':>7}" + "".join(f"{_LABELS.get(m, m):>10}" for m in self.metric_names)
-        lines = [f"profile {self.profile.get('name', '?')}, resize {self.resize}", head, "-" * len(head)]
-        for name, agg in rows:
-            cells = "".join(f"{_fmt(m, agg[m]):>10}" for m in self.metric_names)
-            lines.append(f"{name:<{width}}{agg['n']:>7}{cells}")
-        return "\n".join(lines)
-
-
-_LABELS = {"mse": "MSE", "psnr": "PSNR", "fmse": "fMSE", "fpsnr": "fPSNR", "ssim": "SSIM", "fssim": "fSSIM",
-           "lpips": "LPIPS", "flpips": "fLPIPS"}
-
-
-def _fmt(metric: str, value: float | None) -> str:
-    if value is None:
-        return "-"
-    if not math.isfinite(value):
-        return str(value)
-    return f"{value:.4f}" if metric in ("ssim", "fssim", "lpips", "flpips") else f"{value:.2f}"
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    return obj
+        table = breakdown(self.samples(), self.metric_names, kinds=("all", "subset", "bucket"), n_boot=0,
+                          **self._grouping())
+        title = f"profile {self.profile.get('name', '?')}, resize {self.resize}"
+        return format_breakdown(table, self.metric_names, title)
 
 
 # --------------------------------------------------------------------------- predictions
@@ -250,7 +203,7 @@ def load_sample(record: TripletRecord, prediction: Path | None, profile: Any, re
         sample = profile.prepare(pred, real, mask, resize=resize)
     except UserError as exc:  # e.g. a prediction at neither the real nor the resized size
         raise InputError(str(prediction or record.composite_path), str(exc)) from exc
-    if float(np.asarray(sample.mask, dtype=np.float64).sum()) <= 0.0:
+    if not np.any(sample.mask):  # mask values are >= 0: no foreground weight left
         raise InputError(
             record.mask_path, f"mask has no foreground left after profile {profile.name!r} resizes it (resize={resize})"
         )
@@ -293,6 +246,15 @@ def _iter_loaded(
 # --------------------------------------------------------------------------- scoring
 
 
+def with_overrides(options: Any, overrides: Mapping[str, Any], what: str) -> Any:
+    """Set the fields ``overrides`` names on the options dataclass ``options`` (``TypeError`` for an unknown one)."""
+    for k, v in overrides.items():
+        if not hasattr(options, k):
+            raise TypeError(f"unknown {what} option {k!r}")
+        setattr(options, k, v)
+    return options
+
+
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available, else ``cpu``; other values pass through."""
     if device != "auto":
@@ -302,10 +264,37 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _progress(total: int, enabled: bool | None):
+def progress_bar(total: int, enabled: bool | None, desc: str, initial: int = 0) -> Any:
+    """A tqdm bar on stderr counting images; ``enabled=None`` shows it only when stderr is a terminal."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, file=sys.stderr, unit="img", desc="scoring", disable=(None if enabled is None else not enabled))
+    return tqdm(total=total, initial=initial, file=sys.stderr, unit="img", desc=desc, dynamic_ncols=True,
+                disable=(None if enabled is None else not enabled))
+
+
+class SizeBatcher:
+    """Groups items by image size into batches of at most ``batch_size`` items and ``max_pixels``
+    pixels (N·H·W), so that every batch stacks into one tensor.
+
+    :meth:`add` returns a batch as soon as one is full; :meth:`drain` returns the rest.
+    """
+
+    def __init__(self, batch_size: int, max_pixels: int):
+        self.batch_size = max(1, int(batch_size))
+        self.max_pixels = int(max_pixels)
+        self._pending: dict[tuple[int, int], list[Any]] = {}
+
+    def add(self, size: tuple[int, int], item: Any) -> list[Any] | None:
+        group = self._pending.setdefault(size, [])
+        group.append(item)
+        if len(group) >= self.batch_size or len(group) * size[0] * size[1] >= self.max_pixels:
+            return self._pending.pop(size)
+        return None
+
+    def drain(self) -> list[list[Any]]:
+        rest = list(self._pending.values())
+        self._pending.clear()
+        return rest
 
 
 def score_records(
@@ -336,50 +325,42 @@ def score_records(
         profile=profile.to_dict(),
         resize=options.resize,
         metric_names=names,
-        bucket_names=tuple(profile.bucket_names),
         skipped=list(skipped),
     )
     preds = PredictionIndex(options.predictions) if options.predictions is not None else None
     new_skips: list[SkippedInput] = []
-    pending: dict[tuple[int, ...], list[_Loaded]] = {}
-    batch_size = max(1, int(options.batch_size))
+    batches = SizeBatcher(options.batch_size, options.max_batch_pixels)
 
-    def flush(shape: tuple[int, ...]) -> None:
-        group = pending.pop(shape, [])
-        if not group:
-            return
+    def run_batch(group: list[_Loaded]) -> None:
         pred, target, mask = stack_samples([g.sample for g in group], device=device)
         with torch.no_grad():
             vals = compute_metrics(pred, target, mask, profile, lpips_model=lpips_model)
-        cols = {k: vals[k].detach().double().cpu().tolist() for k in names}
-        for i, g in enumerate(group):
-            fg = float(g.sample.fg_ratio)
-            row = {"key": g.record.key, "subset": g.record.subset, "fg_ratio": fg}
-            row.update({k: float(cols[k][i]) for k in names})
+        values = torch.stack([vals[k].detach().double() for k in names], dim=1).cpu().tolist()  # one transfer
+        for g, v in zip(group, values):
+            row = {"key": g.record.key, "subset": g.record.subset, "fg_ratio": float(g.sample.fg_ratio)}
+            row.update(zip(names, v))
             result.per_sample.append(row)
-            result.buckets_of[g.record.key] = list(profile.fg_buckets(fg))
         bar.update(len(group))
 
-    with _progress(len(records), options.progress) as bar:
-        seen_skips = 0
-        for loaded in _iter_loaded(records, preds, profile, options.resize, options.workers, new_skips):
-            shape = tuple(loaded.sample.pred.shape)
-            group = pending.setdefault(shape, [])
-            group.append(loaded)
-            pixels = len(group) * int(np.prod(shape[-2:]))
-            if len(group) >= batch_size or pixels >= options.max_batch_pixels:
-                flush(shape)
-            while seen_skips < len(new_skips):
-                bar.update(1)
-                if on_skip is not None:
-                    on_skip(new_skips[seen_skips])
-                seen_skips += 1
-        for shape in list(pending):
-            flush(shape)
-        for s in new_skips[seen_skips:]:
+    seen = 0
+
+    def report_skips() -> None:
+        nonlocal seen
+        for s in new_skips[seen:]:
             bar.update(1)
             if on_skip is not None:
                 on_skip(s)
+        seen = len(new_skips)
+
+    with progress_bar(len(records), options.progress, "scoring") as bar:
+        for loaded in _iter_loaded(records, preds, profile, options.resize, options.workers, new_skips):
+            full = batches.add(loaded.sample.size, loaded)
+            if full:
+                run_batch(full)
+            report_skips()
+        for group in batches.drain():
+            run_batch(group)
+        report_skips()
 
     result.per_sample.sort(key=lambda r: r["key"])
     result.skipped.extend(new_skips)
@@ -399,11 +380,7 @@ def score_dataset(
     (missing mask or real image, split-file lines without files) are reported
     through ``on_skip`` and in the result like decode-time ones.
     """
-    opts = options or ScoreOptions()
-    for k, v in overrides.items():
-        if not hasattr(opts, k):
-            raise TypeError(f"unknown score option {k!r}")
-        setattr(opts, k, v)
+    opts = with_overrides(options or ScoreOptions(), overrides, "score")
     scan = scan_triplets(dataset, split=opts.split)
     if on_skip is not None:
         for s in scan.skipped:
@@ -416,8 +393,11 @@ __all__ = [
     "PredictionIndex",
     "ScoreOptions",
     "ScoreResult",
+    "SizeBatcher",
     "load_sample",
+    "progress_bar",
     "resolve_device",
     "score_dataset",
     "score_records",
+    "with_overrides",
 ]

@@ -11,6 +11,7 @@ from torch import Tensor
 from harmbench.errors import UserError
 from harmbench.metrics import pixel
 from harmbench.metrics.profiles import PreparedSample, Profile, get_profile
+from harmbench.metrics.scratch import scratch
 from harmbench.metrics.ssim import ssim_fssim
 
 METRIC_NAMES = ("mse", "psnr", "fmse", "fpsnr", "ssim", "fssim")
@@ -66,24 +67,57 @@ def compute_metrics(
     _check(pred, target, mask)
     acc = _dtype(profile, pred.device)
     work = torch.float64 if pred.dtype == torch.float64 and target.dtype == torch.float64 and acc == torch.float64 else torch.float32
-    fmt = torch.contiguous_format  # NCHW: inputs permuted from (N, H, W, 3) arrays arrive channels-last
-    p = pred.to(dtype=work, memory_format=fmt)
-    t = target.to(device=p.device, dtype=work, memory_format=fmt)
-    m = mask.to(device=p.device, dtype=work, memory_format=fmt)
-    sq = pixel.squared_error(p, t)
-    out: dict[str, Tensor] = {}
-    out["mse"] = pixel.mse_from_sq(sq, acc)
-    out["psnr"] = pixel.psnr_from_mse(out["mse"], pixel.peak(p, t, profile.psnr_peak).to(acc), profile.psnr_eps)
-    out["fmse"] = pixel.fmse_from_sq(sq, m, profile.fmse_formula, profile.fmse_eps, acc)
-    out["fpsnr"] = pixel.psnr_from_mse(out["fmse"], pixel.peak(p, t, profile.fpsnr_peak).to(acc), profile.fpsnr_eps)
-    del sq
-    out["ssim"], out["fssim"] = ssim_fssim(p, t, m, profile.ssim, dtype=acc)
+    n = pred.shape[0]
+    out = {k: torch.empty(n, dtype=acc, device=pred.device) for k in METRIC_NAMES}
+    step = chunk_size(pred)
+    for i in range(0, n, step):
+        part = slice(i, i + step)
+        for k, v in _metrics(pred[part], target[part], mask[part], profile, work, acc).items():
+            out[k][part] = v
     if lpips_model is not None:
         from harmbench.metrics.lpips import lpips_flpips
 
         lp, flp = lpips_flpips(lpips_model, pred, target, mask)
-        out["lpips"], out["flpips"] = lp.to(p.device), flp.to(p.device)
+        out["lpips"], out["flpips"] = lp.to(pred.device), flp.to(pred.device)
     return out
+
+
+#: Elements of one input tensor per CPU chunk (four 3×256×256 images).
+_CHUNK_ELEMENTS = 4 * 3 * 256 * 256
+
+
+def chunk_size(x: Tensor) -> int:
+    """Images of the batch ``x`` ``(N, C, H, W)`` to process at a time for per-image work: all of
+    them off CPU; on CPU a few, so that each pass over them stays in cache and their
+    temporaries are reused rather than freshly mapped."""
+    if x.device.type != "cpu":
+        return max(1, x.shape[0])
+    return max(1, _CHUNK_ELEMENTS // max(1, x[0].numel()))
+
+
+def _metrics(
+    pred: Tensor, target: Tensor, mask: Tensor, profile: Profile, work: torch.dtype, acc: torch.dtype
+) -> dict[str, Tensor]:
+    """:data:`METRIC_NAMES` of one chunk; elementwise work in ``work``, sums in ``acc``."""
+    device = pred.device
+    # NCHW work copies (inputs permuted from (N, H, W, 3) arrays arrive channels-last), in scratch memory
+    p, t, m = (_as_work(x, f"metrics.{name}", work, device) for x, name in ((pred, "pred"), (target, "target"), (mask, "mask")))
+    sq = torch.sub(p, t, out=scratch("metrics.sq", p.shape, work, device))
+    sq.mul_(sq)  # (P − T)², exact in float32 for 8-bit values
+    out: dict[str, Tensor] = {}
+    out["mse"] = pixel.mse_from_sq(sq, acc)
+    out["psnr"] = pixel.psnr_from_mse(out["mse"], pixel.peak(p, t, profile.psnr_peak).to(acc), profile.psnr_eps)
+    out["fmse"] = pixel.fmse_from_sq(sq, m, profile.fmse_formula, profile.fmse_eps, acc, inplace=True)
+    out["fpsnr"] = pixel.psnr_from_mse(out["fmse"], pixel.peak(p, t, profile.fpsnr_peak).to(acc), profile.fpsnr_eps)
+    out["ssim"], out["fssim"] = ssim_fssim(p, t, m, profile.ssim, dtype=acc)
+    return out
+
+
+def _as_work(x: Tensor, slot: str, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``x`` as a contiguous ``dtype`` tensor on ``device``: itself when it already is, else a scratch copy."""
+    if x.dtype == dtype and x.device == device and x.is_contiguous():
+        return x
+    return scratch(slot, tuple(x.shape), dtype, device).copy_(x)
 
 
 def stack_samples(samples: Sequence[PreparedSample], device: str | torch.device = "cpu") -> tuple[Tensor, Tensor, Tensor]:

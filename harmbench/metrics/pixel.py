@@ -94,18 +94,22 @@ def fmse(pred: Tensor, target: Tensor, mask: Tensor, formula: str = "masked_sum"
 
 
 def fmse_from_sq(
-    sq: Tensor, mask: Tensor, formula: str = "masked_sum", eps: float = 0.0, dtype: torch.dtype | None = None
+    sq: Tensor, mask: Tensor, formula: str = "masked_sum", eps: float = 0.0, dtype: torch.dtype | None = None,
+    inplace: bool = False,
 ) -> Tensor:
     """:func:`fmse` from a precomputed ``(P − T)²``; sums accumulated in ``dtype``.
 
-    ``masked_image_mse`` uses ``(P·M − T·M)² = M²·(P − T)²``.
+    ``masked_image_mse`` uses ``(P·M − T·M)² = M²·(P − T)²``. ``inplace``: ``sq`` is
+    weighted in place (its values are lost) instead of copied.
     """
     dtype = dtype or sq.dtype
-    n, c, h, w = sq.shape
+    _, c, h, w = sq.shape
     m = mask.to(sq.dtype)
     area = per_image_sum(m, dtype)
+    if formula not in FMSE_FORMULAS:
+        raise ValueError(f"unknown fMSE formula {formula!r} (expected one of {FMSE_FORMULAS})")
+    weight = m if formula == "masked_sum" else m * m
+    weighted = sq.mul_(weight) if inplace else sq * weight
     if formula == "masked_sum":
-        return per_image_sum(sq * m, dtype) / (c * area + eps)
-    if formula == "masked_image_mse":
-        return per_image_sum(sq * (m * m), dtype) / (c * h * w) * (h * w) / area
-    raise ValueError(f"unknown fMSE formula {formula!r} (expected one of {FMSE_FORMULAS})")
+        return per_image_sum(weighted, dtype) / (c * area + eps)
+    return per_image_sum(weighted, dtype) / (c * h * w) * (h * w) / area

@@ -11,7 +11,8 @@ foreground-ratio buckets — and records them with :meth:`Profile.to_dict`.
     mask (``raw / 255``, float32) rides along as an *image* target
     (``no_nearest_for_masks``), so it stays continuous after resizing and fMSE
     weights pixels by it. ``MSE = mean((P−T)²)``, ``PSNR = 10·log10(max(T)² /
-    (MSE + 1e-6))``, ``fMSE = Σ M·(P−T)² / (3·ΣM + 1e-6)``, float32 tensors.
+    (MSE + 1e-6))``, ``fMSE = Σ M·(P−T)² / (3·ΣM + 1e-6)``, float32 tensors; the
+    network's output is scored as floats (not rounded to 8 bits).
     Samsung reads the mask's first channel with OpenCV; harmbench's raw masks
     are luma, identical for grey masks.
 ``dovenet``
@@ -98,7 +99,12 @@ def _bucket_name(lo: float, hi: float) -> str:
 @dataclass(frozen=True)
 class Profile:
     """A complete metric protocol. Build samples with :meth:`prepare`, score with
-    :func:`harmbench.metrics.compute_metrics`."""
+    :func:`harmbench.metrics.compute_metrics`.
+
+    ``pred_8bit``: the codebase scores saved 8-bit results, so a model's float output is
+    rounded to 8 bits (0–255 integers) before scoring (``harmbench eval``); ``False``: the
+    output is scored as floats, as SamsungLabs scores its network's tensors.
+    """
 
     name: str
     source: str
@@ -113,6 +119,7 @@ class Profile:
     fpsnr_peak: str
     fpsnr_eps: float
     dtype: str
+    pred_8bit: bool
     ssim: SSIMConvention
     ssim_origin: str
     bucket_edges: tuple[float, ...] = BUCKET_EDGES
@@ -246,6 +253,7 @@ PROFILES: dict[str, Profile] = {
             fpsnr_peak="255",
             fpsnr_eps=1e-6,
             dtype="float64",
+            pred_8bit=True,
             ssim=WANG_VALID,
             ssim_origin="harmbench: Wang et al. 2004 (skimage/torchmetrics convention)",
             bucket_inclusive="half-open",
@@ -266,6 +274,7 @@ PROFILES: dict[str, Profile] = {
             fpsnr_peak="target_max",
             fpsnr_eps=1e-6,
             dtype="float32",
+            pred_8bit=False,
             ssim=WANG_VALID,
             ssim_origin=_SAME_SSIM,
             bucket_inclusive="both",
@@ -286,6 +295,7 @@ PROFILES: dict[str, Profile] = {
             fpsnr_peak="pred_range",
             fpsnr_eps=0.0,
             dtype="float64",
+            pred_8bit=True,
             ssim=WANG_VALID,
             ssim_origin=_SAME_SSIM,
             bucket_inclusive="half-open",
@@ -311,6 +321,7 @@ PROFILES: dict[str, Profile] = {
             fpsnr_peak="255",
             fpsnr_eps=0.0,
             dtype="float64",
+            pred_8bit=True,
             ssim=PYTORCH_SSIM,
             ssim_origin="zhenglab: pytorch_ssim.ssim(window_size=11, mask=mask) -> (ssim, fssim)",
             bucket_inclusive="half-open",

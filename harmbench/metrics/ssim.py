@@ -19,23 +19,31 @@ Two conventions are in use in the field and both are expressed by
   image size, and the constants ``0.01²``/``0.03²`` written for [0, 1] data even
   though 0–255 tensors are passed (``data_range = 1``).
 
-Implementation: the five local statistics (μx, μy, E[x²], E[y²], E[xy]) come
-from one separable depthwise convolution in channels-last layout, in float32 on
-data centred at the target's channel means (variances are shift-invariant, so
-``E[x²] − E[x]²`` keeps full precision); per-image sums are accumulated in
-float64. Agreement with skimage's float64 computation is ~1e-7.
+Implementation: the local statistics come from one separable Gaussian blur (a
+horizontal then a vertical 1-D pass) of four planes per channel — x, y, x² + y²
+and x·y, since SSIM needs σx² and σy² only as their sum — in float32 on data
+centred at the target's channel means (variances are shift-invariant, so
+``E[x²] − E[x]²`` keeps full precision). On CPU the blur is OpenCV's
+``sepFilter2D`` over all planes stacked into one tall image (rows outside a
+plane only reach the border, which is cropped), with as many threads as torch
+uses; on other devices it is a grouped ``conv2d``. Conventions whose
+constants are written for 0–1 data get float64 statistics
+(:func:`stats_dtype_for`). Per-image sums are accumulated in float64.
+Agreement with skimage's / the reference's float64 computation is ~1e-7.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import cv2
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from harmbench.errors import UserError
 from harmbench.metrics.pixel import per_image_sum
+from harmbench.metrics.scratch import scratch
 
 PADDINGS = ("valid", "zero")
 
@@ -96,18 +104,54 @@ def gaussian_window(size: int, sigma: float, dtype: torch.dtype = torch.float64,
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
-def _blur_valid(x: Tensor, g: Tensor) -> Tensor:
-    """Separable Gaussian over the last two dims, valid region only."""
-    k, w = x.shape[1], g.numel()
-    x = F.conv2d(x, g.view(1, 1, 1, w).expand(k, 1, 1, w), groups=k)
+# planes of one CPU chunk (four per channel, float32) are kept near cache size; an image whose
+# planes exceed _SPLIT_BYTES goes through one channel at a time (a third of the memory)
+_CHUNK_BYTES = 4 * 1024 * 1024
+_SPLIT_BYTES = 64 * 1024 * 1024
+_N_PLANES = 4  # x, y, x² + y², x·y
+
+
+def _blur_torch(planes: Tensor, g: Tensor) -> Tensor:
+    """Separable Gaussian of ``(n, k, h, w)`` planes (valid region) as two grouped 1-D convolutions."""
+    k, w = planes.shape[1], g.numel()
+    x = F.conv2d(planes, g.view(1, 1, 1, w).expand(k, 1, 1, w), groups=k)
     return F.conv2d(x, g.view(1, 1, w, 1).expand(k, 1, w, 1), groups=k)
 
 
-# images per chunk are chosen so the five statistics of one chunk stay cache-sized
-_CHUNK_BYTES = 4 * 1024 * 1024
+def _blur_cv2(planes: Tensor, g: Tensor) -> Tensor:
+    """:func:`_blur_torch` with OpenCV on CPU: all planes stacked into one ``(n·k·h, w)`` image.
+
+    Valid outputs of a plane only read rows of that plane, so stacking is exact once the
+    border of ``len(g) // 2`` pixels is cropped. OpenCV runs with torch's thread count.
+    """
+    n, k, h, w = planes.shape
+    r = g.numel() // 2
+    src = planes.reshape(n * k * h, w).numpy()
+    out = scratch("ssim.blurred", (n, k, h, w), planes.dtype)
+    kern = g.numpy()
+    threads = cv2.getNumThreads()
+    wanted = torch.get_num_threads()
+    if threads != wanted:
+        cv2.setNumThreads(wanted)
+    try:
+        cv2.sepFilter2D(src, -1, kern, kern, dst=out.view(n * k * h, w).numpy(), borderType=cv2.BORDER_CONSTANT)
+    finally:
+        if threads != wanted:
+            cv2.setNumThreads(threads)
+    return out[..., r : h - r, r : w - r]
+
+
+def _blur(planes: Tensor, g: Tensor) -> Tensor:
+    if planes.device.type == "cpu" and planes.dtype in (torch.float32, torch.float64):
+        return _blur_cv2(planes, g)
+    return _blur_torch(planes, g)
 
 
 def _map_chunk(pred: Tensor, target: Tensor, conv: SSIMConvention, g: Tensor) -> Tensor:
+    """SSIM map ``(n, c, h', w')`` of one chunk (``stats_dtype`` tensors on one device).
+
+    On CPU the map lives in this thread's scratch memory: valid until the next call.
+    """
     n, c, h, w = pred.shape
     if conv.padding == "zero":  # pad the raw data with zeros, then take the valid region
         r = conv.window // 2
@@ -116,48 +160,76 @@ def _map_chunk(pred: Tensor, target: Tensor, conv: SSIMConvention, g: Tensor) ->
     # variances are shift-invariant: centre on the target's channel means so float32 keeps
     # full precision in E[x²] − E[x]²; the means are shifted back for the luminance term
     shift = target.mean(dim=(2, 3), keepdim=True)
-    # channels-last: oneDNN's depthwise kernels are ~5x faster on NHWC than on NCHW
-    buf = torch.empty((n, 5 * c, h, w), dtype=pred.dtype, device=pred.device, memory_format=torch.channels_last)
-    x, y = buf[:, :c], buf[:, c : 2 * c]
+    buf = scratch("ssim.planes", (n, _N_PLANES * c, h, w), pred.dtype, pred.device)
+    x, y, s, xy = buf.split(c, dim=1)
     torch.sub(pred, shift, out=x)
     torch.sub(target, shift, out=y)
-    torch.mul(x, x, out=buf[:, 2 * c : 3 * c])
-    torch.mul(y, y, out=buf[:, 3 * c : 4 * c])
-    torch.mul(x, y, out=buf[:, 4 * c :])
-    mu_x, mu_y, xx, yy, xy = _blur_valid(buf, g).contiguous().split(c, dim=1)
-    tmp = mu_x * mu_y
-    xy.sub_(tmp).mul_(2.0).add_(conv.c2)  # 2·cov + C2
-    xx.add_(yy).addcmul_(mu_x, mu_x, value=-1.0).addcmul_(mu_y, mu_y, value=-1.0).add_(conv.c2)  # σx²+σy²+C2
+    torch.mul(x, x, out=s).addcmul_(y, y)
+    torch.mul(x, y, out=xy)
+    mu_x, mu_y, s, xy = _blur(buf, g).split(c, dim=1)  # blurred planes, updated in place below
+    del buf
+    cs_num = xy.addcmul_(mu_x, mu_y, value=-1.0).mul_(2.0).add_(conv.c2)  # 2·cov + C2
+    cs_den = s.addcmul_(mu_x, mu_x, value=-1.0).addcmul_(mu_y, mu_y, value=-1.0).add_(conv.c2)  # σx²+σy²+C2
     mu_x.add_(shift)
     mu_y.add_(shift)
-    torch.mul(mu_x, mu_y, out=tmp).mul_(2.0).add_(conv.c1)  # 2·μx·μy + C1
-    yy = mu_x.mul_(mu_x).addcmul_(mu_y, mu_y).add_(conv.c1)  # μx²+μy²+C1
-    return tmp.mul_(xy).div_(yy.mul_(xx))
+    c1 = torch.tensor(conv.c1, dtype=mu_x.dtype, device=mu_x.device)
+    l_num = scratch("ssim.map", mu_x.shape, mu_x.dtype, mu_x.device)
+    torch.addcmul(c1, mu_x, mu_y, value=2.0, out=l_num)  # 2·μx·μy + C1
+    l_den = mu_x.mul_(mu_x).addcmul_(mu_y, mu_y).add_(c1)  # μx²+μy²+C1
+    return l_num.mul_(cs_num).div_(l_den.mul_(cs_den))
 
 
-def _chunks(pred: Tensor, target: Tensor, conv: SSIMConvention, stats_dtype: torch.dtype):
-    """Yield ``(start, map_chunk)`` over the batch."""
+def stats_dtype_for(conv: SSIMConvention, device: torch.device | str = "cpu") -> torch.dtype:
+    """The dtype of the local statistics that keeps ``conv``'s SSIM at float64 accuracy.
+
+    float32 (centred data) leaves an absolute error of ~1e-3 in ``σx² + σy²`` of 0–255
+    images, negligible next to ``C2 = (0.03·255)²``; constants written for 0–1 data
+    (``pytorch_ssim``: ``C2 = 0.03²`` on 0–255 values) are of that size, so those
+    conventions get float64 (float32 on MPS, which has no float64).
+    """
+    if conv.c2 < 1.0 and torch.device(device).type != "mps":
+        return torch.float64
+    return torch.float32
+
+
+def _chunks(pred: Tensor, target: Tensor, conv: SSIMConvention, stats_dtype: torch.dtype | None):
+    """Yield ``(images, channels, map_chunk)`` (two slices) covering the batch.
+
+    On CPU a chunk holds a few images (cache-sized) or, for an image whose planes exceed
+    :data:`_SPLIT_BYTES` (full-resolution photos), one channel of one image.
+    """
+    stats_dtype = stats_dtype or stats_dtype_for(conv, pred.device)
     n, c, h, w = pred.shape
     if conv.padding == "valid" and (h < conv.window or w < conv.window):
         raise UserError(f"image size {h}x{w} is smaller than the SSIM window ({conv.window}); use a larger resize")
     g = gaussian_window(conv.window, conv.sigma, stats_dtype, pred.device)
-    per_image = 5 * c * (h + conv.window) * (w + conv.window) * g.element_size()
-    step = n if pred.device.type != "cpu" else max(1, _CHUNK_BYTES // per_image)
+    per_image = _N_PLANES * c * (h + conv.window) * (w + conv.window) * g.element_size()
+    cpu = pred.device.type == "cpu"
+    step = n if not cpu else max(1, _CHUNK_BYTES // per_image)
+    c_step = 1 if cpu and per_image > _SPLIT_BYTES else c
     for i in range(0, n, step):
-        p = pred[i : i + step].to(stats_dtype)
-        t = target[i : i + step].to(stats_dtype)
-        yield i, _map_chunk(p, t, conv, g)
+        for k in range(0, c, c_step):
+            images, channels = slice(i, i + step), slice(k, k + c_step)
+            p = pred[images, channels].to(stats_dtype)
+            t = target[images, channels].to(stats_dtype)
+            yield images, channels, _map_chunk(p, t, conv, g)
 
 
-def ssim_map(pred: Tensor, target: Tensor, conv: SSIMConvention, stats_dtype: torch.dtype = torch.float32) -> Tensor:
+def ssim_map(pred: Tensor, target: Tensor, conv: SSIMConvention, stats_dtype: torch.dtype | None = None) -> Tensor:
     """Local SSIM map ``(N, C, H', W')``; ``H' = H - window + 1`` for ``"valid"``, ``H`` for ``"zero"``.
 
-    Local statistics are computed in ``stats_dtype`` (float32 by default: float64
-    depthwise convolutions are an order of magnitude slower on CPU) on data centred at
-    the target's per-channel mean, which keeps ``E[x²] − E[x]²`` accurate: SSIM agrees
+    Local statistics are computed in ``stats_dtype`` (default :func:`stats_dtype_for`:
+    float32 unless the convention's constants need float64) on data centred
+    at the target's per-channel mean, which keeps ``E[x²] − E[x]²`` accurate: SSIM agrees
     with skimage's float64 to ~1e-7. On CPU images go through in cache-sized chunks.
     """
-    return torch.cat([m for _, m in _chunks(pred, target, conv, stats_dtype)])
+    n, c = pred.shape[:2]
+    out = None
+    for images, channels, smap in _chunks(pred, target, conv, stats_dtype):
+        if out is None:
+            out = smap.new_empty((n, c, *smap.shape[2:]))
+        out[images, channels] = smap
+    return out
 
 
 def crop_to_map(mask: Tensor, conv: SSIMConvention) -> Tensor:
@@ -176,7 +248,7 @@ def ssim_fssim(
     mask: Tensor,
     conv: SSIMConvention = WANG_VALID,
     dtype: torch.dtype = torch.float64,
-    stats_dtype: torch.dtype = torch.float32,
+    stats_dtype: torch.dtype | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per-image ``(ssim, fssim)``, each ``(N,)`` in ``dtype`` (the reduction dtype).
 
@@ -184,12 +256,12 @@ def ssim_fssim(
     """
     m = crop_to_map(mask, conv)
     msum = per_image_sum(m, dtype)
-    total = torch.empty(pred.shape[0], dtype=dtype, device=pred.device)
-    fg = torch.empty_like(total)
-    for i, smap in _chunks(pred, target, conv, stats_dtype):
-        j = i + smap.shape[0]
-        total[i:j] = per_image_sum(smap, dtype)
-        fg[i:j] = per_image_sum(smap * m[i:j].to(smap.dtype), dtype)
+    total = torch.zeros(pred.shape[0], dtype=dtype, device=pred.device)
+    fg = torch.zeros_like(total)
+    for images, _, smap in _chunks(pred, target, conv, stats_dtype):
+        per_pixel = smap.sum(dim=1)  # over the chunk's channels: (n, H', W')
+        total[images] += per_image_sum(per_pixel, dtype)
+        fg[images] += per_image_sum(per_pixel.mul_(m[images, 0].to(smap.dtype)), dtype)
     c = pred.shape[1]
     npix = m.shape[-2] * m.shape[-1]
     return total / (c * npix), fg / (c * msum)
