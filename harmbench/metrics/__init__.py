@@ -22,7 +22,8 @@ nothing is pooled over a batch. Averaging over images is the caller's job.
 Modules: :mod:`.pixel` (MSE/PSNR/fMSE/fPSNR), :mod:`.ssim` (SSIM/fSSIM),
 :mod:`.lpips` (LPIPS, masked LPIPS, offline loading), :mod:`.resize` (resize
 strategies and filters), :mod:`.profiles` (named protocol profiles and the
-per-sample preparation), :mod:`.compute` (``compute_metrics``).
+per-sample preparation), :mod:`.compute` (``compute_metrics``), :mod:`.scratch`
+(per-thread scratch buffers reused between calls on CPU).
 """
 
 from __future__ import annotations
