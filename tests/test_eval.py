@@ -245,11 +245,16 @@ def test_workers_and_mixed_sizes_give_the_same_rows(tmp_path):
     assert len(fixed.samples) == 8 and set(fixed.samples["height"]) == {256}
 
 
-def test_pred_8bit_comes_from_the_profile():
-    from harmbench.eval.runner import PRED_8BIT
+def test_pred_8bit_comes_from_the_profile(tmp_path):
+    """The 8-bit output rule recorded in run.json is the profile's (iharm scores float outputs)."""
     from harmbench.metrics import PROFILES
 
-    assert PRED_8BIT == {name: p.pred_8bit for name, p in PROFILES.items()}
+    data = tmp_path / "d"
+    write_synthetic_shards(data, 4, width=40, height=32, shard_size=4)
+    for name in ("iharm", "harmbench"):
+        res = evaluate("reinhard", data, tmp_path / name, **{**FAST, "profile": name})
+        assert res.run["pred_8bit"] is PROFILES[name].pred_8bit
+    assert PROFILES["iharm"].pred_8bit is False and PROFILES["harmbench"].pred_8bit is True
 
 
 def test_model_input_checks_are_one_pass_and_keep_in_range_inputs():

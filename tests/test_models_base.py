@@ -156,3 +156,19 @@ def test_classical_wrapper_equals_direct_call(name):
         mask = m[i, 0].numpy() > 0.5
         ref = op(img, mask, img, ~mask, rng=np.random.default_rng(7))
         np.testing.assert_allclose(out[i].permute(1, 2, 0).numpy(), np.clip(ref, 0, 1), atol=1e-6)
+
+
+def test_models_do_not_import_the_trainer():
+    """Inference (registry, committed weights, checkpoint loading) never pulls in harmbench.train."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from harmbench.models import available_models, get_model\n"
+        "assert 'hen-ctn-cpu' in available_models()\n"
+        "from harmbench.models.checkpoints import load_checkpoint, read_sidecar\n"
+        "print(sorted(m for m in sys.modules if m.startswith('harmbench.train')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

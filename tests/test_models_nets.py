@@ -134,6 +134,21 @@ def test_ctn_outputs_and_side_sizes():
     assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_ctn_residual_output_adds_the_input():
+    """``residual = true``: same weights, output = the direct-output CTN's output + x (nLab)."""
+    plain = get_model("hen-ctn", preset="small", seed=0).eval()
+    res = get_model("hen-ctn", preset="small", residual=True, seed=0).eval()
+    assert res.config_dict()["residual"] is True and plain.config_dict()["residual"] is False
+    res.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    hist = plain.histogram(x)
+    with torch.no_grad():
+        a, b = plain(x, hist, hist.flip(0)), res(x, hist, hist.flip(0))
+    torch.testing.assert_close(b.output, a.output + x)
+    for sa, sb in zip(a.sides, b.sides):  # side outputs stay direct predictions
+        torch.testing.assert_close(sa, sb)
+
+
 def test_hen_ctn_region_codes():
     model = get_model("hen-ctn", preset="small", seed=0)
     x = torch.rand(2, 3, 32, 32) * 2 - 1

@@ -38,6 +38,32 @@ def shard_files(source: PathLike | Sequence[PathLike], split: str | None = None)
     return [str(root / u) for u in urls]
 
 
+def member_key(name: str) -> tuple[str, str] | None:
+    """``(key, field)`` of a tar member name (``d/k.composite.jpg`` -> ``("d/k", "composite.jpg")``);
+    ``None`` for a name whose basename has no dot (not a sample field)."""
+    base = name.rsplit("/", 1)[-1]
+    if "." not in base:
+        return None
+    key, field = base.split(".", 1)
+    return name[: len(name) - len(base)] + key, field
+
+
+def list_tar_samples(path: PathLike) -> list[tuple[str, set[str]]]:
+    """``[(key, {fields})]`` of a WebDataset tar in file order, from its headers only."""
+    out: list[tuple[str, set[str]]] = []
+    with tarfile.open(path, "r:") as tar:
+        for m in tar.getmembers():
+            parsed = member_key(m.name) if m.isfile() else None
+            if parsed is None:
+                continue
+            key, field = parsed
+            if out and out[-1][0] == key:
+                out[-1][1].add(field)
+            else:
+                out.append((key, {field}))
+    return out
+
+
 def iter_tar_samples(path: PathLike, suffixes: tuple[str, ...] | None = None) -> Iterator[dict[str, Any]]:
     """Stream a WebDataset tar: ``{"__key__", "__url__", field: bytes, …}`` per sample.
 
@@ -51,12 +77,10 @@ def iter_tar_samples(path: PathLike, suffixes: tuple[str, ...] | None = None) ->
         for m in tar:
             if not m.isfile():
                 continue
-            base = m.name.rsplit("/", 1)[-1]
-            if "." not in base:
+            parsed = member_key(m.name)
+            if parsed is None:
                 continue
-            prefix = m.name[: len(m.name) - len(base)]
-            key, field = base.split(".", 1)
-            key = prefix + key
+            key, field = parsed
             if suffixes is not None and field not in suffixes:
                 data = None
             else:

@@ -36,7 +36,6 @@ import platform
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,15 +47,12 @@ import numpy as np
 from harmbench import __version__
 from harmbench.data.loader import HarmonizationShards
 from harmbench.data.loader import _field as image_field
+from harmbench.data.shards import list_tar_samples
 from harmbench.errors import InputError, UserError
 from harmbench.eval.records import FORMAT_VERSION, ID_COLUMNS, RunStore, json_safe
 from harmbench.eval.score import SizeBatcher, load_sample, progress_bar, resolve_device, with_overrides
 from harmbench.fileio import atomic_write_bytes
-from harmbench.metrics.profiles import PROFILES
 
-#: ``{profile name: Profile.pred_8bit}`` (whether outputs are rounded to 8 bits before scoring),
-#: derived from the profiles, which are the only place that decides it.
-PRED_8BIT = {name: p.pred_8bit for name, p in PROFILES.items()}
 #: Tolerance on the 0–1 range of model outputs before they count as out of range.
 RANGE_TOL = 1e-3
 PathLike = str | os.PathLike
@@ -221,7 +217,7 @@ def _state_and_config(obj: Any, path: Path) -> tuple[dict[str, Any], dict[str, A
 def _sidecar(path: Path) -> tuple[Path, dict[str, Any]] | None:
     """``(sidecar, meta)`` when ``path`` is a harmbench checkpoint (safetensors + JSON sidecar, or its folder)."""
     try:
-        from harmbench.train.checkpoint import read_sidecar
+        from harmbench.models.checkpoints import read_sidecar
     except ImportError:
         return None
     try:
@@ -250,7 +246,7 @@ def load_checkpoint_model(path: PathLike, device: str = "cpu") -> Any:
     path = Path(path)
     sc = _sidecar(path)
     if sc is not None:
-        from harmbench.train.checkpoint import load_checkpoint
+        from harmbench.models.checkpoints import load_checkpoint
 
         name = (sc[1].get("model_config") or {}).get("model", sc[1].get("model", "?"))
         try:
@@ -392,25 +388,6 @@ def prepare_shard_sample(sample: Mapping[str, Any], profile: Any, resize: str, d
     return _to_item(key, _meta_fields(meta, default_subset), prepared)
 
 
-def list_shard_keys(path: PathLike) -> list[tuple[str, set[str]]]:
-    """``[(key, {fields})]`` of a WebDataset tar in file order, from its headers only."""
-    out: list[tuple[str, set[str]]] = []
-    with tarfile.open(path, "r:") as tar:
-        for m in tar.getmembers():
-            if not m.isfile():
-                continue
-            base = m.name.rsplit("/", 1)[-1]
-            if "." not in base:
-                continue
-            key, fld = base.split(".", 1)
-            key = m.name[: len(m.name) - len(base)] + key
-            if out and out[-1][0] == key:
-                out[-1][1].add(fld)
-            else:
-                out.append((key, {fld}))
-    return out
-
-
 class EvalData:
     """A dataset to evaluate on: its keys (in a fixed order), an identity hash and a torch dataset."""
 
@@ -473,7 +450,7 @@ class ShardData(EvalData):
             keys: list[str] = []
             seen: set[str] = set()
             for shard in self.shards:
-                for key, fields in list_shard_keys(shard):
+                for key, fields in list_tar_samples(shard):
                     if "mask.png" not in fields:
                         raise UserError(
                             f"{shard}: sample {key!r} has no mask (fields: {', '.join(sorted(fields))}); "

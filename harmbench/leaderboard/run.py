@@ -117,13 +117,13 @@ def _spec(lb: Leaderboard, cell: Cell, lpips: tuple[bool, str | None], workers: 
 
 
 def _expected(lb: Leaderboard, cell: Cell, lpips: bool, data_desc: dict[str, Any]) -> dict[str, Any]:
-    from harmbench.eval.runner import PRED_8BIT, checkpoint_weights_file, file_sha256
+    from harmbench.eval.runner import checkpoint_weights_file, file_sha256
     from harmbench.metrics import get_profile
 
     prof = get_profile(lb.profile)
     exp: dict[str, Any] = {
         "profile": prof.to_dict(), "resize": lb.resize, "lpips": lpips, "seed": lb.seed,
-        "pred_8bit": bool(getattr(prof, "pred_8bit", PRED_8BIT.get(prof.name, True))),
+        "pred_8bit": bool(prof.pred_8bit),
         "data": {"index_sha256": data_desc["index_sha256"], "split": data_desc["split"], "limit": cell.dataset.limit},
     }
     if cell.model.checkpoint is not None and cell.model.checkpoint.is_file():

@@ -119,7 +119,7 @@ def collect(lb: Leaderboard) -> Collected:
     for cell in cells(lb):
         state = cell.state()
         if state != "finished":
-            why = "not run yet" if state == "missing" else "interrupted (run the leaderboard again to resume)"
+            why = "not run yet" if state == "missing" else "unfinished (interrupted, or still running elsewhere; run the leaderboard again to resume)"
             if not cell.model.available():
                 why = f"checkpoint not found: {cell.model.checkpoint}"
             out.missing.append((cell.id, why))

@@ -295,7 +295,7 @@ class PresetMixin:
 
 MODELS: dict[str, Callable[..., Harmonizer]] = {}
 
-_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet")
+_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "pretrained")
 
 
 def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[..., Harmonizer]]:
@@ -313,7 +313,6 @@ def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[
 def _load_all() -> None:
     for mod in _MODULES:
         importlib.import_module(f"harmbench.models.{mod}")
-    importlib.import_module("harmbench.train.pretrained")  # committed baseline weights (hen-ctn-cpu, ...)
 
 
 def available_models() -> list[str]:

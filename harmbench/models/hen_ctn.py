@@ -47,6 +47,9 @@ class HENCTNConfig(PresetMixin):
         soft_hist_bins: bins of the differentiable ab histogram in the loss (32).
         pad_margin: replicate padding around the image at inference (30 px, as released).
         recomposite: paste the output into the composite's background (default on).
+        residual: predict a residual added to the input nLab (off = the released CTN, which predicts
+            nLab directly). A size knob for small CTNs: at width 8 and minutes of CPU training a
+            direct-output CTN does not learn to reproduce its input; a residual one starts at identity.
     """
 
     width: int = 64
@@ -58,6 +61,7 @@ class HENCTNConfig(PresetMixin):
     soft_hist_bins: int = 32
     pad_margin: int = 30
     recomposite: bool = True
+    residual: bool = False
 
     PRESETS: ClassVar[dict] = {
         "full": {},
@@ -193,8 +197,9 @@ class CTNOutput(NamedTuple):
 class ColorTransferNet(nn.Module):
     """CTN: ``forward(x (N,3,H,W) nLab, e_s, e_t)``; codes ``(N,C,1,1)`` or code maps ``(N,C,H,W)``."""
 
-    def __init__(self, width: int = 64, code_dim: int = 64, dropout: bool = True):
+    def __init__(self, width: int = 64, code_dim: int = 64, dropout: bool = True, residual: bool = False):
         super().__init__()
+        self.residual = residual
         w, c = width, code_dim
         chans = [w, 2 * w, 4 * w, 8 * w, 8 * w]
         self.encoder = nn.ModuleList(
@@ -233,6 +238,8 @@ class ColorTransferNet(nn.Module):
         for block in self.refine:
             r = block(r + base, e_s, e_t)
         out = self.last_block(r + base)
+        if self.residual:
+            out = out + x
         sides = tuple(head(d) for head, d in zip(self.side_outputs, (d1, d2, d3, d4)))
         return CTNOutput(out, sides)  # type: ignore[arg-type]
 
@@ -253,7 +260,7 @@ class HENCTN(LearnedHarmonizer):
         super().__init__(config, **overrides)
         cfg = self.config
         self.hen = HistogramEncoder(cfg.l_bins, cfg.hist_bins, cfg.hen_width, cfg.code_dim)
-        self.ctn = ColorTransferNet(cfg.width, cfg.code_dim, cfg.dropout)
+        self.ctn = ColorTransferNet(cfg.width, cfg.code_dim, cfg.dropout, cfg.residual)
         init_normal(self, zero_bias=False)
 
     @property

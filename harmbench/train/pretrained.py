@@ -1,10 +1,7 @@
-"""Committed baseline weights: export from a training checkpoint, load by name.
+"""Committed baseline weights: export from a training checkpoint, and check them.
 
-``load_pretrained("hen-ctn-cpu")`` loads ``baselines/weights/hen-ctn-cpu.safetensors`` (+ its
-``.json`` sidecar) from the repository checkout, or from ``$HARMBENCH_WEIGHTS`` when set, verifies
-the weights against the recorded model config and sha256, and returns the model in eval mode
-(float32). The same names are registered in the model registry, so
-``harmbench.models.get_model("hen-ctn-cpu")`` works too.
+Loading by name (``load_pretrained("hen-ctn-cpu")``, ``get_model("hen-ctn-cpu")``) lives in
+:mod:`harmbench.models.pretrained` and is re-exported here.
 
 :func:`export_pretrained` turns a training checkpoint into such a file: inference weights only
 (DoveNet's discriminator dropped, its config saying so), floating tensors stored as float16,
@@ -22,39 +19,7 @@ from typing import Any
 import torch
 
 from harmbench.errors import UserError
-from harmbench.models.base import register_model
-
-#: Pretrained names -> the model they hold.
-PRETRAINED = {"hen-ctn-cpu": "hen-ctn", "dovenet-cpu": "dovenet", "bargainnet-cpu": "bargainnet"}
-
-
-def weights_dir() -> Path:
-    """``$HARMBENCH_WEIGHTS`` or ``<repository>/baselines/weights``."""
-    env = os.environ.get("HARMBENCH_WEIGHTS")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "baselines" / "weights"
-
-
-def pretrained_path(name: str) -> Path:
-    """Path of the weights file of pretrained ``name`` (``UserError`` if absent)."""
-    p = weights_dir() / f"{name}.safetensors"
-    if not p.is_file():
-        known = sorted(q.stem for q in weights_dir().glob("*.safetensors")) if weights_dir().is_dir() else []
-        raise UserError(
-            f"pretrained weights {name!r} not found at {p} (available: {', '.join(known) or 'none'}; "
-            "set HARMBENCH_WEIGHTS to the folder holding them)"
-        )
-    return p
-
-
-def load_pretrained(name: str, *, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load committed weights ``name`` (e.g. ``"hen-ctn-cpu"``) as an eval-mode model on ``device``."""
-    from harmbench.train.checkpoint import load_checkpoint
-
-    expect = PRETRAINED.get(name)
-    return load_checkpoint(pretrained_path(name), device=device, expect_model=expect)
-
+from harmbench.models.pretrained import PRETRAINED, load_pretrained, pretrained_path, weights_dir  # noqa: F401
 
 def export_pretrained(
     checkpoint: str | os.PathLike,
@@ -118,7 +83,7 @@ def export_pretrained(
     out = dest.with_suffix(".json")
     write_json(out, sidecar)
     if evaluate_data is not None or reference_root is not None:
-        from harmbench.train.checkpoint import load_checkpoint as _load
+        from harmbench.models.checkpoints import load_checkpoint as _load
 
         exported = _load(dest)
         tc = meta.get("train_config") or {}
@@ -186,19 +151,6 @@ def reference_check(model: Any, root: str | os.PathLike, *, n: int = 6, size: in
         "composite_mse": r6(c["mse"]), "composite_fmse": r6(c["fmse"]),
         "identical_mse": r6(i["mse"]), "identical_fmse": r6(i["fmse"]),
     }
-
-
-def _builder(pname: str):
-    def build(device: str | torch.device = "cpu") -> torch.nn.Module:
-        return load_pretrained(pname, device=device)
-
-    build.__name__ = f"build_{pname.replace('-', '_')}"
-    build.__doc__ = f"The committed CPU baseline {pname!r} (trained weights; see baselines/README.md)."
-    return build
-
-
-for _name in PRETRAINED:
-    register_model(_name)(_builder(_name))
 
 
 __all__ = [
