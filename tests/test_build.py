@@ -267,15 +267,22 @@ def test_cli_bad_recipe_field_is_clean_error(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("recipe", ["synthetic", "hue"])
-def test_bench_build_small(recipe, capsys):
+@pytest.mark.parametrize("recipe", ["synthetic", "hue", "hcoco"])
+def test_bench_build_small(recipe, capsys, tmp_path):
     """``harmbench bench build`` end to end on small photos (the real bench uses 6000x4000)."""
+    from harmbench.bench.build import floor_inputs
     from harmbench.cli import main
 
     rc = main(["bench", "build", "--photos", "2", "--objects", "2", "--width", "160", "--height", "120",
-               "--recipe", recipe])
+               "--recipe", recipe, "--keep", str(tmp_path)])
     assert rc == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["bench"] == "build" and last["target"] == 0.5 and last["samples"] == 4
     assert last["ratio"] > 0 and last["speedup_2w"] > 0 and last["peak_rss_mb_per_worker"] > 0
     assert last["identical_bytes_1w_2w"] is True
+    # the floor decodes what each sample read: its photo + mask, and for hcoco the reference's too
+    rows = floor_inputs(tmp_path / "out1", tmp_path / "src")
+    assert len(rows) == 4 and all(p.is_file() for row in rows for pair in row for p in pair)
+    assert [len(r) for r in rows] == [2 if recipe == "hcoco" else 1] * 4
+    if recipe == "hcoco":
+        assert all(r[0][0] != r[1][0] for r in rows)  # the reference is another photo's object

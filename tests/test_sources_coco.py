@@ -227,3 +227,23 @@ def test_labelme_outdoor(shared):
         assert m.shape == r.size == (256, 256)
         assert m.any() and int(m.sum()) == int(anns[r.object_id]["area"])
         assert r.meta["raw_label"] == anns[r.object_id]["attributes"]["labelme_name"]
+
+
+def test_rle_masks_decode_to_c_order_bool():
+    """decode_mask returns a C-ordered bool mask equal to pycocotools' (Fortran-ordered) decode."""
+    from pycocotools import mask as mask_utils
+
+    from harmbench.sources.base import ObjectRecord, c_order_mask
+
+    rng = np.random.default_rng(0)
+    m = np.asfortranarray(rng.random((37, 53)) > 0.6).astype(np.uint8)
+    rle = mask_utils.encode(m)
+    rec = ObjectRecord(key="k", source="coco", image_id="1", object_id="2", image_path="x.jpg", category="c", size=(37, 53),
+                       mask_rle={"size": rle["size"], "counts": rle["counts"].decode("ascii")})
+    out = rec.decode_mask()
+    assert out.dtype == bool and out.flags.c_contiguous and out.shape == (37, 53)
+    np.testing.assert_array_equal(out, m.astype(bool))
+    # other layouts: already C-ordered, or not uint8
+    np.testing.assert_array_equal(c_order_mask(np.ascontiguousarray(m)), m.astype(bool))
+    f32 = np.asfortranarray(m.astype(np.float32))
+    assert c_order_mask(f32).flags.c_contiguous and (c_order_mask(f32) == m.astype(bool)).all()

@@ -68,12 +68,28 @@ class ObjectRecord:
             rle = dict(self.mask_rle)
             if isinstance(rle.get("counts"), str):
                 rle["counts"] = rle["counts"].encode("ascii")
-            return mask_utils.decode(rle).astype(bool)
+            return c_order_mask(mask_utils.decode(rle))
         if self.mask_path is not None:
             from harmbench.imaging import binarize, read_mask
 
             return binarize(read_mask(self.mask_path))
         raise ValueError(f"record {self.key} has neither mask_rle nor mask_path")
+
+
+def c_order_mask(mask: np.ndarray) -> np.ndarray:
+    """``bool (H, W)`` in C order from a 0/1 ``uint8`` mask in any order.
+
+    pycocotools decodes RLE column-major (Fortran order); every later step
+    (boxes, pastes, PNG encoding) walks rows, and numpy's copy of a transposed
+    24 MP array is ~8x slower than OpenCV's blocked transpose.
+    """
+    if mask.flags.c_contiguous:
+        return mask.astype(bool, copy=False)
+    if mask.ndim == 2 and mask.flags.f_contiguous and mask.dtype == np.uint8:
+        import cv2
+
+        return cv2.transpose(mask.T).view(bool)  # values are 0/1: a bool view is exact
+    return np.ascontiguousarray(mask).astype(bool, copy=False)
 
 
 class SourceRecords(list):
