@@ -169,6 +169,24 @@ def test_ychist_matches_transcribed_matlab_mapping():
     np.testing.assert_allclose(to_ycbcr(fg[inside]), expected[inside], atol=2e-3)
 
 
+def test_ychist_per_colour_path_equals_per_pixel(monkeypatch):
+    """8-bit inputs are mapped once per distinct colour (counts in the histogram); same result per pixel."""
+    import harmbench.transfer.histogram as hist
+
+    rng = np.random.default_rng(3)
+    img = (rng.integers(0, 8, (48, 64, 3)) * 32 + 7).astype(np.uint8).astype(np.float32) / np.float32(255)
+    ref = rng.integers(0, 256, (30, 30, 3)).astype(np.uint8).astype(np.float32) / np.float32(255)
+    mask = np.zeros(img.shape[:2], bool)
+    mask[5:40, 8:50] = True
+    ref_mask = np.ones(ref.shape[:2], bool)
+    assert hist.unique_colours(img[mask].astype(np.float64)) is not None  # 512 colours over 1470 pixels
+    fast = get_transfer("ychist")(img, mask, ref, ref_mask)
+    monkeypatch.setattr(hist, "unique_colours", lambda px: None)
+    slow = get_transfer("ychist")(img, mask, ref, ref_mask)
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-6)
+    assert np.array_equal(fast[~mask], img[~mask])
+
+
 def test_ychist_output_values_and_distribution_follow_the_reference():
     img = _blobs(6, (0.6, 0.5, 0.3), (0.1, 0.1, 0.1))
     ref = _blobs(7, (0.3, 0.4, 0.6), (0.08, 0.1, 0.1), shape=(50, 50))

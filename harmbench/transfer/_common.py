@@ -107,12 +107,14 @@ def gather(
 
 def composite(image: np.ndarray, mask: np.ndarray, fg_new: np.ndarray) -> np.ndarray:
     """``float32`` copy of ``image`` with ``image[mask] = clip(fg_new, 0, 1)`` (NaN -> 0, ±Inf -> 1/0)."""
-    out = np.array(image, dtype=np.float32, copy=True)
     # clip maps ±Inf to 1/0 as nan_to_num(posinf=1, neginf=0) would; NaN survives clip and becomes 0
     fg = np.clip(np.asarray(fg_new, dtype=np.float64), 0.0, 1.0)
     nan = np.isnan(fg)
     if nan.any():
         fg[nan] = 0.0
+    if fg.size == image.size and mask.all():  # every pixel replaced (pixel strips): image[mask] is a reshape
+        return fg.astype(np.float32).reshape(image.shape)
+    out = np.array(image, dtype=np.float32, copy=True)
     out[mask] = fg.astype(np.float32)
     return out
 

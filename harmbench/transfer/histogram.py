@@ -26,6 +26,7 @@ from harmbench.transfer._common import (
     gather,
     per_colour,
     rgb_to_ycbcr,
+    unique_colours,
     ycbcr_to_rgb,
 )
 
@@ -115,7 +116,9 @@ _YCC_LO = np.array([16, 16, 16])
 _YCC_HI = np.array([235, 240, 240])
 
 
-def cumulative_histogram_map(src: np.ndarray, ref: np.ndarray, lo: int, hi: int) -> np.ndarray:
+def cumulative_histogram_map(
+    src: np.ndarray, ref: np.ndarray, lo: int, hi: int, src_counts: np.ndarray | None = None
+) -> np.ndarray:
     """Map 1-D ``src`` values (0–255 scale) onto ``ref`` by cumulative histogram mapping.
 
     Bins are 1 wide, centred on the integers ``lo..hi``. Values are returned per
@@ -127,11 +130,17 @@ def cumulative_histogram_map(src: np.ndarray, ref: np.ndarray, lo: int, hi: int)
     the reference's occupied bins, so outputs never leave the reference's
     range; the MATLAB code can pick an empty first/last bin there, whose mean
     is NaN (written as 0).
+
+    ``src_counts``: multiplicity of each ``src`` value (distinct colours standing
+    for their pixels); the histogram counts them, the result is per entry of ``src``.
     """
     n = hi - lo + 1
     sb = np.clip(np.floor(src - (lo - 0.5)).astype(np.int64), 0, n - 1)
     rb = np.clip(np.floor(ref - (lo - 0.5)).astype(np.int64), 0, n - 1)
-    cs = np.cumsum(np.bincount(sb, minlength=n))  # int64 cumulative counts
+    if src_counts is None:
+        cs = np.cumsum(np.bincount(sb, minlength=n))  # int64 cumulative counts
+    else:
+        cs = np.cumsum(np.bincount(sb, weights=src_counts, minlength=n)).astype(np.int64)  # exact below 2^53
     cr_counts = np.bincount(rb, minlength=n)
     cr = np.cumsum(cr_counts)
     ns, nr = int(cs[-1]), int(cr[-1])
@@ -170,17 +179,20 @@ def ychist(
     if quantize:
         fg = np.rint(fg * 255.0) / 255.0
         ref = np.rint(ref * 255.0) / 255.0
-    y_fg = per_colour(fg, rgb_to_ycbcr)
+    # the foreground's mapping is per pixel: done once per distinct colour (with its count in the histogram)
+    distinct = unique_colours(fg)
+    colours, inverse, counts = (fg, None, None) if distinct is None else distinct
+    y_fg = rgb_to_ycbcr(colours)
     y_ref = per_colour(ref, rgb_to_ycbcr)
     if quantize:
         y_fg = np.rint(y_fg)
         y_ref = np.rint(y_ref)
     new = np.empty_like(y_fg)
     for c in range(3):
-        new[:, c] = cumulative_histogram_map(y_fg[:, c], y_ref[:, c], int(_YCC_LO[c]), int(_YCC_HI[c]))
+        new[:, c] = cumulative_histogram_map(y_fg[:, c], y_ref[:, c], int(_YCC_LO[c]), int(_YCC_HI[c]), counts)
     if quantize:
         new = np.rint(new)
     rgb = ycbcr_to_rgb(new)
     if quantize:
         rgb = np.rint(np.clip(rgb, 0.0, 1.0) * 255.0) / 255.0
-    return composite(image, mask, rgb)
+    return composite(image, mask, rgb if inverse is None else rgb[inverse])
