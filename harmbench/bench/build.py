@@ -79,26 +79,25 @@ source = "photos"
 
 def floor_inputs(out: Path, src: Path) -> list[list[tuple[Path, Path]]]:
     """Per built sample, the ``(photo, mask)`` files it was made from: its own, then its
-    reference object's when the recipe read one (``hcoco``), from the shards' JSON."""
+    reference object's when the recipe read one (``hcoco``), from the shards' JSON.
 
-    def files(object_key: str, image_id: str) -> tuple[Path, Path]:
-        stem = object_key.split("_", 1)[1]  # folder source keys are "folder_<mask stem>"
-        return src / "images" / f"{image_id}.jpg", src / "masks" / f"{stem}.png"
-
+    Object keys are resolved through the ``folder`` source over ``src`` (what the bench
+    builds from); the engine's synthetic recipe keys samples ``<photo>_obj<n>`` (see
+    :func:`harmbench.build.synthetic.make_photos`).
+    """
     from harmbench.data.shards import iter_tar_samples
+    from harmbench.sources import get_source
 
+    files: dict[str, tuple[Path, Path]] = {}
+    for r in get_source("folder")(images=src / "images", masks=src / "masks", category="object"):
+        pair = (Path(r.image_path), Path(r.mask_path))
+        files[r.key] = files[f"{r.image_id}_obj{r.object_id}"] = pair
     inputs = []
     for tar_path in sorted(out.glob("*.tar")):
         for sample in iter_tar_samples(tar_path, suffixes=("json",)):
             meta = json.loads(sample["json"])
-            if "object_key" not in meta:  # the engine's own synthetic recipe: key "photoNNNN_objK"
-                photo, obj = sample["__key__"].rsplit("/", 1)[-1].split("_obj")
-                inputs.append([(src / "images" / f"{photo}.jpg", src / "masks" / f"{photo}_{obj}.png")])
-                continue
-            row = [files(meta["object_key"], meta["image_id"])]
-            if meta.get("reference_key"):
-                row.append(files(meta["reference_key"], meta["reference_image_id"]))
-            inputs.append(row)
+            keys = [meta.get("object_key") or sample["__key__"].rsplit("/", 1)[-1], meta.get("reference_key")]
+            inputs.append([files[k] for k in keys if k])
     return inputs
 
 
