@@ -15,9 +15,9 @@ import yaml
 from _helpers import tar_md5s
 from PIL import Image
 
-from harmbench.build import BuildMismatchError, OutputOptions, build_from_plan
-from harmbench.build import synthetic as syn
-from harmbench.build.plan import make_shards
+from harmbench.generate import BuildMismatchError, OutputOptions, build_from_plan
+from harmbench.generate import synthetic as syn
+from harmbench.generate.plan import make_shards
 from harmbench.errors import ConfigError, UserError
 from harmbench.recipes.base import SampleSpec
 

@@ -16,16 +16,16 @@ from ray_cluster import ray_env
 
 ray = pytest.importorskip("ray")
 
-from harmbench.build import synthetic as syn  # noqa: E402
-from harmbench.build.plan import make_shards  # noqa: E402
-from harmbench.build.runner import write_shard  # noqa: E402
-from harmbench.build.writer import OutputOptions  # noqa: E402
+from harmbench.generate import synthetic as syn  # noqa: E402
+from harmbench.generate.plan import make_shards  # noqa: E402
+from harmbench.generate.runner import write_shard  # noqa: E402
+from harmbench.generate.writer import OutputOptions  # noqa: E402
 
 BUILD = r"""
 import json, sys
 from pathlib import Path
-from harmbench.build import build_from_plan
-from harmbench.build import synthetic as syn
+from harmbench.generate import build_from_plan
+from harmbench.generate import synthetic as syn
 
 src, out, address = sys.argv[1:4]
 specs = syn.plan_photos(syn.make_photos(src, 4, width=64, height=48), seed=5, sleep=0.2)

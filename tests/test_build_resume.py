@@ -17,8 +17,8 @@ pytest.importorskip("ray")
 SCRIPT = r"""
 import sys
 from pathlib import Path
-from harmbench.build import build_from_plan
-from harmbench.build import synthetic as syn
+from harmbench.generate import build_from_plan
+from harmbench.generate import synthetic as syn
 
 src, sleep = Path(sys.argv[1]), float(sys.argv[2])
 records = syn.make_photos(src, 6, width=64, height=48)  # deterministic: same files every call

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from harmbench.build import synthetic as syn
-from harmbench.build.index import dataset_index
-from harmbench.build.plan import make_shards
-from harmbench.build.runner import write_shard
-from harmbench.build.writer import OutputOptions
+from harmbench.generate import synthetic as syn
+from harmbench.generate.index import dataset_index
+from harmbench.generate.plan import make_shards
+from harmbench.generate.runner import write_shard
+from harmbench.generate.writer import OutputOptions
 from harmbench.fileio import atomic_write_json
 from harmbench.data import HarmonizationShards, collate, load_hf, shard_files
 
@@ -106,8 +106,8 @@ def test_hf_load_dataset(built, tmp_path):
 
 def test_card_features_keep_fields_of_later_samples(tmp_path):
     """Fields that only later samples have survive HF loading through the card's features."""
-    from harmbench.build.card import json_features, render_card
-    from harmbench.build.writer import DeterministicTarWriter, canonical_json
+    from harmbench.generate.card import json_features, render_card
+    from harmbench.generate.writer import DeterministicTarWriter, canonical_json
     from harmbench.imaging import encode_image
     import numpy as np
 

@@ -7,12 +7,12 @@ import json
 import pytest
 from PIL import Image
 
-from harmbench.build import synthetic as syn
-from harmbench.build.index import dataset_index
-from harmbench.build.plan import make_shards
-from harmbench.build.runner import write_shard
-from harmbench.build.stats import aggregate, reason_class
-from harmbench.build.writer import OutputOptions
+from harmbench.generate import synthetic as syn
+from harmbench.generate.index import dataset_index
+from harmbench.generate.plan import make_shards
+from harmbench.generate.runner import write_shard
+from harmbench.generate.stats import aggregate, reason_class
+from harmbench.generate.writer import OutputOptions
 from harmbench.fileio import atomic_write_json
 from harmbench.cli import main
 
@@ -56,7 +56,7 @@ def test_reason_class():
 def test_contact_sheet_takes_turns_over_recipe_and_method():
     from pathlib import Path
 
-    from harmbench.build.report import _pick_round_robin
+    from harmbench.generate.report import _pick_round_robin
 
     metas = [(Path("a.tar"), f"k{i}", {"recipe": "hcoco", "method": "reinhard"}) for i in range(5)]
     metas += [(Path("a.tar"), "h0", {"recipe": "hue", "method": "hue"}), (Path("b.tar"), "i0", {"recipe": "identical", "method": "identity"})]

@@ -60,8 +60,8 @@ def _photo(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nda
 def write_shards(root: Path, *, n_train: int = 8, n_test: int = 4, size: tuple[int, int] = (72, 80),
                  drop_real: bool = False, soft_mask: bool = False, seed: int = 0) -> Path:
     """A tiny built dataset (index.json + one shard per split) written with the build writer."""
-    from harmbench.build.index import dataset_index
-    from harmbench.build.writer import (
+    from harmbench.generate.index import dataset_index
+    from harmbench.generate.writer import (
         DeterministicTarWriter,
         OutputOptions,
         encode_sample,

@@ -42,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard-size", type=int, default=2, help="samples per shard (default 2)")
     parser.add_argument("--recipe", default="hue",
                         help="recipe type to build with (default hue); 'synthetic' uses the engine's own minimal "
-                             "recipe (harmbench.build.synthetic) to measure the engine without a recipe's cost")
+                             "recipe (harmbench.generate.synthetic) to measure the engine without a recipe's cost")
     parser.add_argument("--keep", default=None, help="keep the photos and builds in this directory")
 
 
@@ -83,7 +83,7 @@ def floor_inputs(out: Path, src: Path) -> list[list[tuple[Path, Path]]]:
 
     Object keys are resolved through the ``folder`` source over ``src`` (what the bench
     builds from); the engine's synthetic recipe keys samples ``<photo>_obj<n>`` (see
-    :func:`harmbench.build.synthetic.make_photos`).
+    :func:`harmbench.generate.synthetic.make_photos`).
     """
     from harmbench.data.shards import iter_tar_samples
     from harmbench.sources import get_source
@@ -160,8 +160,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import ray
 
     from harmbench.bench import format_table
-    from harmbench.build import build_dataset, build_from_plan
-    from harmbench.build.synthetic import make_photos, plan_photos, synthesize
+    from harmbench.generate import build_dataset, build_from_plan
+    from harmbench.generate.synthetic import make_photos, plan_photos, synthesize
 
     root = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hb-bench-build-"))
     root.mkdir(parents=True, exist_ok=True)

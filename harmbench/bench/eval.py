@@ -57,7 +57,7 @@ def write_synthetic_shards(
 ) -> list[str]:
     """Write ``n`` samples as harmbench shards ``<name>-<split>-NNNNNN.tar`` plus ``index.json``; returns keys.
 
-    Samples come from :mod:`harmbench.build.synthetic` (foreground gain/gamma shifts of generated
+    Samples come from :mod:`harmbench.generate.synthetic` (foreground gain/gamma shifts of generated
     photos); recipes cycle through ``recipes``; every ``identity_every``-th sample (0: none) is an
     identity pair (composite = real, recipe ``identical``). Keys start with ``prefix``. No Ray needed;
     an existing ``index.json`` in ``out`` is extended (so calls with other sizes/prefixes can share a folder).
@@ -65,9 +65,9 @@ def write_synthetic_shards(
     import dataclasses
     import hashlib
 
-    from harmbench.build import synthetic as syn
-    from harmbench.build.index import dataset_index
-    from harmbench.build.writer import DeterministicTarWriter, OutputOptions, encode_sample
+    from harmbench.generate import synthetic as syn
+    from harmbench.generate.index import dataset_index
+    from harmbench.generate.writer import DeterministicTarWriter, OutputOptions, encode_sample
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -40,8 +40,8 @@ def _write_tiny_shards(root, n: int, size: int) -> None:
 
     import numpy as np
 
-    from harmbench.build.index import dataset_index
-    from harmbench.build.writer import (
+    from harmbench.generate.index import dataset_index
+    from harmbench.generate.writer import (
         DeterministicTarWriter,
         OutputOptions,
         encode_sample,

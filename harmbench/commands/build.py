@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harmbench.build import build_dataset
+    from harmbench.generate import build_dataset
 
     if args.workers < 0:
         print("harmbench build: error: --workers must be >= 0", file=sys.stderr)

@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from harmbench.build.report import contact_sheet
+    from harmbench.generate.report import contact_sheet
     from harmbench.leaderboard.definition import load_leaderboard
     from harmbench.leaderboard.export import export_leaderboard
     from harmbench.leaderboard.run import run_leaderboard

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harmbench.build.report import contact_sheet, load_stats, summarize
+    from harmbench.generate.report import contact_sheet, load_stats, summarize
 
     stats = load_stats(args.dir)
     print(summarize(stats))

@@ -35,7 +35,7 @@ def card_features_of(root: PathLike) -> Any:
     """
     import datasets
 
-    from harmbench.build.card import card_features
+    from harmbench.generate.card import card_features
 
     card = Path(root) / "README.md"
     if not Path(root).is_dir() or not card.exists():

@@ -76,7 +76,7 @@ def ensure_dataset(ds: DatasetDef, *, ray_address: str | None = None, progress: 
         return False
     if ds.recipe is None:
         raise UserError(f"dataset {ds.name!r}: {ds.path} not found and no recipe is given to build it")
-    from harmbench.build import build_dataset
+    from harmbench.generate import build_dataset
 
     build_dataset(ds.recipe, ds.path, max_samples=ds.max_samples, ray_address=ray_address, progress=progress)
     return True

@@ -95,13 +95,15 @@ def load_checkpoint(
     expect_model: str | None = None,
     expect_config: Mapping[str, Any] | None = None,
     verify_hash: bool = True,
+    overrides: Mapping[str, Any] | None = None,
 ) -> torch.nn.Module:
     """Build the model recorded in a checkpoint and load its weights (float32, eval mode).
 
     ``path``: the ``.safetensors`` file, its ``.json`` sidecar, or a run/checkpoint directory
     (its last checkpoint). ``expect_model``/``expect_config`` (a ``config_dict()``) raise
     :class:`ConfigError` naming the first differing field. The weights' sha256 is checked
-    against the sidecar when ``verify_hash``.
+    against the sidecar when ``verify_hash``. ``overrides``: run-time config fields to change
+    (e.g. ``protocol``); the checkpoint's other fields must still match the model.
     """
     from harmbench.models import get_model
 
@@ -115,10 +117,13 @@ def load_checkpoint(
     name = cfg.pop("model", meta.get("model"))
     if expect_model is not None and name != expect_model:
         raise ConfigError("model", f"{jp}: checkpoint is for {name!r}, expected {expect_model!r}")
-    model = get_model(name, **cfg)
+    overrides = dict(overrides or {})
+    model = get_model(name, **{**cfg, **overrides})
+    saved = {k: v for k, v in meta["model_config"].items() if k not in overrides}
+    mine = {**saved, **{k: v for k, v in model.config_dict().items() if k in overrides}}  # type: ignore[attr-defined]
     if expect_config is not None:
-        model.check_config(expect_config)  # type: ignore[attr-defined]
-    model.check_config(meta["model_config"])  # type: ignore[attr-defined]
+        model.check_config({**dict(expect_config), **{k: mine[k] for k in overrides if k in mine}})  # type: ignore[attr-defined]
+    model.check_config(mine)  # type: ignore[attr-defined]
     load_weights_into(model, wpath, where=str(jp))
     model.eval()
     return model.to(device)  # type: ignore[return-value]

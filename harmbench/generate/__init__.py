@@ -7,7 +7,7 @@ function), with :class:`OutputOptions` and :class:`BuildResult`.
 
 from __future__ import annotations
 
-from harmbench.build.engine import (
+from harmbench.generate.engine import (
     MANIFEST,
     BuildMismatchError,
     BuildResult,
@@ -15,7 +15,7 @@ from harmbench.build.engine import (
     build_from_plan,
     config_digest,
 )
-from harmbench.build.writer import OutputOptions
+from harmbench.generate.writer import OutputOptions
 
 __all__ = [
     "MANIFEST",

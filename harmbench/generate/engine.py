@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from harmbench import __version__
-from harmbench.build.card import json_features, render_card
-from harmbench.build.index import dataset_index, split_index
-from harmbench.build.plan import ShardTask, make_shards, plan_digest
-from harmbench.build.runner import Synthesize, ray_session, run_shards
-from harmbench.build.stats import aggregate, skip_record
-from harmbench.build.writer import OutputOptions
+from harmbench.generate.card import json_features, render_card
+from harmbench.generate.index import dataset_index, split_index
+from harmbench.generate.plan import ShardTask, make_shards, plan_digest
+from harmbench.generate.runner import Synthesize, ray_session, run_shards
+from harmbench.generate.stats import aggregate, skip_record
+from harmbench.generate.writer import OutputOptions
 from harmbench.fileio import atomic_write_bytes, atomic_write_json
 from harmbench.errors import ConfigError, UserError
 from harmbench.recipes.base import SampleSpec

@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from harmbench.build.plan import ShardTask
-from harmbench.build.stats import ShardCounter, skip_record
-from harmbench.build.writer import (
+from harmbench.generate.plan import ShardTask
+from harmbench.generate.stats import ShardCounter, skip_record
+from harmbench.generate.writer import (
     DeterministicTarWriter,
     OutputOptions,
     encode_sample,

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from harmbench.build.stats import FG_BUCKETS
+from harmbench.generate.stats import FG_BUCKETS
 
 #: Licence ids the Hub knows, keyed by a normalised spelling.
 _HUB_LICENSES = {

@@ -1,0 +1,254 @@
+"""Loading the authors' checkpoints: format detection, tensor-name maps, precise errors, conversion.
+
+Each ported model registers an :class:`OfficialFormat`: which files it needs (roles such as
+``"E"``/``"G"``), how to tell a state dict's role from its tensor names, and how to build the
+harmbench model from them (mapping names, inferring widths from shapes). Then
+
+* :func:`load_weights` takes what a user passes to ``--weights`` — one file or several
+  (``"E.pth,G.pth"`` in any order), the authors' ``.pth``/``.pt`` files or a harmbench
+  ``.safetensors`` checkpoint — and returns the model in eval mode;
+* :func:`remap_state_dict` maps names and checks every tensor *before* anything is loaded:
+  missing, unexpected and mis-shaped tensors are listed by name in one :class:`ConfigError`;
+  only names in ``tolerate`` (e.g. BatchNorm ``num_batches_tracked``, which the authors'
+  loaders also drop) may be absent or extra;
+* :func:`save_converted` writes the loaded model as a harmbench checkpoint (safetensors +
+  JSON sidecar) that :func:`harmbench.models.checkpoints.load_checkpoint` reads back.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harmbench.errors import ConfigError, UserError
+
+StateDict = dict[str, torch.Tensor]
+
+#: Tensor names the authors' own loaders skip when absent (pix2pix's ``patch_instance_norm_state_dict``).
+BN_COUNTER = re.compile(r"(^|\.)num_batches_tracked$")
+
+
+@dataclass(frozen=True)
+class OfficialFormat:
+    """How to load a registry model from the authors' files.
+
+    ``identify(sd)`` returns the role (one of ``roles``) a state dict plays for this model, or
+    ``None`` when it is not one of its files. ``build(parts, options)`` gets ``{role: state_dict}``
+    (every role present, names as the authors wrote them) and the user's model options, and
+    returns the loaded harmbench model (widths inferred from the shapes).
+    """
+
+    model: str
+    roles: tuple[str, ...]
+    identify: Callable[[Mapping[str, torch.Tensor]], str | None]
+    build: Callable[[Mapping[str, StateDict], Mapping[str, Any]], torch.nn.Module]
+
+
+FORMATS: dict[str, OfficialFormat] = {}
+
+
+def register_official_format(fmt: OfficialFormat) -> OfficialFormat:
+    """Register how registry model ``fmt.model`` loads the authors' checkpoints."""
+    FORMATS[fmt.model] = fmt
+    return fmt
+
+
+def read_state_dict(path: str | os.PathLike) -> StateDict:
+    """Tensors of a ``.pth``/``.pt``/``.safetensors`` file, unwrapped from ``{"state_dict": …}``-style
+    containers and a DataParallel ``module.`` prefix. Never unpickles code (``weights_only=True``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{p}: weights file not found")
+    try:
+        if p.name.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            obj: Any = load_file(str(p))
+        else:
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a bad file
+        raise UserError(f"{p}: cannot read weights ({type(exc).__name__}: {exc})") from None
+    for key in ("state_dict", "model", "net", "params"):
+        if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise UserError(f"{p}: not a state dict of tensors")
+    sd = {str(k): v for k, v in obj.items()}
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    return sd
+
+
+def _short(names: Iterable[str], n: int = 6) -> str:
+    names = sorted(names)
+    return ", ".join(names[:n]) + (f" … (+{len(names) - n} more)" if len(names) > n else "")
+
+
+def remap_state_dict(
+    sd: Mapping[str, torch.Tensor],
+    rename: Callable[[str], str | None],
+    target: Mapping[str, torch.Tensor] | torch.nn.Module,
+    *,
+    where: str,
+    tolerate: re.Pattern[str] | None = BN_COUNTER,
+) -> StateDict:
+    """Map the authors' names onto ``target``'s (a module or its ``state_dict()``) and check everything.
+
+    ``rename(official_name)`` returns the harmbench name, or ``None`` for a tensor the authors'
+    model holds but never uses (it is dropped). Raises :class:`ConfigError` (field ``weights``,
+    message starting with ``where``) listing every missing, unexpected or mis-shaped tensor by
+    its official name; nothing is loaded in that case. Returns the mapped dict, cast to the
+    target's dtypes, with tolerated absent tensors filled from the target.
+    """
+    own = target.state_dict() if isinstance(target, torch.nn.Module) else dict(target)
+    mapped: StateDict = {}
+    origin: dict[str, str] = {}
+    unexpected: list[str] = []
+    for k, v in sd.items():
+        new = rename(k)
+        if new is None:
+            continue
+        if new not in own:
+            if not (tolerate is not None and tolerate.search(k)):
+                unexpected.append(k)
+            continue
+        mapped[new] = v
+        origin[new] = k
+    missing = [k for k in own if k not in mapped and not (tolerate is not None and tolerate.search(k))]
+    shapes = [
+        f"{origin[k]} {tuple(v.shape)} (expected {tuple(own[k].shape)})"
+        for k, v in mapped.items()
+        if tuple(v.shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing: {_short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected: {_short(unexpected)}")
+    if shapes:
+        problems.append(f"wrong shape: {_short(shapes, 4)}")
+    if problems:
+        raise ConfigError("weights", f"{where}: checkpoint does not fit ({'; '.join(problems)})")
+    for k, v in own.items():
+        if k not in mapped:
+            mapped[k] = v
+    return {k: mapped[k].to(own[k].dtype) for k in own}
+
+
+def identify_files(model: str, paths: Sequence[str | os.PathLike]) -> dict[str, StateDict]:
+    """Read ``paths`` and assign each to a role of ``model``'s format (any order).
+
+    Errors name the file: unreadable, not one of this model's files, two files for one role,
+    or a role left without a file.
+    """
+    fmt = _format(model)
+    parts: dict[str, StateDict] = {}
+    files: dict[str, Path] = {}
+    for p in map(Path, paths):
+        sd = read_state_dict(p)
+        role = fmt.identify(sd)
+        if role is None:
+            raise ConfigError("weights", f"{p}: not a {model} checkpoint file (expected {'/'.join(fmt.roles)}; "
+                              f"its first tensors: {_short(list(sd)[:6], 6)})")
+        if role in parts:
+            raise ConfigError("weights", f"{p} and {files[role]} are both the {role!r} file of {model}")
+        parts[role], files[role] = sd, p
+    absent = [r for r in fmt.roles if r not in parts]
+    if absent:
+        raise ConfigError("weights", f"{model} needs the files {'/'.join(fmt.roles)}; missing {', '.join(absent)} "
+                          f"(given: {', '.join(str(p) for p in paths)})")
+    return parts
+
+
+def _format(model: str) -> OfficialFormat:
+    from harmbench.models.base import _load_all
+
+    _load_all()
+    try:
+        return FORMATS[model]
+    except KeyError:
+        raise ConfigError("weights", f"model {model!r} cannot load authors' checkpoints; "
+                          f"those that can: {', '.join(sorted(FORMATS))}") from None
+
+
+def split_weights_spec(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """``"a.pth,b.pth"`` or a list -> paths."""
+    if isinstance(spec, (str, os.PathLike)):
+        return [Path(s.strip()) for s in str(spec).split(",") if s.strip()]
+    return [Path(s) for s in spec]
+
+
+def is_harmbench_checkpoint(paths: Sequence[Path]) -> bool:
+    """One ``.safetensors``/``.json``/directory path = a harmbench checkpoint."""
+    return len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix in (".safetensors", ".json"))
+
+
+def load_official(model: str, paths: Sequence[str | os.PathLike], **options: Any) -> torch.nn.Module:
+    """Build registry model ``model`` from the authors' files ``paths`` with ``options``; eval mode."""
+    parts = identify_files(model, paths)
+    net = _format(model).build(parts, options)
+    return net.eval()
+
+
+def load_weights(model: str, spec: str | os.PathLike | Sequence[str | os.PathLike], **options: Any) -> torch.nn.Module:
+    """What ``--weights`` does: a harmbench checkpoint, or the authors' file(s) for ``model``."""
+    paths = split_weights_spec(spec)
+    if not paths:
+        raise ConfigError("weights", "no file given")
+    if is_harmbench_checkpoint(paths):
+        from harmbench.models.checkpoints import load_checkpoint
+
+        return load_checkpoint(paths[0], expect_model=model, overrides=options)
+    return load_official(model, paths, **options)
+
+
+def save_converted(model: torch.nn.Module, path: str | os.PathLike, *, source: Mapping[str, Any] | None = None) -> Path:
+    """Write ``model`` as ``<path>.safetensors`` + ``<path>.json`` (harmbench checkpoint); returns the sidecar."""
+    from harmbench.fileio import atomic_path, atomic_write_json
+    from harmbench.models.checkpoints import FORMAT, sha256_file
+
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    stem = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.stem if p.suffix == ".json" else p.name
+    wpath, jpath = p.with_name(stem + ".safetensors"), p.with_name(stem + ".json")
+    wpath.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(wpath) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "model": getattr(model, "name", "")})
+    atomic_write_json(
+        jpath,
+        {
+            "format": FORMAT,
+            "model": model.name,  # type: ignore[attr-defined]
+            "model_config": model.config_dict(),  # type: ignore[attr-defined]
+            "weights": wpath.name,
+            "weights_sha256": sha256_file(wpath),
+            "dtype": "float32",
+            "converted_from": dict(source or {}),
+            "torch_version": torch.__version__,
+        },
+    )
+    return jpath
+
+
+__all__ = [
+    "BN_COUNTER",
+    "FORMATS",
+    "OfficialFormat",
+    "identify_files",
+    "is_harmbench_checkpoint",
+    "load_official",
+    "load_weights",
+    "read_state_dict",
+    "register_official_format",
+    "remap_state_dict",
+    "save_converted",
+    "split_weights_spec",
+]
