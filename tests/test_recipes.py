@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harmbench.errors import InputError
+from harmbench.errors import ConfigError, InputError
 from harmbench.recipes import load_build_config, plan_dataset, synthesize
 from harmbench.recipes.base import sample_seed
 from harmbench.recipes.common import fmse
@@ -346,6 +346,22 @@ def test_two_recipes_of_one_type_need_names(tmp_path, coco_root):
     assert any(s.key.startswith("hue2_synth_1_101_2") for s in plan.specs)
     a = synthesize(next(s for s in plan.specs if s.key.startswith("hue2_")))
     assert a.meta["recipe"] == "hue2" and a.meta["recipe_type"] == "hue"
+
+
+def test_recipe_splits_adds_training_samples_and_keeps_the_test_split(tmp_path, coco_root):
+    base = plan_dataset(_cfg(tmp_path, coco_root))
+    extra = TOML + '\n[[recipes]]\ntype = "hue"\nsource = "synth"\nname = "hue_more"\nper_object = 3\nsplits = ["train"]\n'
+    plan = plan_dataset(_cfg(tmp_path, coco_root, extra))
+    test_of = lambda p: [(s.key, s.seed) for s in p.specs if s.split == "test"]
+    assert test_of(plan) == test_of(base) and test_of(base)
+    train_objects = {s.inputs["record"].key for s in base.specs if s.split == "train" and s.recipe == "identical"}
+    more = [s for s in plan.specs if s.key.startswith("hue_more_")]
+    assert {s.split for s in more} == {"train"}
+    assert len(more) == 3 * len(train_objects) and {s.inputs["record"].key for s in more} == train_objects
+    with pytest.raises(ConfigError, match=r"recipes\[3\]\.splits"):
+        _cfg(tmp_path, coco_root, extra.replace('splits = ["train"]', "splits = []"))
+    with pytest.raises(ConfigError, match=r"recipes\[3\]\.splits"):
+        _cfg(tmp_path, coco_root, extra.replace('splits = ["train"]', 'splits = ["train", "train"]'))
 
 
 def test_unreadable_image_is_an_input_error(tmp_path, coco_root):

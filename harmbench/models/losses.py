@@ -1,6 +1,6 @@
 """Training losses of the learned baselines, as pure functions of tensors (and, for the gradient
 penalty, of a score function). Image tensors follow each model's scale: [-1, 1] for DoveNet and
-BargainNet, normalised Lab for HEN/CTN.
+BargainNet, normalised Lab for HEN/CTN, the model's normalised input space for PCT-Net.
 """
 
 from __future__ import annotations
@@ -199,3 +199,37 @@ __all__ = [
     "soft_histogram_loss",
     "triplet_loss",
 ]
+
+
+# --------------------------------------------------------------------------- PCT-Net
+
+
+def mask_weighted_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, min_area: float = 1000.0) -> torch.Tensor:
+    """Foreground-normalised MSE per image (the iSSAM / PCT-Net pixel loss), ``(N,)``.
+
+    ``Σ_{c,h,w} (pred − target)² / (C · max(Σ_{h,w} M, min_area))``: the squared error of every
+    pixel (background included) divided by the foreground's size in values, so small objects
+    weigh as much as large ones; ``min_area`` (pixels) bounds the weight of tiny masks.
+    ``pred``/``target`` ``(N,C,H,W)`` on any scale, ``mask`` ``(N,1,H,W)`` (channel 0 is used).
+    """
+    se = (pred - target).pow(2).sum(dim=(1, 2, 3))
+    area = mask[:, :1].sum(dim=(1, 2, 3)).clamp_min(min_area)
+    return se / (pred.shape[1] * area)
+
+
+def sobel_magnitude(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Per-channel gradient magnitude ``sqrt(gx² + gy² + eps)`` of ``x`` ``(N,C,H,W)``.
+
+    ``gx``/``gy``: 3×3 Sobel kernels divided by 8 (the sum of their absolute taps), borders
+    replicated; shape kept.
+    """
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=x.dtype, device=x.device) / 8.0
+    k = torch.stack([kx, kx.t()]).unsqueeze(1)  # (2, 1, 3, 3): d/dx, d/dy
+    n, c, h, w = x.shape
+    g = F.conv2d(F.pad(x.reshape(n * c, 1, h, w), (1, 1, 1, 1), mode="replicate"), k)
+    return (g.pow(2).sum(1) + eps).sqrt().reshape(n, c, h, w)
+
+
+def param_smoothness(params: torch.Tensor) -> torch.Tensor:
+    """PCT-Net's smoothness term on the parameter map ``(N,12,h,w)``: the mean Sobel magnitude."""
+    return sobel_magnitude(params).mean()

@@ -32,6 +32,13 @@ def _dot_free_name(value: Any) -> str | None:
     return None
 
 
+def _split_names(value: Any) -> str | None:
+    for v in value or ():
+        if msg := _dot_free_name(v):
+            return msg
+    return None
+
+
 # --------------------------------------------------------------------------- sections
 
 
@@ -102,6 +109,10 @@ class RecipeCommon:
     name: str | None = opt(None, doc="key prefix and meta name; default: the type; unique per build", check=_dot_free_name)
     per_object: int = opt(1, doc="samples per input object (key suffix _1.._k when > 1)", ge=1, le=100)
     max_samples: int | None = opt(None, doc="keep at most this many planned samples (deterministic subset)", ge=1)
+    splits: tuple[str, ...] | None = opt(
+        None, doc="plan samples only for photos of these splits, e.g. [\"train\"] (default: every split)",
+        nonempty=True, unique=True, check=_split_names,
+    )
     fg_ratio_min: float | None = opt(None, doc="override of filters.fg_ratio_min", ge=0.0, le=1.0)
     fg_ratio_max: float | None = opt(None, doc="override of filters.fg_ratio_max", ge=0.0, le=1.0)
     min_fmse: float | None = opt(None, doc="override of filters.min_fmse", ge=0.0)
@@ -134,6 +145,7 @@ class RecipeConfig:
     max_samples: int | None
     filters: FilterConfig
     options: Any
+    splits: tuple[str, ...] | None = None
 
     @property
     def where(self) -> str:
@@ -453,6 +465,7 @@ def _load_recipes(
             max_samples=common.max_samples,
             filters=rfilters,
             options=options,
+            splits=common.splits,
         )
         recipe.validate(rc, path)
         out.append(rc)

@@ -160,7 +160,10 @@ def plan_dataset(cfg: BuildConfig, max_samples: int | None = None) -> Plan:
                 f"yields {_kind(wrong[0])} records",
                 path=cfg.path,
             )
-        planned = subsample(recipe.plan(ctx, rc, records), rc.max_samples)
+        planned = recipe.plan(ctx, rc, records)
+        if rc.splits is not None:
+            planned = [s for s in planned if s.split in rc.splits]
+        planned = subsample(planned, rc.max_samples)
         for s in planned:
             if s.key in seen:
                 ctx.skip(s.key, f"duplicate sample key {s.key!r} (recipe {rc.name})")

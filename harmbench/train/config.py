@@ -56,7 +56,6 @@ import tomllib
 
 from harmbench.errors import ConfigError
 
-LEARNED_MODELS = ("hen-ctn", "dovenet", "bargainnet")
 SCHEDULES = ("constant", "linear")
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 FINAL_VALIDATION = ("full", "sample", "none")
@@ -173,8 +172,9 @@ class TrainConfig:
         if "model" not in data:
             raise ConfigError("model", "missing [model] table (name = ...)", path=path)
         model = _section(ModelSection, "model", data["model"], path)
-        if model.name not in LEARNED_MODELS:
-            raise ConfigError("model.name", f"must be one of {', '.join(LEARNED_MODELS)}, got {model.name!r}", path=path)
+        trainable = learned_models()
+        if model.name not in trainable:
+            raise ConfigError("model.name", f"must be one of {', '.join(trainable)}, got {model.name!r}", path=path)
         if not isinstance(model.options, Mapping):
             raise ConfigError("model.options", "must be a table of model config fields", path=path)
         model = dataclasses.replace(model, options=dict(model.options))
@@ -238,6 +238,13 @@ class TrainConfig:
         except ConfigError as exc:
             field_name = exc.field if exc.field.startswith(("model", self.model.name)) else f"model.options.{exc.field}"
             raise ConfigError(field_name, str(exc).split(": ", 1)[-1], path=self.path) from None
+
+
+def learned_models() -> tuple[str, ...]:
+    """Names ``harmbench train`` can train: every model with a registered training step."""
+    from harmbench.train.steps import STEPS
+
+    return tuple(sorted(STEPS))
 
 
 def diff_configs(saved: Mapping[str, Any], current: Mapping[str, Any], *, ignore: frozenset[str] = frozenset()) -> list[str]:
@@ -334,7 +341,6 @@ def _section(cls: type, name: str, data: Any, path: str | None) -> Any:
 
 __all__ = [
     "AMP_MODES",
-    "LEARNED_MODELS",
     "RESUMABLE_CHANGES",
     "DataSection",
     "ModelSection",
@@ -342,5 +348,6 @@ __all__ = [
     "TrainConfig",
     "TrainSection",
     "diff_configs",
+    "learned_models",
     "load_train_config",
 ]

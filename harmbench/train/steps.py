@@ -233,14 +233,15 @@ def get_step(name: str) -> StepSpec:
 
 
 def model_class(name: str) -> type:
-    """The model class registered as ``name`` (learned models only)."""
-    from harmbench.models import HENCTN, BargainNet, DoveNet
+    """The model class registered as ``name`` (a :class:`~harmbench.models.LearnedHarmonizer` subclass)."""
+    from harmbench.models.base import MODELS, LearnedHarmonizer, available_models
 
-    classes = {"dovenet": DoveNet, "bargainnet": BargainNet, "hen-ctn": HENCTN}
-    try:
-        return classes[name]
-    except KeyError:
-        raise ConfigError("model.name", f"{name!r} is not a learned model; use one of {', '.join(classes)}") from None
+    available_models()  # imports every model module, so MODELS is complete
+    builder = MODELS.get(name)
+    if not (isinstance(builder, type) and issubclass(builder, LearnedHarmonizer)):
+        learned = sorted(n for n, b in MODELS.items() if isinstance(b, type) and issubclass(b, LearnedHarmonizer))
+        raise ConfigError("model.name", f"{name!r} is not a learned model; use one of {', '.join(learned)}")
+    return builder
 
 
 def make_optimizers(
