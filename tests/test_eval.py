@@ -174,7 +174,7 @@ def test_checkpoint_that_does_not_fit(shards, tmp_path):
     state[name] = torch.zeros(tuple(s + 1 for s in state[name].shape))
     ck = tmp_path / "dovenet.pt"
     torch.save({"config": model.config_dict(), "state_dict": state}, ck)
-    with pytest.raises(ModelLoadError, match=rf"{ck}.*does not fit model 'dovenet'.*{name}"):
+    with pytest.raises(ModelLoadError, match=rf"{ck}.*model 'dovenet'.*do not fit.*{name}"):
         evaluate(str(ck), shards, tmp_path / "run", **FAST)
     st = _harmbench_checkpoint(tmp_path, "dovenet-bad", model, state)
     with pytest.raises(ModelLoadError, match=rf"{st}.*does not fit model 'dovenet'.*{name}"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,30 +120,41 @@ def load_checkpoint_model(path: PathLike, device: str = "cpu") -> Any:
         model = get_model(name, **cfg)
     except UserError as exc:
         raise ModelLoadError(f"checkpoint {path}: its config does not build model {name!r}: {exc}") from exc
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    bad = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
-    if missing or extra or bad:
-        parts = []
-        if bad:
-            parts.append("shape mismatch: " + ", ".join(f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in bad[:3]))
-        if missing:
-            parts.append("missing: " + ", ".join(missing[:3]))
-        if extra:
-            parts.append("unexpected: " + ", ".join(extra[:3]))
-        raise ModelLoadError(f"checkpoint {path} does not fit model {name!r} ({'; '.join(parts)})")
+    from harmbench.models.checkpoints import remap_state_dict
+
+    try:
+        state = remap_state_dict(state, lambda k: k, model, where=f"checkpoint {path} for model {name!r}", tolerate=None)
+    except UserError as exc:
+        raise ModelLoadError(str(exc)) from exc
     model.load_state_dict(state)
     return model.to(device).eval()
 
 
-def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mapping[str, Any] | None = None) -> ResolvedModel:
-    """``spec``: a registered model name, a checkpoint path, or an object with ``harmonize``.
+#: ``package.module:factory`` (dotted identifiers on both sides of one colon).
+FACTORY_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
-    Names build the model with ``options`` (e.g. ``preset="small"``) and ``seed``;
-    existing files are loaded as checkpoints (their sha256 is the weights hash).
+
+def _state_hash(model: Any, prefix: str) -> str | None:
+    """``prefix`` + sha256 over the sorted state dict of a torch module (None for other objects)."""
+    if not hasattr(model, "state_dict"):
+        return None
+    import torch
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes() if isinstance(v, torch.Tensor) else b"")
+    return prefix + h.hexdigest()
+
+
+def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mapping[str, Any] | None = None) -> ResolvedModel:
+    """``spec``: a registered model name (built-in or from an installed package's ``harmbench.models``
+    entry point), ``"package.module:factory"``, a checkpoint path, or an object with ``harmonize``.
+
+    Names build the model with ``options`` (e.g. ``preset="small"``) and ``seed``; a factory is
+    called with ``options``; existing files are loaded as checkpoints (their sha256 is the weights hash).
     """
-    from harmbench.models import available_models, get_model
+    from harmbench.models import available_models, get_model, load_factory
 
     opts = dict(options or {})
     if hasattr(spec, "harmonize"):
@@ -154,26 +166,28 @@ def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mappin
         model = load_checkpoint_model(p, device)
         name = getattr(model, "name", "") or p.stem
         return ResolvedModel(str(name), model, file_sha256(checkpoint_weights_file(p)), _model_config(model), str(p.resolve()))
+    if FACTORY_SPEC.match(text):
+        try:
+            model = load_factory(text, **opts)
+        except UserError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        if hasattr(model, "to"):
+            model = model.to(device)
+        cfg = {**_model_config(model), "factory": text, "options": json_safe(opts)}
+        return ResolvedModel(text, model, _state_hash(model, "factory:"), cfg, f"factory:{text}")
     if text not in available_models():
         hint = " (no such checkpoint file either)" if any(c in text for c in "/\\.") else ""
-        raise ModelLoadError(f"unknown model {text!r}{hint}; known: {', '.join(available_models())}")
+        raise ModelLoadError(
+            f"unknown model {text!r}{hint}; known: {', '.join(available_models())} "
+            "(or give 'package.module:factory' for your own)"
+        )
     try:
         model = get_model(text, seed=seed, **opts)
     except UserError as exc:
         raise ModelLoadError(f"model {text!r}: {exc}") from exc
     if hasattr(model, "to"):
         model = model.to(device)
-    weights = None
-    if hasattr(model, "parameters"):
-        import torch
-
-        h = hashlib.sha256()
-        for k, v in sorted(model.state_dict().items()):
-            h.update(k.encode())
-            h.update(v.detach().cpu().contiguous().numpy().tobytes() if isinstance(v, torch.Tensor) else b"")
-        weights = "init:" + h.hexdigest()
-    return ResolvedModel(text, model, weights, _model_config(model), f"registry:{text}")
-
+    return ResolvedModel(text, model, _state_hash(model, "init:"), _model_config(model), f"registry:{text}")
 
 
 __all__ = ["ModelLoadError", "ResolvedModel", "checkpoint_weights_file", "load_checkpoint_model", "resolve_model"]
