@@ -6,8 +6,8 @@ transform that is applied at the photo's own resolution.
   two inference protocols.
 * ``pctnet-vit`` (:class:`PCTNetViT`): :class:`~harmbench.models.vit.ViTBackbone`, inputs on the
   plain 0–1 scale (mean 0, std 1), blends with the mask.
-* ``pctnet-cnn`` (:class:`PCTNetCNN`, :mod:`harmbench.models.pctnet_cnn`): the iSSAM U-Net,
-  ImageNet normalisation, blends with a learned attention map.
+* ``pctnet-cnn`` (:class:`PCTNetCNN`): the iSSAM U-Net (:mod:`harmbench.models.ssam`), ImageNet
+  normalisation, blends with a learned attention map ``sigmoid(3·conv1×1(features))``.
 
 Inference protocols (config ``protocol``), both at the photo's own size:
 
@@ -40,6 +40,7 @@ from torch import nn
 from harmbench.errors import ConfigError
 from harmbench.models.base import LearnedHarmonizer, PresetMixin, register_model, validate_inputs
 from harmbench.models.pct import BicubicRows, apply_fullres, identity_params, pct_transform
+from harmbench.models.ssam import FusionHead, SSAMBackbone
 from harmbench.models.vit import ViTBackbone
 
 PROTOCOLS = ("harmbench", "official")
@@ -311,4 +312,88 @@ class PCTNetViT(PCTNet):
         return self.backbone(torch.cat([image, mask], dim=1)), mask
 
 
-__all__ = ["PCTNet", "PCTNetViT", "PCTNetViTConfig", "PCTOutput", "Prediction", "PROTOCOLS"]
+# --------------------------------------------------------------------------- CNN variant
+
+
+@dataclass(frozen=True)
+class PCTNetCNNConfig(PresetMixin):
+    """PCT-Net CNN options. ``full`` = the published ``CNN_pct``; ``small`` = CPU size (ch 8).
+
+    Attributes:
+        ch: width of the first U-Net stage (32). depth: down stages (4; the low-resolution side
+        must be a multiple of ``2**(depth−1)``). max_channels: stage width cap (256).
+        batchnorm_from: first stage with BatchNorm (2). attend_from: first up stage with the
+        SSAM block (2, the last one). attention_mid_k: SSAM refine width ratio (0.5).
+        lowres, protocol, tile_rows, recomposite: as :class:`PCTNetViTConfig`
+        (``recomposite`` pastes the result into the background, which the CNN's learned blend
+        otherwise changes slightly).
+    """
+
+    ch: int = 32
+    depth: int = 4
+    max_channels: int = 256
+    batchnorm_from: int = 2
+    attend_from: int = 2
+    attention_mid_k: float = 0.5
+    lowres: int = 256
+    protocol: str = "harmbench"
+    tile_rows: int = 256
+    recomposite: bool = False
+
+    PRESETS: ClassVar[dict] = {
+        "full": {},
+        "small": {"ch": 8},
+    }
+
+    def validate(self) -> None:
+        _validate_common(self, "pctnet-cnn")
+        if self.ch < 1 or self.max_channels < 1:
+            raise ConfigError("pctnet-cnn.ch", f"widths must be >= 1, got ch={self.ch}, max_channels={self.max_channels}")
+        if self.depth < 2:
+            raise ConfigError("pctnet-cnn.depth", f"must be >= 2, got {self.depth}")
+        if self.lowres % 2 ** (self.depth - 1):
+            raise ConfigError("pctnet-cnn.lowres", f"must be a multiple of {2 ** (self.depth - 1)} (depth "
+                              f"{self.depth}), got {self.lowres}")
+        if not 0 < self.attention_mid_k <= 4:
+            raise ConfigError("pctnet-cnn.attention_mid_k", f"must be in (0, 4], got {self.attention_mid_k}")
+
+
+@register_model("pctnet-cnn")
+class PCTNetCNN(PCTNet):
+    """PCT-Net with the iSSAM backbone; blends with its learned attention map.
+
+    ``head`` holds the iSSAM fusion head: its ``blend`` conv gives the attention map; its
+    ``to_rgb`` conv is kept so the authors' checkpoints load, but PCT-Net never uses it.
+    """
+
+    name = "pctnet-cnn"
+    config_class = PCTNetCNNConfig
+    norm_mean = IMAGENET_MEAN
+    norm_std = IMAGENET_STD
+    learned_attention = True
+
+    def __init__(self, config: PCTNetCNNConfig | None = None, **overrides: Any):
+        super().__init__(config, **overrides)
+        c = self.config
+        self.backbone = SSAMBackbone(
+            c.ch, c.depth, max_channels=c.max_channels, batchnorm_from=c.batchnorm_from,
+            attend_from=c.attend_from, attention_mid_k=c.attention_mid_k,
+        )
+        self.head = FusionHead(self.backbone.out_channels)
+        self._init_params_head(self.backbone.out_channels)
+
+    def features(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.backbone(image, mask)
+        return f, self.head.attention(f)
+
+
+__all__ = [
+    "PROTOCOLS",
+    "PCTNet",
+    "PCTNetCNN",
+    "PCTNetCNNConfig",
+    "PCTNetViT",
+    "PCTNetViTConfig",
+    "PCTOutput",
+    "Prediction",
+]

@@ -18,6 +18,7 @@ import torch
 from harmbench.errors import ConfigError
 from harmbench.models.cards import ModelCard, WeightFile, register_card
 from harmbench.models.official import OfficialFormat, StateDict, register_official_format, remap_state_dict
+from harmbench.models.ssam import official_ssam_name, ssam_options_from_state_dict
 
 SOURCE = "https://github.com/rakutentech/PCT-Net-Image-Harmonization"
 COMMIT = "1572176ed1a72217dad7395391615329b98d30c7"
@@ -90,6 +91,35 @@ def build_vit(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> tor
 
 register_official_format(OfficialFormat("pctnet-vit", ("model",), identify_vit, build_vit))
 
+# --------------------------------------------------------------------------- CNN
+
+
+def cnn_rename(key: str) -> str | None:
+    """Authors' CNN name -> harmbench name: the iSSAM names plus ``get_params`` -> ``params_head``."""
+    if key.startswith("get_params."):
+        return "params_head." + key[len("get_params.") :]
+    return official_ssam_name(key)
+
+
+def identify_cnn(sd: Mapping[str, torch.Tensor]) -> str | None:
+    return "model" if "encoder.block0.convs.block.0.block.0.weight" in sd and "get_params.weight" in sd else None
+
+
+def build_cnn(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> torch.nn.Module:
+    from harmbench.models.pctnet import PCTNetCNN
+
+    sd = parts["model"]
+    widths = ssam_options_from_state_dict(sd, where="pctnet-cnn")
+    clash = {k: v for k, v in options.items() if k in widths and v != widths[k]}
+    if clash:
+        raise ConfigError("weights", f"pctnet-cnn: options {clash} contradict the checkpoint's shapes {widths}")
+    model = PCTNetCNN(**{**dict(options), **widths})
+    model.load_state_dict(remap_state_dict(sd, cnn_rename, model, where="pctnet-cnn"))
+    return model
+
+
+register_official_format(OfficialFormat("pctnet-cnn", ("model",), identify_cnn, build_cnn))
+
 # --------------------------------------------------------------------------- cards
 
 register_card(ModelCard(
@@ -116,5 +146,31 @@ register_card(ModelCard(
           "applied at full resolution); soft low-resolution mask; outputs clamped to [0, 255], rounded half to even.",
 ))
 
+register_card(ModelCard(
+    name="pctnet-cnn-official",
+    model="pctnet-cnn",
+    source=SOURCE,
+    commit=COMMIT,
+    code_license="MPL-2.0",
+    weights_license="MPL-2.0 (committed in the source repository; no separate weight licence stated)",
+    files=(WeightFile(
+        role="model", filename="PCTNet_CNN.pth", url=f"{RAW}/PCTNet_CNN.pth",
+        manual="in the repository at pretrained_models/PCTNet_CNN.pth (git blob fb02dd3048483fef8bcb16caeb9b18224e2ccc2b)",
+    ),),
+    input_size=(256, 256),
+    mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225),
+    interpolation="cv2 INTER_LINEAR to 256×256 (network input); bicubic parameter and attention upsampling to the photo's size",
+    protocol="official",
+    published={"iHarmony4 MSE": 24.02, "iHarmony4 PSNR": 38.30, "iHarmony4 fMSE": 282.75,
+               "HAdobe5k MSE": 21.01, "HCOCO MSE": 16.93, "HFlickr MSE": 64.44, "Hday2night MSE": 49.76},
+    published_source=PUBLISHED_SOURCE,
+    options={"protocol": "official"},
+    notes="mconfig CNN_pct; 2,185,736 parameters (iSSAM-256 backbone + 1×1 parameter head); parameters and the "
+          "learned blend map predicted at 256×256 and upsampled bicubically to the photo's size (blend map not "
+          "clamped, so background pixels change slightly); outputs clamped to [0, 255], rounded half to even; the "
+          "checkpoint's 7×7 mask-blurring buffer is loaded as stored.",
+))
 
-__all__ = ["build_vit", "identify_vit", "vit_rename", "vit_widths"]
+
+__all__ = ["build_cnn", "build_vit", "cnn_rename", "identify_cnn", "identify_vit", "vit_rename", "vit_widths"]
