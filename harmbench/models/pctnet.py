@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmbench.errors import ConfigError
-from harmbench.models.base import LearnedHarmonizer, PresetMixin, register_model, validate_inputs
+from harmbench.models.base import LearnedHarmonizer, ModelInputError, PresetMixin, register_model, validate_inputs
 from harmbench.models.pct import BicubicRows, apply_fullres, identity_params, pct_transform
 from harmbench.models.ssam import FusionHead, SSAMBackbone
 from harmbench.models.vit import ViTBackbone
@@ -173,9 +173,25 @@ class PCTNet(LearnedHarmonizer):
             self.train(was_training)
 
     # -- the harmbench contract ----------------------------------------------------------
+    @property
+    def protocol(self) -> str:
+        """``harmbench`` or ``official`` (the config field)."""
+        return self.config.protocol
+
     def harmonize(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """RGB 0–1 (N,3,H,W) + mask {0,1} (N,1,H,W) -> RGB 0–1 at the same size (see the protocols)."""
-        composite, mask = validate_inputs(composite, mask)
+        """RGB 0–1 (N,3,H,W) + mask (N,1,H,W) -> RGB 0–1 at the same size (see the protocols).
+
+        The mask must be binary under ``harmbench``; under ``official`` soft values on [0, 1]
+        are taken as given, as the authors' predictor does.
+        """
+        if self.protocol == "official" and isinstance(mask, torch.Tensor) and mask.is_floating_point():
+            binary = (mask > 0.5).to(mask.dtype)
+            composite, _ = validate_inputs(composite, binary)
+            lo, hi = float(mask.min()), float(mask.max())
+            if not (0.0 <= lo and hi <= 1.0):
+                raise ModelInputError(f"mask values must lie on [0, 1], got [{lo:.4g}, {hi:.4g}]")
+        else:
+            composite, mask = validate_inputs(composite, mask)
         dev = self.mean.device
         x = composite.to(device=dev, dtype=torch.float32)
         m = mask.to(device=dev, dtype=torch.float32)
@@ -244,6 +260,14 @@ class PCTNet(LearnedHarmonizer):
             self._apply(low.params, low.attention, (h, w), read, write)
         lowres = self.denormalize_255(low.images)[0].permute(1, 2, 0).cpu().numpy()
         return Prediction(out, lowres)
+
+    def predict_uint8(self, image_u8: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """What the authors' scripts write: uint8 (H,W,3) for a uint8 photo and its mask (uint8
+        0–255 as read from the file, used as ``mask / 255``; or bool/float on [0, 1])."""
+        m = mask.astype(np.float32) / 255.0 if mask.dtype == np.uint8 else mask.astype(np.float32)
+        if m.ndim == 3:
+            m = m[..., 0]
+        return self.predict(image_u8, m).fullres
 
     def _harmonize(self, composite: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError("PCTNet overrides harmonize()")
