@@ -5,7 +5,8 @@
 
 Registered: ``composite`` (identity), ``reinhard``, ``histmatch``, ``ychist``, ``xiao``,
 ``idt`` (colour transfer with the background as reference), ``hen-ctn``, ``dovenet``,
-``bargainnet``. Learned models take ``preset="full"|"small"``, their config fields and
+``bargainnet``, ``pctnet-cnn``, ``pctnet-vit`` (PCT-Net: a per-pixel colour transform
+predicted at 256 px and applied at the photo's own size). Learned models take ``preset="full"|"small"``, their config fields and
 ``seed``.
 """
 
@@ -24,6 +25,7 @@ from harmbench.models.bargainnet import BargainNet, BargainNetConfig
 from harmbench.models.classical import CompositeBaseline, TransferHarmonizer
 from harmbench.models.dovenet import DoveNet, DoveNetConfig, DoveNetDiscriminator
 from harmbench.models.hen_ctn import HENCTN, HENCTNConfig
+from harmbench.models.pctnet import PCTNet, PCTNetCNN, PCTNetCNNConfig, PCTNetViT, PCTNetViTConfig
 
 __all__ = [
     "HENCTN",
@@ -38,6 +40,11 @@ __all__ = [
     "Harmonizer",
     "LearnedHarmonizer",
     "ModelInputError",
+    "PCTNet",
+    "PCTNetCNN",
+    "PCTNetCNNConfig",
+    "PCTNetViT",
+    "PCTNetViTConfig",
     "TransferHarmonizer",
     "available_models",
     "get_model",
