@@ -31,6 +31,7 @@ TINY_MODELS = {
     "dovenet": {"preset": "small", "options": {"ngf": 4, "num_downs": 5, "ndf": 4, "d_layers": 3}},
     "bargainnet": {"preset": "small", "options": {"ngf": 4, "num_downs": 5, "encoder_width": 4, "code_dim": 4}},
     "hen-ctn": {"preset": "small", "options": {"width": 4, "code_dim": 4, "hen_width": 8, "hist_bins": 8, "pad_margin": 0}},
+    "pctnet-cnn": {"preset": "small", "options": {"ch": 4, "lowres": 32}},
 }
 
 
@@ -132,7 +133,7 @@ def _model(name: str, seed: int = 0):
 # --------------------------------------------------------------------------- step functions
 
 
-@pytest.mark.parametrize("name", ["dovenet", "bargainnet", "hen-ctn"])
+@pytest.mark.parametrize("name", ["dovenet", "bargainnet", "hen-ctn", "pctnet-cnn"])
 def test_one_step_lowers_the_objective(name):
     spec = get_step(name)
     model = _model(name)
@@ -177,6 +178,11 @@ def test_paper_optimiser_defaults():
     assert (get_step("hen-ctn").lr, get_step("hen-ctn").betas) == (5e-5, (0.5, 0.999))
     assert get_step("dovenet").loss_config().l1_weight == 100.0
     assert get_step("hen-ctn").loss_config().hist_weight == 1.5
+    # PCT-Net's released Adam (lr 1e-3 / 1e-4 at batch 16) and loss weights
+    assert (get_step("pctnet-cnn").lr, get_step("pctnet-cnn").betas) == (1e-3, (0.9, 0.999))
+    assert get_step("pctnet-vit").lr == 1e-4
+    pct = get_step("pctnet-cnn").loss_config()
+    assert (pct.pixel_weight, pct.min_area, pct.smooth_weight, pct.identity_prob) == (1.0, 1000.0, 0.1, 0.0)
 
 
 def test_hue_augmentation_keeps_lightness_and_changes_colour():
@@ -204,7 +210,7 @@ def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("name", ["bargainnet", "hen-ctn", "dovenet"])
+@pytest.mark.parametrize("name", ["bargainnet", "hen-ctn", "dovenet", "pctnet-cnn"])
 def test_resume_equals_straight_training(name, shards, tmp_path):
     cfg = tiny_config(name)
     straight = Trainer(cfg, shards, tmp_path / "a", device="cpu", progress=False).run()

@@ -7,7 +7,7 @@ import shlex
 import sys
 
 NAME = "train"
-HELP = "Train a learned baseline (hen-ctn, dovenet, bargainnet) on built shards."
+HELP = "Train a learned baseline (hen-ctn, dovenet, bargainnet, pctnet-cnn, pctnet-vit) on built shards."
 DESCRIPTION = (
     "Train the model of a training TOML (see baselines/*.toml) on the shards of a built dataset. "
     "Checkpoints (safetensors + JSON sidecar) go to OUT/checkpoints; --resume continues exactly where "

@@ -148,6 +148,11 @@ class PCTNet(LearnedHarmonizer):
         x = torch.from_numpy(img).to(dev).permute(2, 0, 1)[None].float().div(255.0).sub(self.mean).div(self.std)
         return x, torch.from_numpy(m).to(dev)[None, None]
 
+    def lowres_input(self, rgb01: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``harmbench`` protocol's network input (differentiable; what training feeds ``forward``):
+        RGB 0–1 (N,3,H,W) and mask (N,1,H,W) -> normalised image and mask at ``lowres``²."""
+        return self._lowres_harmbench(rgb01, mask)
+
     def _lowres_harmbench(self, rgb01: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """0–1 (N,3,H,W) and mask -> antialiased bilinear at ``lowres``², normalised image and mask."""
         s = (self.config.lowres, self.config.lowres)
@@ -156,7 +161,7 @@ class PCTNet(LearnedHarmonizer):
         m = F.interpolate(mask, size=s, mode="bilinear", align_corners=False, antialias=aa)
         return self.normalize(x.clamp(0.0, 1.0)), m.clamp(0.0, 1.0)
 
-    def _apply(self, params: torch.Tensor, attention: torch.Tensor, size: tuple[int, int], read, write) -> None:
+    def _apply_params(self, params: torch.Tensor, attention: torch.Tensor, size: tuple[int, int], read, write) -> None:
         apply_fullres(
             params, attention if self.learned_attention else None, size, read, write,
             mean=self.mean, std=self.std, tile_rows=self.config.tile_rows,
@@ -216,7 +221,7 @@ class PCTNet(LearnedHarmonizer):
                 def write(y0: int, y1: int, y: torch.Tensor, i: int = i) -> None:
                     out[i : i + 1, :, y0:y1] = self.denormalize_255(y).div_(255.0)
 
-                self._apply(low.params[i : i + 1], low.attention[i : i + 1], size, read, write)
+                self._apply_params(low.params[i : i + 1], low.attention[i : i + 1], size, read, write)
         if getattr(self.config, "recomposite", False):
             out = out * m + x * (1 - m)
         return out.to(device=composite.device, dtype=composite.dtype)
@@ -257,7 +262,7 @@ class PCTNet(LearnedHarmonizer):
             out[y0:y1] = (v.round() if out_dtype == "uint8" else v).cpu().numpy().astype(out.dtype)
 
         with torch.no_grad():
-            self._apply(low.params, low.attention, (h, w), read, write)
+            self._apply_params(low.params, low.attention, (h, w), read, write)
         lowres = self.denormalize_255(low.images)[0].permute(1, 2, 0).cpu().numpy()
         return Prediction(out, lowres)
 

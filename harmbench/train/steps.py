@@ -34,6 +34,16 @@ Models:
   composite's foreground code on the mask) and the composite's identity are added, giving the
   paper's four-pass objective (:func:`harmbench.models.losses.hen_ctn_loss`). Adam 5e-5,
   β (0.5, 0.999).
+* ``pctnet-cnn`` / ``pctnet-vit``: the network sees the composite at its low resolution
+  (``config.lowres``, as ``harmonize`` with the ``harmbench`` protocol prepares it) and its
+  parameters are applied to the batch's images (the "full resolution"); the loss is the
+  released training objective in the model's normalised space: foreground-normalised MSE
+  (:func:`harmbench.models.losses.mask_weighted_mse`, ``min_area`` 1000 px) on the
+  full-resolution output + 0.1 × parameter smoothness (mean Sobel magnitude of the parameter
+  map). The released code adds 0.01 × a contrastive term on ImageNet VGG-16 features, which is
+  not implemented (no pretrained weights offline). ``identity_prob`` (0 as published) turns a
+  fraction of the pairs into identical ones (composite := real). Adam β (0.9, 0.999), lr
+  1e-3 (CNN) / 1e-4 (ViT) at the released batch of 16.
 """
 
 from __future__ import annotations
@@ -161,6 +171,17 @@ class HENCTNLoss:
     hue_shift: tuple[float, float] = (0.0, 1.0)
     sat_scale: tuple[float, float] = (0.3, 1.2)
     symmetric: bool = True
+
+
+@dataclass(frozen=True)
+class PCTNetLoss:
+    """PCT-Net: pixel weight (1) and ``min_area`` (1000 px) of the foreground-normalised MSE on the
+    full-resolution output, smoothness weight (0.1) on the parameter map, ``identity_prob`` (0)."""
+
+    pixel_weight: float = 1.0
+    min_area: float = 1000.0
+    smooth_weight: float = 0.1
+    identity_prob: float = 0.0
 
 
 def _make_loss(cls: type, options: Mapping[str, Any]) -> Any:
@@ -454,6 +475,52 @@ register_step(
 )
 
 
+# --------------------------------------------------------------------------- PCT-Net
+
+
+def identity_pairs(batch: Mapping[str, Any], prob: float, generator: torch.Generator | None) -> torch.Tensor:
+    """The batch's composites (RGB 0–1) with each replaced by its real image with probability ``prob``."""
+    comp = batch["composite"]
+    if prob <= 0:
+        return comp
+    u = torch.rand(comp.shape[0], device=comp.device, generator=generator)
+    return torch.where((u < prob).view(-1, 1, 1, 1), batch["real"], comp)
+
+
+def _pctnet_loss(model, batch: Mapping[str, Any], ctx: StepContext, comp: torch.Tensor | None = None):
+    cfg: PCTNetLoss = ctx.loss
+    comp = identity_pairs(batch, cfg.identity_prob, ctx.generator) if comp is None else comp
+    real, mask = batch["real"], batch["mask"]
+    image_lr, mask_lr = model.lowres_input(comp, mask)
+    out = model(image_lr, mask_lr, model.normalize(comp), mask)
+    pixel = losses.mask_weighted_mse(out.images_fullres, model.normalize(real), mask, min_area=cfg.min_area).mean()
+    smooth = losses.param_smoothness(out.params)
+    total = cfg.pixel_weight * pixel + cfg.smooth_weight * smooth
+    return total, {"pixel": pixel.detach(), "smooth": smooth.detach()}
+
+
+def _pctnet_step(model, batch, opts, ctx: StepContext) -> dict[str, float]:
+    with ctx.autocast(batch["composite"].device):
+        total, terms = _pctnet_loss(model, batch, ctx)
+    check_finite({"loss": total, **terms}, ctx, batch["key"])
+    _backward_step(total, opts["all"], list(model.parameters()), ctx)
+    return {"loss": float(total.detach()), **{k: float(v) for k, v in terms.items()}}
+
+
+def _pctnet_objective(model, batch, ctx: StepContext) -> torch.Tensor:
+    """The PCT-Net loss on the batch's own pairs (no identity pairs drawn)."""
+    return _pctnet_loss(model, batch, ctx, comp=batch["composite"])[0]
+
+
+for _name, _lr in (("pctnet-cnn", 1e-3), ("pctnet-vit", 1e-4)):
+    register_step(
+        StepSpec(
+            _name, PCTNetLoss, _lr, (0.9, 0.999), lambda m: {"all": list(m.parameters())},
+            _pctnet_step, _pctnet_objective, needs_generator=True,
+        )
+    )
+
+
 # --------------------------------------------------------------------------- batch checks
 
 
@@ -492,6 +559,7 @@ __all__ = [
     "DoveNetLoss",
     "HENCTNLoss",
     "NonFiniteLossError",
+    "PCTNetLoss",
     "StepContext",
     "StepSpec",
     "check_batch",
@@ -500,6 +568,7 @@ __all__ = [
     "hen_ctn_pairs",
     "hsv_to_rgb",
     "hue_augment_nlab",
+    "identity_pairs",
     "make_optimizers",
     "model_class",
     "register_step",
