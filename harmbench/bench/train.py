@@ -23,12 +23,12 @@ from typing import Any
 NAME = "train"
 HELP = "training samples/s per model at the CPU configs (real loader vs. in-memory batches)"
 DESCRIPTION = __doc__.split("\n\n")[0] if __doc__ else HELP
-MODELS = ("hen-ctn", "dovenet", "bargainnet")
+MODELS = ("hen-ctn", "dovenet", "bargainnet", "pctnet-cnn")
 TARGET = 0.8
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--models", default=",".join(MODELS), help="comma-separated models (default: all three)")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated models (default: all four)")
     p.add_argument("--steps", type=int, default=12, help="timed steps per model and mode (default 12)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")

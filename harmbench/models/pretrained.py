@@ -20,7 +20,9 @@ from harmbench.models.base import register_model
 from harmbench.models.checkpoints import load_checkpoint
 
 #: Pretrained names -> the model they hold.
-PRETRAINED = {"hen-ctn-cpu": "hen-ctn", "dovenet-cpu": "dovenet", "bargainnet-cpu": "bargainnet"}
+PRETRAINED = {
+    "hen-ctn-cpu": "hen-ctn", "dovenet-cpu": "dovenet", "bargainnet-cpu": "bargainnet", "pctnet-cnn-cpu": "pctnet-cnn",
+}
 
 
 def weights_dir() -> Path:
