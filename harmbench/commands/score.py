@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16, metavar="B", help="samples per metric batch (default 16)")
     parser.add_argument("--workers", type=int, default=4, metavar="N", help="decoding threads (default 4)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
+    parser.add_argument("--palette-index", type=int, default=None, metavar="K",
+                        help="palette (mode P) masks: only index K is foreground (default: every index but 0)")
     parser.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
 
@@ -54,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         device=args.device,
         progress=False if args.no_progress else None,
+        palette_index=args.palette_index,
     )
     result = score_dataset(args.dataset, opts, on_skip=report_skip)
     print(result.format_table())

@@ -17,7 +17,6 @@ foreground values are identical to those of the ops run on the whole frame.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from harmbench.errors import InputError
-from harmbench.imaging import read_rgb
+from harmbench.imaging import open_image, read_rgb
 from harmbench.recipes.base import SampleSpec
 from harmbench.sources.base import ObjectRecord, make_key
 
@@ -99,17 +98,14 @@ _BAND_BYTES = 1 << 22
 def decode_rgb(data: bytes, name: str) -> np.ndarray:
     """:func:`harmbench.imaging.read_rgb` of encoded bytes, holding one numpy copy of the pixels.
 
-    RGB files are copied out of the decoded image band by band into one
-    array (``np.asarray`` of a whole PIL image goes through a full-size
-    ``bytes`` object built from chunks, two more frame-sized buffers at 24 MP);
-    other modes and unreadable files go through ``read_rgb`` (same pixels,
-    same errors).
+    The file is opened and decoded by :func:`harmbench.imaging.open_image` (pixel
+    limit, EXIF orientation: the photo as displayed). RGB pixels are copied out
+    of the decoded image band by band into one array (``np.asarray`` of a whole
+    PIL image goes through a full-size ``bytes`` object built from chunks, two
+    more frame-sized buffers at 24 MP); other modes go through
+    :func:`harmbench.imaging.to_rgb_array` (same pixels as ``read_rgb``).
     """
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except (OSError, SyntaxError, ValueError):  # read_rgb raises the InputError naming the file
-        return read_rgb(data, name=name)
+    img = open_image(data, name)
     if img.mode != "RGB":
         return read_rgb(data, name=name)
     w, h = img.size
