@@ -41,6 +41,8 @@ def _hw(size: Size) -> tuple[int, int]:
 def decode_image(data: bytes, name: str = "<bytes>") -> torch.Tensor:
     """Encoded RGB image -> ``float32 (3, H, W)`` on 0–1 (:func:`harmbench.imaging.read_rgb`; ``name`` in errors)."""
     arr = read_rgb(data, name)
+    if not arr.flags.writeable:  # a view of Pillow's buffer; torch wants memory it may write
+        arr = arr.copy()
     return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
