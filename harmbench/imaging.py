@@ -7,7 +7,8 @@ Every entry point (``score``, ``eval``, the sources of ``build``, ``harmonize``,
 Colour images -> ``uint8 (H, W, 3)`` on 0–255
     ``RGB`` as is; ``L``/``1`` replicated to three channels; ``P`` through its
     palette; ``RGBA``/``LA``/``PA`` lose their alpha (not composited); ``CMYK``
-    and ``YCbCr`` through Pillow's conversion (no ICC profile); 16-bit samples
+    through Pillow's conversion without colour profile (``R = (255 − C)(255 − K)/255``),
+    ``YCbCr`` through Pillow's; 16-bit samples
     (``I;16`` grey, 16-bit RGB PNG) keep their high byte (``v >> 8``, what Pillow
     does for 16-bit RGB); ``I`` (32-bit) is read as 16-bit, ``F`` as 0–1.
 Masks -> raw ``uint8 (H, W)`` on 0–255 (binarising is the caller's: profiles, recipes)

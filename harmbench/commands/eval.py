@@ -35,6 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="model option, e.g. --option preset=small (repeatable; values parsed as TOML, else strings)")
     p.add_argument("--previews", type=int, default=8, metavar="K", help="keep K preview images per run (default 8)")
     p.add_argument("--restart", action="store_true", help="discard whatever RUN_DIR holds and start over")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when any shard is broken or any sample was skipped (default: only when nothing was scored)")
     p.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
 
@@ -84,8 +86,20 @@ def run(args: argparse.Namespace) -> int:
     t = run.get("timing", {})
     state = "reused finished run" if res.reused else f"{res.new_samples} new samples"
     ips = t.get("images_per_s")
+    broken = run.get("broken_shards", [])
     print(f"{len(res.samples)} samples ({state}); {run.get('n_skipped', 0)} skipped"
+          + (f"; {len(broken)} broken shard(s) left out" if broken else "")
           + (f"; {ips:.2f} images/s" if ips else ""))
-    for s in run.get("skipped", [])[:10]:
-        print(f"  skipped {s.get('key') or s.get('path')}: {s.get('reason')}", file=sys.stderr)
+    for s in run.get("skipped", []):
+        where = s.get("path") or ""
+        key = s.get("key") or ""
+        print(f"  skipped {where}{': ' + key if key and key not in where else ''}: {s.get('reason')}", file=sys.stderr)
+    for b in broken:
+        member = f" member {b['member']}" if b.get("member") else ""
+        print(f"  broken shard {b.get('shard')}{member}: {b.get('reason')}", file=sys.stderr)
+    if len(res.samples) == 0:
+        print(f"harmbench eval: nothing could be scored in {args.data}", file=sys.stderr)
+        return 1
+    if args.strict and (broken or run.get("skipped")):
+        return 1
     return 0

@@ -132,14 +132,18 @@ class HarmonizationShards(IterableDataset):
             random.Random(f"{self.seed}:{self.epoch}:shards").shuffle(shards)
         if len(shards) >= nslots:
             for s in shards[slot::nslots]:
-                yield from iter_tar_samples(s)
+                yield from self._samples(s)
         else:
             i = 0
             for s in shards:
-                for sample in iter_tar_samples(s):
+                for sample in self._samples(s):
                     if i % nslots == slot:
                         yield sample
                     i += 1
+
+    def _samples(self, shard: str) -> Iterator[dict[str, Any]]:
+        """Raw samples of one shard (a damaged shard raises :class:`~harmbench.data.shards.ShardError`)."""
+        return iter_tar_samples(shard)
 
     def _shuffled(self, it: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
         if self.shuffle <= 1:

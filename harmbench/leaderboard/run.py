@@ -95,6 +95,8 @@ def cell_task(spec: dict[str, Any]) -> dict[str, Any]:
         "n": int(len(res.samples)),
         "new": res.new_samples,
         "images_per_s": (res.run.get("timing") or {}).get("images_per_s"),
+        "broken_shards": list(res.run.get("broken_shards") or []),
+        "n_skipped": int(res.run.get("n_skipped") or 0),
         "node": env.get("ray_node_id") or env.get("hostname"),
         "device": env.get("device_name"),
     }
