@@ -259,7 +259,7 @@ def _palette_mask(img: Image.Image, palette_index: int | None) -> np.ndarray:
     if palette_index is not None:
         return np.where(idx == int(palette_index), np.uint8(255), np.uint8(0))
     pal = img.getpalette() or []
-    used = np.unique(idx)
+    used = [int(i) for i in np.unique(idx)]
     colours = [tuple(pal[3 * i : 3 * i + 3]) for i in used if 3 * i + 3 <= len(pal)]
     if colours and len(colours) == len(used) and all(c[0] == c[1] == c[2] for c in colours):
         lut = np.zeros(256, np.uint8)

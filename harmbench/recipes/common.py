@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from harmbench.errors import InputError
-from harmbench.imaging import image_size, open_image, read_rgb
+from harmbench.imaging import image_info, image_size, open_image, read_rgb
 from harmbench.recipes.base import SampleSpec
 from harmbench.sources.base import ObjectRecord, make_key
 
@@ -117,10 +117,12 @@ def decode_rgb(data: bytes, name: str, draft: tuple[int, int] | None = None) -> 
     return out
 
 
-def read_image(path: str, draft: tuple[int, int] | None = None) -> tuple[np.ndarray, bytes]:
-    """``(uint8 (H, W, 3) on 0–255, file bytes)``; raises InputError naming the file.
+def read_image(path: str, draft: tuple[int, int] | None = None) -> tuple[np.ndarray, bytes | None]:
+    """``(uint8 (H, W, 3) on 0–255 as displayed, file bytes)``; raises InputError naming the file.
 
-    ``draft=(W, H)``: a JPEG may be decoded reduced to no less than that size
+    The bytes are None when they may not be stored verbatim: the file carries an EXIF
+    orientation, so its stored pixels are not the displayed ones. ``draft=(W, H)``: a
+    JPEG may be decoded reduced to no less than that size
     (:func:`harmbench.imaging.open_image`); compare the result with the header size.
     """
     try:
@@ -132,7 +134,8 @@ def read_image(path: str, draft: tuple[int, int] | None = None) -> tuple[np.ndar
         raise InputError(path, "is a folder, not an image file") from exc
     except OSError as exc:
         raise InputError(path, f"cannot read file ({exc})") from exc
-    return decode_rgb(data, str(path), draft=draft), data
+    rgb = decode_rgb(data, str(path), draft=draft)
+    return rgb, (data if image_info(data, str(path), limit=0).orientation == 1 else None)
 
 
 #: A photo is decoded reduced (JPEG DCT scaling) to no less than this many times its output size.
@@ -416,7 +419,7 @@ def load_object(record: ObjectRecord, max_side: int | None, *, path: str | None 
     mask = decode_object_mask(record)
     size = fit_size(*mask.shape, max_side)
     rgb, data = read_image(path, draft=draft_size(mask.shape, size))
-    w, h = image_size(data, path) if rgb.shape[:2] != mask.shape else (rgb.shape[1], rgb.shape[0])
+    w, h = image_size(path) if rgb.shape[:2] != mask.shape else (rgb.shape[1], rgb.shape[0])
     if (h, w) != mask.shape:
         raise InputError(path, f"object {record.key}: image is {w}x{h} but its mask is {mask.shape[1]}x{mask.shape[0]}")
     original = (int(h), int(w))
