@@ -65,7 +65,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(result.to_dict(), args.json)
     if result.n == 0:
-        print(f"harmbench score: nothing could be scored in {args.dataset}", file=sys.stderr)
+        why = "" if result.skipped else (
+            " (no triplet found: expected an iHarmony4 layout, SUBSET/{composite_images,masks,real_images}, or a flat "
+            "folder of N + N-gt + N-mask or <real>_<mask>_<k> + <real>_<mask> + <real> images)")
+        print(f"harmbench score: nothing could be scored in {args.dataset}{why}", file=sys.stderr)
         return EXIT_SKIPPED
     if args.strict and result.skipped:
         return EXIT_SKIPPED
