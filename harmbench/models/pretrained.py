@@ -70,7 +70,7 @@ def committed_card(name: str) -> ModelCard:
     folder = committed_dir()
     weights, sidecar = folder / f"{name}.safetensors", folder / f"{name}.json"
     meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-    where = f"committed with harmbench as baselines/weights/{{}} (a repository checkout has it)"
+    where = "committed with harmbench as baselines/weights/{} (a repository checkout has it)"
     return ModelCard(
         name=name,
         model=PRETRAINED[name],

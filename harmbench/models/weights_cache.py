@@ -3,8 +3,9 @@
 Layout: ``<cache>/<card name>/<file name>``, where ``<cache>`` is ``$HARMBENCH_WEIGHTS``, else
 ``$HARMBENCH_CACHE/weights``, else ``~/.cache/harmbench/weights`` (:func:`cache_dir`). Files
 committed with the repository (``baselines/weights/``) are found too: a card's file is looked
-up in its cache folder first, then under its own name in the committed folder
-(:func:`search_dirs`), so committed weights keep working with or without a cache.
+up in its cache folder first, then in the committed folder
+(:func:`search_dirs`; files named after their card), so committed weights keep working with or
+without a cache.
 
 * :func:`fetch` downloads every file of a card that has a direct link (``http(s)://`` or
   ``file://``): into ``<name>.part`` first, resumed with an HTTP ``Range`` request after a cut
@@ -94,9 +95,14 @@ def target_path(card: ModelCard | str, wf: WeightFile, root: str | os.PathLike |
 
 
 def _candidates(card: ModelCard, wf: WeightFile, root: str | os.PathLike | None) -> list[Path]:
+    """Where ``wf`` may be: each search folder's ``<card>/<file>``, and, for files named after their
+    card (``<card>.safetensors``, ``<card>.json``), the committed folder itself."""
     if root is not None:
         return [target_path(card, wf, root)]
-    return [d / card.name / wf.filename for d in search_dirs()] + [committed_dir() / wf.filename]
+    out = [d / card.name / wf.filename for d in search_dirs()]
+    if Path(wf.filename).stem == card.name:
+        out.append(committed_dir() / wf.filename)
+    return out
 
 
 def _size_ok(path: Path, wf: WeightFile) -> bool:
