@@ -121,16 +121,16 @@ class Profile:
     """A complete metric protocol. Build samples with :meth:`prepare`, score with
     :func:`harmbench.metrics.compute_metrics`.
 
-    ``pred_8bit``: the codebase scores saved 8-bit results, so a model's float output is
-    rounded to 8 bits (0–255 integers) before scoring (``harmbench eval``); ``False``: the
-    output is scored as floats, as SamsungLabs scores its network's tensors.
-
     ``mse_formula``: ``"mean"`` (``mean((P−T)²)``) or ``"masked_mean"`` (``mean(M·(P−T)²)``,
     PCT-Net/DCCF); PSNR is computed from that value. ``ssim_input``: ``"prediction"`` or
     ``"pasted"`` (SSIM between ``P·M + T·(1−M)`` and ``T``). ``resolutions``: the
     ``(label, resize)`` pairs at which the codebase's evaluation script reports metrics
     (one ``harmbench`` run scores one ``resize``; a protocol with a ``"full"`` entry also
     defines full-resolution numbers).
+
+    ``pred_8bit``: the codebase scores saved 8-bit results, so a model's float output is
+    rounded to 8 bits (0–255 integers) before scoring (``harmbench eval``); ``False``: the
+    output is scored as floats, as SamsungLabs scores its network's tensors.
     """
 
     name: str
@@ -149,12 +149,12 @@ class Profile:
     pred_8bit: bool
     ssim: SSIMConvention
     ssim_origin: str
-    bucket_edges: tuple[float, ...] = BUCKET_EDGES
-    bucket_inclusive: str = "half-open"
-    empty_mask: str = ""
     mse_formula: str = "mean"
     ssim_input: str = "prediction"
     resolutions: tuple[tuple[str, str], ...] = (("low", "fixed256"),)
+    bucket_edges: tuple[float, ...] = BUCKET_EDGES
+    bucket_inclusive: str = "half-open"
+    empty_mask: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
