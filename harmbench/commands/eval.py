@@ -16,8 +16,7 @@ DESCRIPTION = (
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT",
-                   help="registered model name, checkpoint file, or a cached model card's name (harmbench weights list)")
+    p.add_argument("--model", required=True, metavar="NAME|CHECKPOINT", help="registered model name or checkpoint file")
     p.add_argument("--data", required=True, metavar="SHARDS|IHARMONY4_ROOT|FOLDER",
                    help="built shard directory, iHarmony4 root or flat triplet folder")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (created; resumed when it exists)")

@@ -18,8 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("mask", help="mask of the region to harmonize (white = change), or a folder of masks")
     p.add_argument("-o", "--out", required=True, help="output file (png/jpg) or folder")
     p.add_argument("--method", default="reinhard", help="registered model name or checkpoint (default: reinhard)")
-    p.add_argument("--weights", default=None, help="checkpoint file, or the name of a model card in the weights cache "
-                   "(overrides --method for learned models; see harmbench weights list)")
+    p.add_argument("--weights", default=None, help="checkpoint file (overrides --method for learned models)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
     p.add_argument("--keep-all", action="store_true", help="keep the model's output outside the mask too")
 
