@@ -259,9 +259,11 @@ def _download_once(url: str, part: Path, timeout: float, desc: str, progress: bo
         if exc.code == 416 and offset:  # range not satisfiable: the part holds the whole file (or too much)
             return
         raise
+    if start > offset:
+        stream.close()
+        raise DownloadError(f"{url}: the server sent bytes from {start} on, {offset} were asked for")
     with stream, open(part, "r+b" if part.exists() else "wb") as out:
-        if start != offset:  # the server ignored the range: start again
-            out.truncate(0)
+        out.truncate(start)  # a 200 answer (range ignored) starts again from 0
         out.seek(start)
         got = start
         bar = _progress(total, start, desc, progress)
