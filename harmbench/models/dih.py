@@ -126,6 +126,29 @@ def official_dih_name(name: str) -> str:
     return name
 
 
+_INVERSE: tuple[tuple[re.Pattern[str], object], ...] = tuple(
+    (re.compile(p), r)
+    for p, r in (
+        (r"encoder\.(\d+)\.(conv|norm)\.(\w+)",
+         lambda m: f"encoder.{'block' if int(m[1]) < 2 else 'blocks_connected.block'}{m[1]}.block."
+                   f"{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
+        (r"decoder\.(\d+)\.(conv|norm)\.(\w+)",
+         lambda m: f"decoder.deconv_blocks.{m[1]}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
+        (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
+        (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
+    )
+)
+
+
+def dih_name_to_official(name: str) -> str:
+    """Inverse of :func:`official_dih_name` (unknown names come back unchanged)."""
+    for pattern, repl in _INVERSE:
+        m = pattern.fullmatch(name)
+        if m:
+            return repl(m)  # type: ignore[operator]
+    return name
+
+
 _ENC = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.0\.weight")
 _ENC_NORM = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.1\.weight")
 
@@ -156,4 +179,4 @@ def dih_options_from_state_dict(sd: Mapping[str, torch.Tensor], *, where: str = 
     return {"ch": ch, "depth": depth, "max_channels": max_channels, "batchnorm_from": batchnorm_from}
 
 
-__all__ = ["ConvBlock", "DIHNet", "dih_options_from_state_dict", "dih_widths", "official_dih_name"]
+__all__ = ["ConvBlock", "DIHNet", "dih_name_to_official", "dih_options_from_state_dict", "dih_widths", "official_dih_name"]

@@ -38,9 +38,9 @@ import torch.nn.functional as F
 from harmbench.errors import ConfigError
 from harmbench.models.base import LearnedHarmonizer, ModelInputError, PresetMixin, register_model, validate_inputs
 from harmbench.models.cards import ModelCard, WeightFile, register_card
-from harmbench.models.dih import DIHNet, dih_options_from_state_dict, official_dih_name
+from harmbench.models.dih import DIHNet, dih_name_to_official, dih_options_from_state_dict, official_dih_name
 from harmbench.models.official import OfficialFormat, StateDict, register_official_format, remap_state_dict
-from harmbench.models.ssam import SSAMNet, official_ssam_name, ssam_options_from_state_dict
+from harmbench.models.ssam import SSAMNet, official_ssam_name, ssam_name_to_official, ssam_options_from_state_dict
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -266,7 +266,7 @@ class IHarmHarmonizer(LearnedHarmonizer):
         if np.asarray(mask).shape != image_u8.shape[:2]:
             raise ModelInputError(f"mask shape {np.asarray(mask).shape} does not match the image {image_u8.shape[:2]}")
         img, m = self.prepare_official(image_u8, mask)
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
         y = self.run_predictor(x, torch.from_numpy(m)[None, None])
         out = y[0].permute(1, 2, 0).cpu().numpy()
         if self.config.original_size:
@@ -294,7 +294,7 @@ class IHarmHarmonizer(LearnedHarmonizer):
             outs = []
             for i in range(n):
                 img, m = self.prepare_official(u8[i], mk[i])
-                x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+                x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
                 yi = self.run_predictor(x, torch.from_numpy(m)[None, None])[0].permute(1, 2, 0).cpu().numpy()
                 outs.append(torch.from_numpy(_cv2_linear(yi, (h, w))).permute(2, 0, 1))
             y = torch.stack(outs)
@@ -361,7 +361,8 @@ class ISSAM(IHarmHarmonizer):
 # --------------------------------------------------------------------------- the authors' checkpoints
 
 
-def _builder(cls: type[IHarmHarmonizer], infer: Callable[..., dict], rename: Callable[[str], str]):
+def _builder(cls: type[IHarmHarmonizer], infer: Callable[..., dict], rename: Callable[[str], str],
+             inverse: Callable[[str], str]):
     def build(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> torch.nn.Module:
         sd = parts["model"]
         where = f"{cls.name} checkpoint"
@@ -372,7 +373,8 @@ def _builder(cls: type[IHarmHarmonizer], infer: Callable[..., dict], rename: Cal
             if key in opts and opts[key] != value:
                 raise ConfigError(f"{cls.name}.{key}", f"the checkpoint's shapes give {value!r}, option says {opts[key]!r}")
         model = cls(**{**opts, **inferred})
-        mapped = remap_state_dict(sd, lambda k: "net." + rename(k), model, where=where)
+        mapped = remap_state_dict(sd, lambda k: "net." + rename(k), model, where=where,
+                                  official_name=lambda k: inverse(k.removeprefix("net.")))
         model.load_state_dict(mapped, strict=True)
         return model
 
@@ -388,11 +390,11 @@ def _identify(marker: str) -> Callable[[Mapping[str, torch.Tensor]], str | None]
 
 register_official_format(OfficialFormat(
     model="idih", roles=("model",), identify=_identify("encoder.block0.block."),
-    build=_builder(IDIH, dih_options_from_state_dict, official_dih_name),
+    build=_builder(IDIH, dih_options_from_state_dict, official_dih_name, dih_name_to_official),
 ))
 register_official_format(OfficialFormat(
     model="issam", roles=("model",), identify=_identify("encoder.block0.convs."),
-    build=_builder(ISSAM, ssam_options_from_state_dict, official_ssam_name),
+    build=_builder(ISSAM, ssam_options_from_state_dict, official_ssam_name, ssam_name_to_official),
 ))
 
 
