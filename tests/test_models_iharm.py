@@ -276,3 +276,14 @@ def test_cards():
         assert card.options["resize"] == "fixed256" and "iHarmony4 MSE" in card.published
         built = get_model(model, **card.options)
         assert built.protocol == "official"
+
+
+@pytest.mark.slow
+def test_bench_eval_times_learned_models(capsys):
+    assert main(["bench", "eval", "--n", "4", "--width", "96", "--height", "64", "--batch-size", "2", "--repeats", "1",
+                 "--no-lpips", "--models", "idih,issam", "--model-n", "2", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    rec = json.loads(out.strip().splitlines()[-1])
+    assert set(rec["learned_images_per_s"]) == {"idih", "issam"} and rec["learned_n_images"] == 2
+    assert all(v > 0 for v in rec["learned_images_per_s"].values())
+    assert "eval issam (learned, 2 samples)" in out
