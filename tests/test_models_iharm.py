@@ -203,6 +203,12 @@ def test_harmbench_protocol():
     assert torch.equal(ys * (1 - ms), xs * (1 - ms))
     with pytest.raises(ModelInputError, match="exactly 0 or 1"):
         model.harmonize(x, m * 0.5)
+    # iDIH needs sides that are multiples of 128 and >= 256: a 61x90 photo is padded to 256x256
+    dih = get_model("idih", preset="small", seed=0)
+    assert (dih.stride, dih.min_size) == (128, 256)
+    assert dih.harmonize(xs[:1], ms[:1]).shape == (1, 3, 61, 90)
+    with pytest.raises(ValueError, match="multiples of 128"):
+        dih(torch.zeros(1, 3, 256, 320), torch.zeros(1, 1, 256, 320))
 
 
 def test_converted_checkpoint_roundtrip(tmp_path):

@@ -1,8 +1,9 @@
 """The improved Deep Image Harmonization network, iDIH (Sofiiuk et al., WACV 2021).
 
 Tensors as in :mod:`harmbench.models.ssam`: ``image`` (N, 3, H, W) normalised with the ImageNet
-mean/std, ``mask`` (N, 1, H, W) on [0, 1]. H and W must be multiples of ``2**(depth − 2)``
-and at least ``2**(depth + 1)`` (128 and 256 for the released depth 7).
+mean/std, ``mask`` (N, 1, H, W) on [0, 1]. H and W must be multiples of ``2**depth`` and at
+least ``2**(depth + 1)`` (128 and 256 for the released depth 7: the last, unpadded encoder conv
+needs an even side of at least 4 after ``depth − 1`` halvings).
 
 * Encoder: ``depth`` blocks conv4×4 stride 2 (+BN from ``batchnorm_from``) + ELU; widths
   ``ch, ch, 2ch, 2ch, 4ch, 4ch, 8ch`` (stage ``i >= 2`` doubles on even ``i``, capped at
@@ -75,7 +76,7 @@ class DIHNet(nn.Module):
     @property
     def divisor(self) -> int:
         """H and W must be multiples of this (and at least :attr:`min_size`)."""
-        return 2 ** (self.depth - 2)
+        return 2**self.depth
 
     @property
     def min_size(self) -> int:

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from harmbench.errors import ConfigError
+from harmbench.metrics.resize import target_size
 from harmbench.models.base import LearnedHarmonizer, ModelInputError, PresetMixin, register_model, validate_inputs
 from harmbench.models.cards import ModelCard, WeightFile, register_card
 from harmbench.models.dih import DIHNet, dih_name_to_official, dih_options_from_state_dict, official_dih_name
@@ -69,17 +70,6 @@ class ResizeStrategy:
     mask_rule: str
 
 
-def _limit_longest(limit: int) -> Callable[[int, int], tuple[int, int]]:
-    def size(h: int, w: int) -> tuple[int, int]:
-        longest = max(h, w)
-        if longest <= limit:
-            return h, w
-        scale = limit / float(longest)
-        return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-
-    return size
-
-
 RESIZE_STRATEGIES: dict[str, ResizeStrategy] = {
     s.name: s
     for s in (
@@ -88,7 +78,7 @@ RESIZE_STRATEGIES: dict[str, ResizeStrategy] = {
         ResizeStrategy("fixed512", "scripts/evaluate_model.py --resize-strategy Fixed512",
                        lambda h, w: (512, 512), "soft"),
         ResizeStrategy("limit1024", "scripts/evaluate_model.py --resize-strategy LimitLongest1024",
-                       _limit_longest(1024), "soft"),
+                       lambda h, w: target_size(h, w, "limit1024"), "soft"),
         ResizeStrategy("none", "scripts/evaluate_model.py --resize-strategy None", lambda h, w: (h, w), "soft"),
         ResizeStrategy("dir256", "scripts/predict_for_dir.py --resize 256", lambda h, w: (256, 256), "above100"),
     )
@@ -117,8 +107,8 @@ def _check_common(cfg: Any, model: str) -> None:
         raise ConfigError(f"{model}.protocol", f"must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
     if cfg.resize not in RESIZE_STRATEGIES:
         raise ConfigError(f"{model}.resize", f"must be one of {', '.join(RESIZE_STRATEGIES)}, got {cfg.resize!r}")
-    if cfg.ch < 2 or cfg.ch % 2:
-        raise ConfigError(f"{model}.ch", f"must be a positive even width, got {cfg.ch}")
+    if cfg.ch < 1:
+        raise ConfigError(f"{model}.ch", f"must be a positive width, got {cfg.ch}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +137,8 @@ class IDIHConfig(PresetMixin):
 
     def validate(self) -> None:
         _check_common(self, "idih")
+        if self.ch % 2:
+            raise ConfigError("idih.ch", f"must be even (the last decoder block has ch/2 channels), got {self.ch}")
         if self.depth < 3:
             raise ConfigError("idih.depth", f"must be >= 3, got {self.depth}")
 
