@@ -16,6 +16,7 @@ from harmbench.models.base import (
     ModelInputError,
     available_models,
     get_model,
+    load_factory,
     register_model,
     validate_inputs,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "TransferHarmonizer",
     "available_models",
     "get_model",
+    "load_factory",
     "register_model",
     "validate_inputs",
 ]
