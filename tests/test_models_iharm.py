@@ -124,7 +124,7 @@ def test_widths_inferred_from_shapes():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_e2e_all_variants(name, e2e):
-    meta, inp, out = e2e
+    _, inp, out = e2e
     net = NETS[name]
     comp, masks = inp["comp_uint8"].numpy(), inp["mask_uint8"].numpy()
     assert comp.shape[1:3] == (240, 320)  # non-square

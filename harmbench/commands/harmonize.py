@@ -52,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
         options["protocol"] = args.protocol
     method = args.method or "reinhard"
     if args.weights:
-        from harmbench.models.official import is_harmbench_checkpoint, load_weights, split_weights_spec
+        from harmbench.models.official import (
+            is_harmbench_checkpoint,
+            load_weights,
+            split_weights_spec,
+        )
 
         if args.method is None and is_harmbench_checkpoint(split_weights_spec(args.weights)):
             method = args.weights

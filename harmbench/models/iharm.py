@@ -37,11 +37,32 @@ import torch.nn.functional as F
 
 from harmbench.errors import ConfigError
 from harmbench.metrics.resize import target_size
-from harmbench.models.base import LearnedHarmonizer, ModelInputError, PresetMixin, register_model, validate_inputs
+from harmbench.models.base import (
+    LearnedHarmonizer,
+    ModelInputError,
+    PresetMixin,
+    register_model,
+    validate_inputs,
+)
 from harmbench.models.cards import ModelCard, WeightFile, register_card
-from harmbench.models.dih import DIHNet, dih_name_to_official, dih_options_from_state_dict, official_dih_name
-from harmbench.models.official import OfficialFormat, StateDict, register_official_format, remap_state_dict
-from harmbench.models.ssam import SSAMNet, official_ssam_name, ssam_name_to_official, ssam_options_from_state_dict
+from harmbench.models.dih import (
+    DIHNet,
+    dih_name_to_official,
+    dih_options_from_state_dict,
+    official_dih_name,
+)
+from harmbench.models.official import (
+    OfficialFormat,
+    StateDict,
+    register_official_format,
+    remap_state_dict,
+)
+from harmbench.models.ssam import (
+    SSAMNet,
+    official_ssam_name,
+    ssam_name_to_official,
+    ssam_options_from_state_dict,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -437,14 +458,14 @@ register_card(ModelCard(
 
 __all__ = [
     "IDIH",
-    "IDIHConfig",
-    "IHarmHarmonizer",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ISSAM",
-    "ISSAMConfig",
     "PROTOCOLS",
     "RESIZE_STRATEGIES",
+    "IDIHConfig",
+    "IHarmHarmonizer",
+    "ISSAMConfig",
     "ResizeStrategy",
     "round_like_cv2",
 ]
