@@ -160,6 +160,15 @@ def test_e2e_through_harmonize(name, e2e):
     assert y.shape == x.shape
     got = np.clip(np.rint(y.permute(0, 2, 3, 1).numpy() * 255), 0, 255)
     _assert_u8_close(got, out[f"{NETS[name]}.none.pred_uint8"], f"{name} harmonize none")
+    if name == "idih":  # fixed256 on a 240x320 photo: the 256x256 prediction resized back (INTER_LINEAR)
+        import cv2
+
+        fixed = load_weights(name, _weights(name), protocol="official")
+        y0 = fixed.harmonize(x[:1], m[:1])[0].permute(1, 2, 0).numpy() * 255
+        pred = fixed.predict(inp["comp_uint8"][0].numpy(), inp["mask_uint8"][0].numpy())
+        assert pred.shape == (256, 256, 3) and y0.shape == (240, 320, 3)
+        back = cv2.resize(pred, (320, 240), interpolation=cv2.INTER_LINEAR)
+        assert np.abs(y0 - back).max() <= 1e-3
 
 
 @pytest.mark.slow
