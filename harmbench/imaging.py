@@ -66,7 +66,6 @@ EXIF_ORIENTATION_TAG = 0x0112
 # harmbench enforces its own limit before decoding; Pillow's check (a warning, then an
 # exception that is not an OSError at twice the limit) would fire on top of it.
 Image.MAX_IMAGE_PIXELS = None
-warnings.simplefilter("ignore", Image.DecompressionBombWarning)
 
 _max_pixels_override: int | None = None
 _SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -117,8 +116,9 @@ def _name_of(source: PathLike | bytes, name: str | None) -> str:
 
 def _orientation(img: Image.Image) -> int:
     try:
-        value = img.getexif().get(EXIF_ORIENTATION_TAG, 1)
-        value = int(value)
+        with warnings.catch_warnings():  # Pillow warns about corrupt EXIF blocks: they mean "no orientation" here
+            warnings.simplefilter("ignore")
+            value = int(img.getexif().get(EXIF_ORIENTATION_TAG, 1))
     except Exception:  # noqa: BLE001 - a broken EXIF block is no orientation, never a crash
         return 1
     return value if 1 <= value <= 8 else 1
@@ -163,8 +163,11 @@ def _decode(img: Image.Image, name: str, orient: bool, draft: tuple[int, int] | 
                 img.draft(draft_mode if img.mode in ("RGB", "L") else None, (dw, dh))
         img.load()  # full decode: truncated files fail here, not later
         if orientation != 1:
-            img = ImageOps.exif_transpose(img)
+            shown = ImageOps.exif_transpose(img)
+            img.close()
+            img = shown
     except Exception as exc:  # noqa: BLE001 - truncated/corrupt data raise OSError, SyntaxError, ValueError, …
+        img.close()
         raise InputError(name, f"cannot decode image ({type(exc).__name__}: {exc})") from exc
     return img
 
@@ -249,6 +252,8 @@ def read_rgb(
         return to_rgb_array(img)
     except Exception as exc:  # noqa: BLE001 - an exotic mode Pillow cannot convert
         raise InputError(name, f"cannot convert image mode {img.mode!r} to RGB ({exc})") from exc
+    finally:
+        img.close()
 
 
 # --------------------------------------------------------------------------- masks
@@ -322,6 +327,8 @@ def read_mask(
         return mask_array(img, palette_index=palette_index)
     except Exception as exc:  # noqa: BLE001
         raise InputError(name, f"cannot read mode {img.mode!r} as a mask ({exc})") from exc
+    finally:
+        img.close()
 
 
 def binarize(mask_raw: np.ndarray, threshold: int = 128) -> np.ndarray:
