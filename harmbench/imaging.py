@@ -127,7 +127,9 @@ def _orientation(img: Image.Image) -> int:
 def _open_header(source: PathLike | bytes, name: str, limit: int | None) -> Image.Image:
     """``Image.open`` with every failure as an :class:`InputError`; refuses images over the pixel limit."""
     try:
-        img = Image.open(io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray | memoryview) else source)
+        with warnings.catch_warnings():  # damage is reported as an InputError, never as a Pillow warning
+            warnings.simplefilter("ignore")
+            img = Image.open(io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray | memoryview) else source)
     except FileNotFoundError as exc:
         raise InputError(name, "file not found") from exc
     except IsADirectoryError as exc:
@@ -161,7 +163,9 @@ def _decode(img: Image.Image, name: str, orient: bool, draft: tuple[int, int] | 
                 dw, dh = dh, dw
             if dw > 0 and dh > 0:
                 img.draft(draft_mode if img.mode in ("RGB", "L") else None, (dw, dh))
-        img.load()  # full decode: truncated files fail here, not later
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img.load()  # full decode: truncated files fail here, not later
         if orientation != 1:
             shown = ImageOps.exif_transpose(img)
             img.close()
