@@ -35,7 +35,9 @@ Reduced decoding
     ``draft=(W, H)``: a JPEG is decoded with DCT scaling (1/2, 1/4, 1/8) to the
     smallest size that is still at least ``W × H``; other formats decode at full
     size. Callers ask for it only when the result is resized to that size or
-    smaller anyway.
+    smaller anyway: the builders with ``output.max_side``. Scoring never does —
+    a JPEG reference and a PNG prediction would then be reduced by different
+    filters and compared on unequal terms.
 
 Every failure raises :class:`harmbench.errors.InputError` naming the file; no
 other exception escapes these functions for any byte string.
