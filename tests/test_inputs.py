@@ -541,3 +541,24 @@ def test_draft_decoding_bounds_the_decoded_size():
     full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB").resize((160, 120), Image.Resampling.BOX))
     assert np.abs(small.astype(int) - full.astype(int)).mean() < 2.0  # the same picture, reduced
     assert read_rgb(encode_image(big, "png"), draft=(150, 100)).shape == (480, 640, 3)  # PNG: full size
+
+
+def test_a_key_in_two_shards_scores_the_first_copy_once(tmp_path, capsys):
+    import pandas as pd
+    from _corpus import shard_sample, write_shard
+
+    first = shard_sample("dup", 1)
+    second = shard_sample("dup", 2)  # other pixels under the same key
+    write_shard(tmp_path / "two" / "x-test-000000.tar", [first, shard_sample("a", 3)])
+    write_shard(tmp_path / "two" / "x-test-000001.tar", [second])
+    write_shard(tmp_path / "one" / "x-test-000000.tar", [first, shard_sample("a", 3)])
+    for name in ("two", "one"):
+        assert main(["eval", "--model", "composite", "--data", str(tmp_path / name), "--out", str(tmp_path / f"r{name}"),
+                     "--device", "cpu", "--workers", "0", "--no-progress", "--previews", "0", "--split", "all"]) == 0
+    capsys.readouterr()
+    two = pd.read_parquet(tmp_path / "rtwo" / "samples.parquet").drop(columns=["seconds"])
+    one = pd.read_parquet(tmp_path / "rone" / "samples.parquet").drop(columns=["seconds"])
+    pd.testing.assert_frame_equal(two, one)
+    run = json.loads((tmp_path / "rtwo" / "run.json").read_text())
+    assert [(s["key"], Path(s["path"]).name) for s in run["skipped"]] == [("dup", "x-test-000001.tar")]
+    assert "also in" in run["skipped"][0]["reason"] and "x-test-000000.tar" in run["skipped"][0]["reason"]

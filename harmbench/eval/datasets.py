@@ -133,9 +133,11 @@ class EvalData:
 class _EvalShards(HarmonizationShards):
     """Shard stream yielding prepared eval items for ``wanted`` keys only (others are not decoded)."""
 
-    def __init__(self, shards: list[str], wanted: set[str], profile: Any, resize: str, default_subset: str):
+    def __init__(self, shards: list[str], wanted: set[str], profile: Any, resize: str, default_subset: str,
+                 owner: Mapping[str, str] | None = None):
         super().__init__(shards, split=None)
         self.wanted = wanted
+        self.owner = dict(owner or {})  # key -> the shard whose copy is used (a key in two shards: the first)
         self.profile = profile
         self.resize_rule = resize
         self.default_subset = default_subset
@@ -150,6 +152,8 @@ class _EvalShards(HarmonizationShards):
         if "__error__" in sample:
             return prepare_shard_sample(sample, self.profile, self.resize_rule, self.default_subset)
         if sample["__key__"] not in self.wanted:
+            return None
+        if self.owner and self.owner.get(sample["__key__"]) != sample["__url__"]:
             return None
         return prepare_shard_sample(sample, self.profile, self.resize_rule, self.default_subset)
 
@@ -171,6 +175,7 @@ class ShardData(EvalData):
 
         self.shards = shard_files(self.path, split) if self.path.is_dir() else [str(self.path)]
         self._keys: list[str] | None = None
+        self._owner: dict[str, str] = {}
         self.broken: list[dict[str, Any]] = []
 
     def keys(self) -> list[str]:
@@ -203,6 +208,7 @@ class ShardData(EvalData):
                         continue
                     seen[key] = shard
                     keys.append(key)
+            self._owner = seen
             if not keys:
                 why = [f"{b['shard']}: {b['member'] + ': ' if b.get('member') else ''}{b['reason']}" for b in self.broken]
                 why += [f"{s['path']}: {s['reason']}" for s in self.skipped]
@@ -232,7 +238,8 @@ class ShardData(EvalData):
         self.keys()
         broken = {b["shard"] for b in self.broken}
         intact = [s for s in self.shards if s not in broken]  # a broken shard is left out whole
-        return _EvalShards(intact, wanted, profile, resize, self.path.name if self.path.is_dir() else self.path.stem)
+        return _EvalShards(intact, wanted, profile, resize, self.path.name if self.path.is_dir() else self.path.stem,
+                           owner=self._owner)
 
 
 class _TripletDataset:
