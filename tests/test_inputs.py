@@ -562,3 +562,19 @@ def test_a_key_in_two_shards_scores_the_first_copy_once(tmp_path, capsys):
     run = json.loads((tmp_path / "rtwo" / "run.json").read_text())
     assert [(s["key"], Path(s["path"]).name) for s in run["skipped"]] == [("dup", "x-test-000001.tar")]
     assert "also in" in run["skipped"][0]["reason"] and "x-test-000000.tar" in run["skipped"][0]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["score", ".", "--batch-size", "-3"], "argument --batch-size: must be >= 1, got -3"),
+        (["eval", "--model", "m", "--data", ".", "--out", "o", "--previews", "-1"], "argument --previews: must be >= 0"),
+        (["inspect", ".", "--samples", "x"], "argument --samples: must be an integer, got 'x'"),
+        (["build", "r.toml", "--out", "o", "--max-samples", "0"], "argument --max-samples: must be >= 1, got 0"),
+    ],
+)
+def test_negative_or_malformed_numbers_on_the_command_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err

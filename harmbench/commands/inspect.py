@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harmbench.commands._args import non_negative
+
 NAME = "inspect"
 HELP = "print a built dataset's statistics and write a contact sheet (composite | mask | real)."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dir", help="a directory written by `harmbench build`")
-    p.add_argument("--samples", type=int, default=8, help="rows of the contact sheet (default 8)")
+    p.add_argument("--samples", type=non_negative, default=8, help="rows of the contact sheet (default 8)")
     p.add_argument("--split", default=None, help="take samples from this split only")
     p.add_argument("--out", default=None, help="contact sheet PNG (default: <name>_contact_sheet.png here)")
     p.add_argument("--verify", action="store_true",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harmbench.commands._args import non_negative, positive
+
 NAME = "leaderboard"
 HELP = "run a leaderboard (leaderboards/NAME/leaderboard.toml) or export its tables and figures"
 DESCRIPTION = (
@@ -20,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("name", help="leaderboard name (leaderboards/NAME/), folder or TOML file")
     r.add_argument("--ray-address", default=None, help="run cells as Ray tasks on this cluster (default: $RAY_ADDRESS)")
     r.add_argument("--device", default="auto", help="device of local cells: auto (CUDA when available), cpu, cuda …")
-    r.add_argument("--workers", type=int, default=None, help="DataLoader decoding processes per cell")
+    r.add_argument("--workers", type=non_negative, default=None, help="DataLoader decoding processes per cell")
     r.add_argument("--model", dest="models", action="append", default=None, metavar="LABEL",
                    help="only this model (repeatable)")
     r.add_argument("--restart", action="store_true", help="discard existing runs of the selected cells")
@@ -34,8 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     e.add_argument("--format", default=None, metavar="FORMATS",
                    help="comma-separated: csv,md,tex,html,png,grid (default: all); results.csv is always written")
     e.add_argument("--out", default=None, metavar="DIR", help="output folder (default: the leaderboard's folder)")
-    e.add_argument("--bootstrap", type=int, default=None, metavar="B", help="bootstrap resamples (default: the definition's)")
-    e.add_argument("--grid-samples", type=int, default=None, metavar="K", help="rows of the qualitative grid")
+    e.add_argument("--bootstrap", type=positive, default=None, metavar="B", help="bootstrap resamples (default: the definition's)")
+    e.add_argument("--grid-samples", type=non_negative, default=None, metavar="K", help="rows of the qualitative grid")
 
 
 def _export(name: str, formats: str | None, out: str | None = None, n_boot: int | None = None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harmbench.commands._args import non_negative, positive
+
 NAME = "score"
 HELP = "score a dataset folder (iHarmony4 layout or flat triplets) under a metric profile"
 DESCRIPTION = (
@@ -28,10 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lpips-weights", metavar="FILE", help="local AlexNet backbone weights for LPIPS (offline use)")
     parser.add_argument("--json", metavar="OUT", help="write aggregates, per-sample values and skips to this JSON file")
     parser.add_argument("--strict", action="store_true", help="exit non-zero when any sample was skipped")
-    parser.add_argument("--batch-size", type=int, default=16, metavar="B", help="samples per metric batch (default 16)")
-    parser.add_argument("--workers", type=int, default=4, metavar="N", help="decoding threads (default 4)")
+    parser.add_argument("--batch-size", type=positive, default=16, metavar="B", help="samples per metric batch (default 16)")
+    parser.add_argument("--workers", type=positive, default=4, metavar="N", help="decoding threads (default 4)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
-    parser.add_argument("--palette-index", type=int, default=None, metavar="K",
+    parser.add_argument("--palette-index", type=non_negative, default=None, metavar="K",
                         help="palette (mode P) masks: only index K is foreground (default: every index but 0)")
     parser.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
