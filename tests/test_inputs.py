@@ -578,3 +578,21 @@ def test_negative_or_malformed_numbers_on_the_command_line(argv, message, capsys
         main(argv)
     assert e.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_training_loader_names_the_shard_and_member(tmp_path):
+    from harmbench.data.loader import HarmonizationShards
+    from harmbench.data.shards import ShardError
+
+    rows = write_shard_dir(tmp_path / "ds")
+    _break_shards(tmp_path / "ds", rows)
+    items = []
+    with pytest.raises(ShardError) as e:
+        for item in HarmonizationShards(tmp_path / "ds", "test"):
+            items.append(item["key"])
+    assert [k for k in items] == ["s0_0", "s0_1", "s0_2"]  # the intact shard came first
+    assert e.value.shard == str(tmp_path / "ds" / rows[1]["url"]) and e.value.member == "s1_0.mask.png"
+    assert str(e.value).endswith("member s1_0.mask.png: member cut short (truncated shard)")
+    ds = HarmonizationShards([tmp_path / "ds" / rows[3]["url"]], None)
+    with pytest.raises(ShardError, match=r"member s3_0: missing field mask.png"):
+        list(ds)

@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import IterableDataset, get_worker_info
 
-from harmbench.data.shards import PathLike, iter_tar_samples, shard_files
-from harmbench.errors import InputError
+from harmbench.data.shards import PathLike, ShardError, iter_tar_samples, shard_files
 from harmbench.imaging import binarize, read_mask, read_rgb
 
 Size = int | tuple[int, int]
@@ -166,11 +165,11 @@ class HarmonizationShards(IterableDataset):
         where = f"{sample['__url__']}: {sample['__key__']}"
         if comp is None or real is None or mask is None:
             missing = [n for n, v in (("composite", comp), ("real", real), ("mask.png", mask)) if v is None]
-            raise InputError(sample["__url__"], f"sample {sample['__key__']}: missing field {', '.join(missing)}")
+            raise ShardError(sample["__url__"], f"missing field {', '.join(missing)}", sample["__key__"])
         try:
             meta = json.loads(sample["json"]) if "json" in sample else {}
         except (ValueError, UnicodeDecodeError) as exc:
-            raise InputError(sample["__url__"], f"sample {sample['__key__']}: json field is not JSON ({exc})") from exc
+            raise ShardError(sample["__url__"], f"not JSON ({exc})", f"{sample['__key__']}.json") from exc
         item: dict[str, Any] = {
             "key": sample["__key__"],
             "composite": decode_image(comp, f"{where}.composite"),
