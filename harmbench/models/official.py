@@ -97,13 +97,15 @@ def remap_state_dict(
     *,
     where: str,
     tolerate: re.Pattern[str] | None = BN_COUNTER,
+    official_name: Callable[[str], str] | None = None,
 ) -> StateDict:
     """Map the authors' names onto ``target``'s (a module or its ``state_dict()``) and check everything.
 
     ``rename(official_name)`` returns the harmbench name, or ``None`` for a tensor the authors'
     model holds but never uses (it is dropped). Raises :class:`ConfigError` (field ``weights``,
     message starting with ``where``) listing every missing, unexpected or mis-shaped tensor by
-    its official name; nothing is loaded in that case. Returns the mapped dict, cast to the
+    its official name (missing ones through ``official_name``, the inverse of ``rename``, when
+    given; else by the harmbench name); nothing is loaded in that case. Returns the mapped dict, cast to the
     target's dtypes, with tolerated absent tensors filled from the target.
     """
     own = target.state_dict() if isinstance(target, torch.nn.Module) else dict(target)
@@ -120,7 +122,11 @@ def remap_state_dict(
             continue
         mapped[new] = v
         origin[new] = k
-    missing = [k for k in own if k not in mapped and not (tolerate is not None and tolerate.search(k))]
+    missing = [
+        official_name(k) if official_name is not None else k
+        for k in own
+        if k not in mapped and not (tolerate is not None and tolerate.search(k))
+    ]
     shapes = [
         f"{origin[k]} {tuple(v.shape)} (expected {tuple(own[k].shape)})"
         for k, v in mapped.items()
