@@ -25,6 +25,7 @@ from torch import nn
 
 from harmbench.models.base import LearnedHarmonizer, PresetMixin, register_model
 from harmbench.models.layers import PartialConv2d, init_normal, norm_layer, spectral, uses_bias
+from harmbench.models.cards import ModelCard, WeightFile, register_card
 from harmbench.models.official import OfficialFormat, StateDict, register_official_format, remap_state_dict
 from harmbench.models.pix2pix import (
     authors_train_mode,
@@ -244,6 +245,35 @@ def _build_official(parts: Mapping[str, StateDict], options: Mapping[str, Any]) 
 
 
 register_official_format(OfficialFormat("dovenet", ("G",), _identify_official, _build_official))
+
+register_card(ModelCard(
+    name="dovenet-official",
+    model="dovenet",
+    source="https://github.com/bcmi/Image-Harmonization-Dataset-iHarmony4 (folder DoveNet/)",
+    commit="0bdb51ddda979f5a38536d80c161fa5733480f25",
+    code_license="MIT (Copyright (c) 2022 BCMI)",
+    weights_license="no separate licence stated; released with the MIT-licensed code",
+    files=(WeightFile(
+        role="G",
+        filename="latest_net_G.pth",
+        manual=("no direct link: download latest_net_G.pth (the batch-norm generator; no discriminator is released) "
+                "from Baidu Cloud https://pan.baidu.com/s/12oGrBF88O-x0BlWGVkMjag (extraction code 8q8a) or "
+                "https://bcmi.cloud:5001/sharing/WQkB0OnXK; no size or checksum is published (about 219 MB "
+                "expected: 54,759,939 float32 values)"),
+    ),),
+    input_size=(256, 256),
+    interpolation="bilinear (Pillow, antialiased); mask nearest",
+    protocol="official",
+    published={"iHarmony4 MSE": 50.87, "iHarmony4 PSNR": 34.83, "HCOCO MSE": 33.65, "HCOCO PSNR": 35.95,
+               "HAdobe5k MSE": 55.99, "HAdobe5k PSNR": 34.26, "HFlickr MSE": 125.73, "HFlickr PSNR": 30.58,
+               "Hday2night MSE": 56.26, "Hday2night PSNR": 34.76},
+    published_source=("DoveNet/README.md of bcmi/Image-Harmonization-Dataset-iHarmony4 (released batch-norm model, "
+                      "iHarmony4 test set at 256×256)"),
+    options={"protocol": "official", "norm": "batch", "discriminator": False},
+    notes=("Generator only (norm batch, ngf 64, 8 downsamplings). The authors' test.py runs it in train mode "
+           "(per-image BatchNorm statistics, Dropout active): --protocol official reproduces that, with "
+           "torch.manual_seed(seed) before each image's forward."),
+))
 
 
 __all__ = ["DiscriminatorOutput", "DoveNet", "DoveNetConfig", "DoveNetDiscriminator"]
