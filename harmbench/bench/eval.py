@@ -6,7 +6,7 @@ and with the same DataLoader workers, it times
 
 * the **decode floor**: iterating the eval DataLoader only (decode + profile
   preparation: resize and mask rule), no model, no metrics;
-* **end to end** :func:`harmbench.eval.runner.evaluate` for ``composite`` and
+* **end to end** :func:`harmbench.eval.loop.evaluate` for ``composite`` and
   ``reinhard`` with every metric but LPIPS (key listing, inference, metrics,
   parquet parts, merge, ``run.json``);
 * the same for ``composite`` with LPIPS when AlexNet weights are available locally.
@@ -114,7 +114,9 @@ def write_synthetic_shards(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from harmbench.bench import format_table
     from harmbench.bench.metrics import best_times, find_lpips_weights
-    from harmbench.eval.runner import auto_threads, auto_workers, evaluate, make_loader, open_data, resolve_device
+    from harmbench.eval.datasets import open_data
+    from harmbench.eval.loop import auto_threads, auto_workers, evaluate, make_loader
+    from harmbench.eval.score import resolve_device
     from harmbench.metrics import get_profile
 
     tmp = Path(tempfile.mkdtemp(prefix="hb-bench-eval-"))

@@ -58,7 +58,7 @@ def parse_options(items: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from harmbench.eval.aggregate import breakdown
-    from harmbench.eval.runner import EvalOptions, evaluate
+    from harmbench.eval.loop import EvalOptions, evaluate
 
     opts = EvalOptions(
         profile=args.profile, resize=args.resize, split=None if args.split in ("all", "") else args.split,

@@ -76,7 +76,7 @@ def harmonize_arrays(model, composite: np.ndarray, mask: np.ndarray, device: str
 def harmonize_files(method: str, jobs: Iterable[Job], *, device: str = "cpu", keep_background: bool = True,
                     options: dict | None = None, seed: int = 0) -> list[Path]:
     """Run ``method`` (model name or checkpoint path) on every job; returns the written files."""
-    from harmbench.eval.runner import resolve_model
+    from harmbench.models.resolve import resolve_model
 
     model = resolve_model(method, device=device, seed=seed, options=options).harmonizer
     written = []

@@ -18,6 +18,7 @@ from harmbench.models.base import (
     ModelInputError,
     available_models,
     get_model,
+    load_factory,
     register_model,
     validate_inputs,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "harmony_scores",
     "list_cards",
     "load_extractor",
+    "load_factory",
     "load_weights",
     "register_model",
     "save_converted",

@@ -18,8 +18,7 @@ harmbench model from them (mapping names, inferring widths from shapes). Then
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,16 @@ from typing import Any
 import torch
 
 from harmbench.errors import ConfigError, UserError
+from harmbench.models.checkpoints import (
+    BN_COUNTER,
+    FORMAT,
+    StateDict,
+    _short,
+    load_checkpoint,
+    remap_state_dict,
+    sha256_file,
+)
 
-StateDict = dict[str, torch.Tensor]
-
-#: Tensor names the authors' own loaders skip when absent (pix2pix's ``patch_instance_norm_state_dict``).
-BN_COUNTER = re.compile(r"(^|\.)num_batches_tracked$")
 
 
 @dataclass(frozen=True)
@@ -83,68 +87,6 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     if sd and all(k.startswith("module.") for k in sd):
         sd = {k[len("module.") :]: v for k, v in sd.items()}
     return sd
-
-
-def _short(names: Iterable[str], n: int = 6) -> str:
-    names = sorted(names)
-    return ", ".join(names[:n]) + (f" … (+{len(names) - n} more)" if len(names) > n else "")
-
-
-def remap_state_dict(
-    sd: Mapping[str, torch.Tensor],
-    rename: Callable[[str], str | None],
-    target: Mapping[str, torch.Tensor] | torch.nn.Module,
-    *,
-    where: str,
-    tolerate: re.Pattern[str] | None = BN_COUNTER,
-    official_name: Callable[[str], str] | None = None,
-) -> StateDict:
-    """Map the authors' names onto ``target``'s (a module or its ``state_dict()``) and check everything.
-
-    ``rename(official_name)`` returns the harmbench name, or ``None`` for a tensor the authors'
-    model holds but never uses (it is dropped). Raises :class:`ConfigError` (field ``weights``,
-    message starting with ``where``) listing every missing, unexpected or mis-shaped tensor by
-    its official name (missing ones through ``official_name``, the inverse of ``rename``, when
-    given; else by the harmbench name); nothing is loaded in that case. Returns the mapped dict, cast to the
-    target's dtypes, with tolerated absent tensors filled from the target.
-    """
-    own = target.state_dict() if isinstance(target, torch.nn.Module) else dict(target)
-    mapped: StateDict = {}
-    origin: dict[str, str] = {}
-    unexpected: list[str] = []
-    for k, v in sd.items():
-        new = rename(k)
-        if new is None:
-            continue
-        if new not in own:
-            if not (tolerate is not None and tolerate.search(k)):
-                unexpected.append(k)
-            continue
-        mapped[new] = v
-        origin[new] = k
-    missing = [
-        official_name(k) if official_name is not None else k
-        for k in own
-        if k not in mapped and not (tolerate is not None and tolerate.search(k))
-    ]
-    shapes = [
-        f"{origin[k]} {tuple(v.shape)} (expected {tuple(own[k].shape)})"
-        for k, v in mapped.items()
-        if tuple(v.shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing: {_short(missing)}")
-    if unexpected:
-        problems.append(f"unexpected: {_short(unexpected)}")
-    if shapes:
-        problems.append(f"wrong shape: {_short(shapes, 4)}")
-    if problems:
-        raise ConfigError("weights", f"{where}: checkpoint does not fit ({'; '.join(problems)})")
-    for k, v in own.items():
-        if k not in mapped:
-            mapped[k] = v
-    return {k: mapped[k].to(own[k].dtype) for k in own}
 
 
 def identify_files(model: str, paths: Sequence[str | os.PathLike]) -> dict[str, StateDict]:
@@ -213,8 +155,6 @@ def load_weights(model: str, spec: str | os.PathLike | Sequence[str | os.PathLik
     if not paths:
         raise ConfigError("weights", "no file given")
     if is_harmbench_checkpoint(paths):
-        from harmbench.models.checkpoints import load_checkpoint
-
         return load_checkpoint(paths[0], expect_model=model, overrides=options)
     return load_official(model, paths, **options)
 
@@ -222,7 +162,6 @@ def load_weights(model: str, spec: str | os.PathLike | Sequence[str | os.PathLik
 def save_converted(model: torch.nn.Module, path: str | os.PathLike, *, source: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` as ``<path>.safetensors`` + ``<path>.json`` (harmbench checkpoint); returns the sidecar."""
     from harmbench.fileio import atomic_path, atomic_write_json
-    from harmbench.models.checkpoints import FORMAT, sha256_file
 
     from safetensors.torch import save_file
 
