@@ -67,7 +67,7 @@ def harmonize_arrays(model, composite: np.ndarray, mask: np.ndarray, device: str
     """
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(composite)).permute(2, 0, 1)[None].float().div(255.0).to(device)
+    x = torch.from_numpy(np.array(composite, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255.0).to(device)
     m = torch.from_numpy(mask.astype(np.float32))[None, None].to(device)
     with torch.no_grad():
         y = model.harmonize(x, m)
