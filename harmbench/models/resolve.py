@@ -176,10 +176,15 @@ def resolve_weights(name: str, weights: Any, device: str = "cpu", seed: int = 0,
     except UserError as exc:
         raise ModelLoadError(f"model {name!r} with weights {', '.join(map(str, paths))}: {exc}") from exc
     model = model.to(device)
-    files = sorted(file_sha256(checkpoint_weights_file(p)) for p in paths)
-    digest = files[0] if len(files) == 1 else hashlib.sha256("".join(files).encode()).hexdigest()
     source = "weights:" + ",".join(str(p.resolve()) for p in paths)
-    return ResolvedModel(name, model, digest, _model_config(model), source)
+    return ResolvedModel(name, model, weights_digest(paths), _model_config(model), source)
+
+
+def weights_digest(paths: Any) -> str:
+    """The weights hash of one or several files: the file's sha256, or the sha256 of the sorted per-file
+    digests (so the order the files are given in does not matter)."""
+    files = sorted(file_sha256(checkpoint_weights_file(p)) for p in paths)
+    return files[0] if len(files) == 1 else hashlib.sha256("".join(files).encode()).hexdigest()
 
 
 def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mapping[str, Any] | None = None,
@@ -237,4 +242,5 @@ __all__ = [
     "load_checkpoint_model",
     "resolve_model",
     "resolve_weights",
+    "weights_digest",
 ]
