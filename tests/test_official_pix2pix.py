@@ -353,3 +353,87 @@ def test_score_no_reference_cli(tmp_path, capsys):
     assert doc["extractor"]["authors"] is True
     got = [r["score"] for r in doc["images"]]
     assert np.allclose(got, ref.numpy(), atol=1e-5)
+
+
+# --------------------------------------------------------------------------- evaluation and leaderboards
+
+
+def _bargainnet_triplet(folder) -> None:
+    """The BargainNet end-to-end triplet at the authors' 256×256 (their OpenCV resize), as a flat triplet folder."""
+    inputs = _load(_official("e2e_bargainnet", "inputs.pt"))
+
+    def u8(x: torch.Tensor) -> np.ndarray:
+        return ((x[0] * 0.5 + 0.5) * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+
+    folder.mkdir()
+    (folder / "1.png").write_bytes(encode_image(u8(inputs["comp"]), "png"))
+    (folder / "1-gt.png").write_bytes(encode_image(u8(inputs["real"]), "png"))
+    (folder / "1-mask.png").write_bytes(encode_image(inputs["mask_256"].numpy().astype(np.uint8) * 255, "png"))
+
+
+def test_eval_passes_the_real_image_and_records_the_protocol(tmp_path):
+    from harmbench.eval.loop import evaluate
+
+    _bargainnet_triplet(tmp_path / "tri")
+    e, g = str(_official("bargainnet_E", "state_dict.pt")), str(_official("bargainnet_G", "state_dict.pt"))
+    res = evaluate("bargainnet", tmp_path / "tri", tmp_path / "run", split=None, device="cpu", previews=1,
+                   progress=False, weights=f"{g},{e}", protocol="official", model_options={"dropout": False},
+                   harmony=e)
+    assert res.run["protocol"] == "official" and "authors' BargainNet E" in res.run["harmony"]
+    out = read_rgb(res.run_dir / "previews" / "1.output.png")
+    # z_b from the real image, as the authors' test.py: their real-background output
+    _assert_u8_close(out, _load(_official("e2e_bargainnet", "outputs.pt"))["harm_nodropout_uint8"].numpy())
+    real = read_rgb(tmp_path / "tri" / "1-gt.png").astype(np.float64)
+    row = res.samples.iloc[0]
+    assert row["mse"] == pytest.approx(np.mean((out - real) ** 2), rel=1e-9)
+    # the harmony column: exp(-0.04212·|z_b - z_f|) of the output with the authors' E (eval mode)
+    ext = load_extractor(e)
+    x = _norm(torch.from_numpy(out.copy())[None])
+    m = torch.from_numpy(read_rgb(tmp_path / "tri" / "1-mask.png")[..., 0] > 127).float()[None, None]
+    with torch.no_grad():
+        dist = (ext.encoder(x, 1 - m) - ext.encoder(x, m)).flatten().norm()
+    assert row["harmony"] == pytest.approx(float(torch.exp(-0.04212 * dist)), abs=1e-5)
+
+
+def test_eval_official_protocol_needs_the_authors_size(tmp_path):
+    from harmbench.eval.loop import evaluate
+    from harmbench.errors import UserError
+
+    d = _official("e2e_dovenet")
+    (tmp_path / "tri").mkdir()
+    for src, dst in (("comp.png", "1.png"), ("real.png", "1-gt.png"), ("mask.png", "1-mask.png")):
+        (tmp_path / "tri" / dst).write_bytes((d / src).read_bytes())
+    with pytest.raises(UserError, match="--resize fixed256"):
+        evaluate("dovenet", tmp_path / "tri", tmp_path / "run", split=None, resize="none", device="cpu", progress=False,
+                 weights=str(_official("dovenet_G", "state_dict.pt")), protocol="official")
+
+
+def test_leaderboard_model_entries_take_weights_protocol_and_seed(tmp_path):
+    from harmbench.leaderboard import load_leaderboard
+
+    e, g = _official("bargainnet_E", "state_dict.pt"), _official("bargainnet_G", "state_dict.pt")
+    models = f"""
+[[models]]
+name = "bargainnet"
+label = "BargainNet (authors)"
+weights = ["{e}", "{g}"]
+protocol = "official"
+seed = 4
+options = {{ dropout = false }}
+
+[[models]]
+name = "dovenet"
+weights = "{tmp_path / 'absent.pth'}"
+optional = true
+"""
+    (tmp_path / "leaderboard.toml").write_text(f'[leaderboard]\n[[datasets]]\nname = "d"\npath = "{tmp_path}"\n{models}')
+    lb = load_leaderboard(tmp_path / "leaderboard.toml")
+    authors, absent = lb.models
+    assert authors.weights == (e, g) and authors.protocol == "official" and authors.seed == 4 and authors.available()
+    assert authors.weights_spec == f"{e},{g}"
+    assert not absent.available() and "weights not found" in absent.missing_reason()
+    for bad, field in (('protocol = "authors"', "protocol"), ("seed = 1.5", "seed"), ("weights = [1]", "weights")):
+        (tmp_path / "leaderboard.toml").write_text(
+            f'[leaderboard]\n[[datasets]]\nname = "d"\npath = "{tmp_path}"\n[[models]]\nname = "dovenet"\n{bad}\n')
+        with pytest.raises(ConfigError, match=rf"models\[0\]\.{field}"):
+            load_leaderboard(tmp_path / "leaderboard.toml")

@@ -261,8 +261,7 @@ class _BatchScorer:
             self.lpips_source = getattr(self.lpips_model, "harmbench_weights", None)
             self.names = self.names + tuple(LPIPS_NAMES)
         self.value_cols = (*self.names, "input_mse")
-        if opts.harmony:
-            self.value_cols = (*self.value_cols, "harmony")
+        self.row_cols = (*self.value_cols, "harmony") if opts.harmony else self.value_cols
         self.rows: list[dict[str, Any]] = []
         self.skips: list[dict[str, str]] = []
         self.n_new = 0
@@ -367,7 +366,7 @@ class _BatchScorer:
         for it, vals_i in zip(items, values):
             row = {c: it[c] for c in self.ID_COLS}
             row["height"], row["width"] = int(it["target"].shape[1]), int(it["target"].shape[2])
-            row.update(zip(self.value_cols, vals_i))
+            row.update(zip(self.row_cols, vals_i))
             row["seconds"] = secs
             self.rows.append(row)
         self.n_new += len(items)
