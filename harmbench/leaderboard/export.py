@@ -144,7 +144,7 @@ def compute_tables(collected: Collected, n_boot: int, seed: int) -> tuple[pd.Dat
                 comps.append(c)
     bd = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     sub = bd[bd["kind"].isin(["all", "subset"])] if len(bd) else bd
-    cols = ["dataset", "method", "protocol", "subset", "n"]
+    cols = ["dataset", "method", "subset", "n", "protocol"]
     for m in TABLE_METRICS:
         cols += [m, f"{m}_lo", f"{m}_hi"]
     if len(sub):

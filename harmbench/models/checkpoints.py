@@ -162,7 +162,7 @@ def load_checkpoint(
     against the sidecar when ``verify_hash``. ``overrides``: run-time config fields to change
     (e.g. ``protocol``); the checkpoint's other fields must still match the model.
     """
-    from harmbench.models import get_model
+    from harmbench.models.base import get_model
 
     jp, meta = read_sidecar(path)
     wpath = jp.with_name(meta["weights"])
