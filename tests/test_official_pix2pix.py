@@ -17,7 +17,7 @@ import torch
 from conftest import shared_path
 
 from harmbench.cli import main
-from harmbench.errors import ConfigError
+from harmbench.errors import ConfigError, UserError
 from harmbench.imaging import encode_image, read_rgb
 from harmbench.models import get_model, harmony_scores, load_extractor, load_weights, save_converted
 from harmbench.models.pix2pix import authors_train_mode, resize_cv2, resize_pillow, tensor2im
@@ -437,3 +437,48 @@ optional = true
             f'[leaderboard]\n[[datasets]]\nname = "d"\npath = "{tmp_path}"\n[[models]]\nname = "dovenet"\n{bad}\n')
         with pytest.raises(ConfigError, match=rf"models\[0\]\.{field}"):
             load_leaderboard(tmp_path / "leaderboard.toml")
+
+
+def test_leaderboard_harmony_option(tmp_path):
+    from harmbench.leaderboard import load_leaderboard
+
+    def board(value: str):
+        (tmp_path / "leaderboard.toml").write_text(
+            f'[leaderboard]\nharmony = "{value}"\n[[datasets]]\nname = "d"\npath = "{tmp_path}"\n[[models]]\nname = "composite"\n')
+        return load_leaderboard(tmp_path / "leaderboard.toml")
+
+    assert board("bargainnet-cpu").harmony == "bargainnet-cpu"
+    e = _official("bargainnet_E", "state_dict.pt")
+    assert board(str(e)).harmony == str(e)
+
+
+def test_harmony_score_with_harmbench_extractor_and_folder_layouts(tmp_path, capsys):
+    """Without the authors' E: harmbench's committed BargainNet, labelled as such (no ../shared needed)."""
+    from harmbench.models.harmony import composite_mask_pairs
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "composites").mkdir()
+    (tmp_path / "masks").mkdir()
+    for name in ("a", "b"):
+        img = rng.integers(0, 256, (72, 80, 3), dtype=np.uint8)
+        mask = np.zeros((72, 80), np.uint8)
+        mask[20:50, 25:60] = 255
+        img[mask > 0] = np.clip(img[mask > 0].astype(int) + 70, 0, 255)
+        (tmp_path / "composites" / f"{name}.png").write_bytes(encode_image(img, "png"))
+        (tmp_path / "masks" / f"{name}.png").write_bytes(encode_image(mask, "png"))
+    pairs = composite_mask_pairs(tmp_path)
+    assert [(c.name, m.parent.name) for c, m in pairs] == [("a.png", "masks"), ("b.png", "masks")]
+    out_json = tmp_path / "h.json"
+    assert main(["score", "--no-reference", str(tmp_path), "--json", str(out_json), "--device", "cpu"]) == 0
+    assert "not the authors' weights" in capsys.readouterr().out
+    doc = json.loads(out_json.read_text())
+    assert doc["extractor"]["authors"] is False
+    # the same scores as the model's own harmony_score (eval mode, the image's own size)
+    model = get_model("bargainnet-cpu")
+    for row, (comp, mask) in zip(doc["images"], pairs):
+        x = torch.from_numpy(read_rgb(comp).copy()).permute(2, 0, 1)[None].float() / 255
+        m = torch.from_numpy((read_rgb(mask)[..., 0] >= 128).astype(np.float32))[None, None]
+        assert row["score"] == pytest.approx(float(model.harmony_score(x, m)[0]), abs=1e-6)
+    (tmp_path / "masks" / "b.png").unlink()
+    with pytest.raises(UserError, match="b.png: no mask found"):
+        composite_mask_pairs(tmp_path)

@@ -15,6 +15,8 @@ Schema (every field checked; errors name the field and the file)::
     batch_size = 16
     grid_samples = 6            # rows of the qualitative grid (= previews saved per run)
     published = false           # add the published iHarmony4 numbers (quoted, clearly labelled)
+    harmony = "bargainnet-cpu"  # optional 'harmony' column: BargainNet's no-reference score of every output,
+                                # with this extractor (a committed name, the authors' latest_net_E.pth, a checkpoint)
     runs = "runs"               # where runs (and datasets built from recipes) go
     cpus_per_cell = 1           # Ray resources per cell (GPU cells get one GPU each)
 
@@ -55,7 +57,7 @@ FILE_NAME = "leaderboard.toml"
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 _LB_KEYS = {
     "title", "description", "profile", "resize", "split", "lpips", "lpips_weights", "seed", "bootstrap", "batch_size",
-    "grid_samples", "published", "runs", "cpus_per_cell", "workers",
+    "grid_samples", "published", "runs", "cpus_per_cell", "workers", "harmony",
 }
 _DS_KEYS = {"name", "recipe", "path", "max_samples", "limit", "split"}
 _MODEL_KEYS = {"name", "label", "checkpoint", "weights", "protocol", "seed", "options", "optional"}
@@ -148,6 +150,7 @@ class Leaderboard:
     workers: int | None
     datasets: tuple[DatasetDef, ...]
     models: tuple[ModelDef, ...]
+    harmony: str | None = None
 
     @property
     def dir(self) -> Path:
@@ -326,7 +329,18 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
         bootstrap=ints["bootstrap"], batch_size=ints["batch_size"], grid_samples=ints["grid_samples"],
         published=bool(_get(lb, "published", bool, False, w, path)), runs_dir=runs_dir,
         cpus_per_cell=ints["cpus_per_cell"], workers=ints["workers"], datasets=tuple(datasets), models=tuple(models),
+        harmony=_harmony_spec(_get(lb, "harmony", str, None, w, path), here, root),
     )
+
+
+def _harmony_spec(value: str | None, here: Path, root: Path) -> str | None:
+    """A committed extractor name stays as is; files (``a.pth`` or ``a.pth,b.pth``) are resolved like other inputs."""
+    if not value:
+        return None
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    if len(parts) == 1 and not any(c in parts[0] for c in "/\\."):
+        return parts[0]
+    return ",".join(str(_input_path(p, here, root)) for p in parts)
 
 
 __all__ = ["DatasetDef", "FILE_NAME", "Leaderboard", "ModelDef", "find_leaderboard", "load_leaderboard", "project_root", "slug"]

@@ -117,7 +117,7 @@ def _spec(lb: Leaderboard, cell: Cell, lpips: tuple[bool, str | None], workers: 
             "batch_size": lb.batch_size, "workers": workers, "limit": cell.dataset.limit, "lpips": lpips[0],
             "lpips_weights": lpips[1], "seed": _seed(lb, cell), "previews": lb.grid_samples, "progress": progress,
             "restart": restart, "model_options": dict(cell.model.options), "weights": cell.model.weights_spec,
-            "protocol": cell.model.protocol,
+            "protocol": cell.model.protocol, "harmony": lb.harmony,
         },
     }
 

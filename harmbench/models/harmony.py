@@ -205,7 +205,7 @@ def score_folder(folder: str | os.PathLike, ext: Extractor,
                 raise
             on_skip(exc)
             continue
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div(255.0)
+        x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255.0)
         mt = torch.from_numpy(m.astype(np.float32))[None, None]
         rows.append(HarmonyRow(str(comp), str(mask), float(harmony_scores(ext, x, mt)[0])))
     return rows
