@@ -397,7 +397,6 @@ def test_eval_passes_the_real_image_and_records_the_protocol(tmp_path):
 
 def test_eval_official_protocol_needs_the_authors_size(tmp_path):
     from harmbench.eval.loop import evaluate
-    from harmbench.errors import UserError
 
     d = _official("e2e_dovenet")
     (tmp_path / "tri").mkdir()
