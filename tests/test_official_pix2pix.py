@@ -481,3 +481,19 @@ def test_harmony_score_with_harmbench_extractor_and_folder_layouts(tmp_path, cap
     (tmp_path / "masks" / "b.png").unlink()
     with pytest.raises(UserError, match="b.png: no mask found"):
         composite_mask_pairs(tmp_path)
+
+
+def test_protocol_option_only_for_models_that_have_it(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    mask = np.zeros((40, 48), np.uint8)
+    mask[10:30, 12:36] = 255
+    (tmp_path / "c.png").write_bytes(encode_image(img, "png"))
+    (tmp_path / "m.png").write_bytes(encode_image(mask, "png"))
+    args = [str(tmp_path / "c.png"), str(tmp_path / "m.png"), "-o", str(tmp_path / "o.png"), "--device", "cpu"]
+    assert main(["harmonize", "--method", "reinhard", "--protocol", "official", *args]) == 2
+    assert "has no protocol option" in capsys.readouterr().err
+    assert main(["harmonize", "--method", "reinhard", "--protocol", "harmbench", *args]) == 0
+    # a committed small model has the option but cannot run the authors' 256-pixel protocol
+    assert main(["harmonize", "--method", "dovenet-cpu", "--protocol", "official", *args]) == 2
+    assert "needs num_downs 8" in capsys.readouterr().err

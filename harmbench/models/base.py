@@ -172,6 +172,10 @@ class LearnedHarmonizer(nn.Module, Harmonizer):
     ``recomposite`` pastes the prediction into the composite's background
     (``out·M + comp·(1−M)``); DoveNet/BargainNet default to the raw output, as in
     their evaluation protocol.
+
+    A config class may list ``RUNTIME_FIELDS`` (e.g. ``("protocol", "seed")``): fields that say
+    how to run the network, not what its weights are. :meth:`check_config` accepts checkpoints
+    that do not record them (they take the defaults), and loaders let them be overridden.
     """
 
     config_class: ClassVar[type]

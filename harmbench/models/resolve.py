@@ -157,6 +157,19 @@ def _has_config_field(name: str, field: str) -> bool:
     return dataclasses.is_dataclass(cls) and field in {f.name for f in dataclasses.fields(cls)}
 
 
+def _takes_protocol(name: str) -> bool:
+    """Registry model ``name`` has a ``protocol`` option (its config, or a committed checkpoint of such a model)."""
+    from harmbench.models.pretrained import PRETRAINED
+
+    return _has_config_field(PRETRAINED.get(name, name), "protocol")
+
+
+def _protocol_models() -> list[str]:
+    from harmbench.models import available_models
+
+    return [n for n in available_models() if _has_config_field(n, "protocol")]
+
+
 def resolve_weights(name: str, weights: Any, device: str = "cpu", seed: int = 0,
                     options: Mapping[str, Any] | None = None) -> ResolvedModel:
     """Registry model ``name`` with ``weights``: the authors' file(s) (``"E.pth,G.pth"``, any order) or a
@@ -202,6 +215,11 @@ def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mappin
     if weights is not None:
         return resolve_weights(str(spec), weights, device, seed, options)
     opts = dict(options or {})
+    if isinstance(spec, str) and "protocol" in opts and spec in available_models() and not _takes_protocol(spec):
+        if opts["protocol"] != "harmbench":
+            raise ModelLoadError(f"model {spec!r} has no protocol option (it always runs harmbench's); "
+                                 f"models with an 'official' protocol: {', '.join(_protocol_models())}")
+        opts.pop("protocol")  # harmbench's protocol is the only one it has
     if hasattr(spec, "harmonize"):
         name = getattr(spec, "name", "") or type(spec).__name__
         return ResolvedModel(str(name), spec, None, _model_config(spec), "object")
