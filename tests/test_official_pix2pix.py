@@ -55,6 +55,13 @@ def _png_mask(path) -> torch.Tensor:
     return torch.from_numpy((np.array(Image.open(path)) >= 128).astype(np.float32))[None, None]
 
 
+def _raw_mask(path) -> np.ndarray:
+    """A mask file's pixels, uint8 0–255 (H, W)."""
+    from PIL import Image
+
+    return np.array(Image.open(path).convert("L"))
+
+
 def _u8(y: torch.Tensor) -> np.ndarray:
     """An official-protocol output (uint8/255) back to uint8 HWC."""
     return (y[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
@@ -170,7 +177,7 @@ def test_dovenet_end_to_end_through_the_cli(tmp_path):
     inputs = _load(d / "inputs.pt")
     comp_png, mask_png = str(d / "comp.png"), str(d / "mask.png")
     # the authors' resize (Pillow bilinear, mask NEAREST), bit for bit
-    comp256, mask256 = resize_pillow(read_rgb(comp_png), (_png_mask(mask_png)[0, 0].numpy() > 0).astype(np.uint8))
+    comp256, mask256 = resize_pillow(read_rgb(comp_png), _raw_mask(mask_png))
     assert np.array_equal(comp256, inputs["comp_256_uint8"].numpy())
     assert np.array_equal(mask256, inputs["mask_256"].numpy())
     out = tmp_path / "out.png"
@@ -222,7 +229,7 @@ def test_bargainnet_end_to_end_with_the_real_image():
     ref, inputs = _load(d / "outputs.pt"), _load(d / "inputs.pt")
     comp, real, mask = _png_rgb(d / "comp.png"), _png_rgb(d / "real.png"), _png_mask(d / "mask.png")
     # the authors' resize (OpenCV bilinear, no antialiasing) of the image and of the {0, 1} mask
-    rgb256, mask256 = resize_cv2(read_rgb(d / "comp.png"), inputs["mask_01_uint8"].numpy())
+    rgb256, mask256 = resize_cv2(read_rgb(d / "comp.png"), _raw_mask(d / "mask.png"))
     assert np.array_equal(mask256, inputs["mask_256"].numpy())
     assert torch.equal(_norm(torch.from_numpy(rgb256)[None]), inputs["comp"])
     model = _bargainnet(dropout=False)
@@ -497,3 +504,16 @@ def test_protocol_option_only_for_models_that_have_it(tmp_path, capsys):
     # a committed small model has the option but cannot run the authors' 256-pixel protocol
     assert main(["harmonize", "--method", "dovenet-cpu", "--protocol", "official", *args]) == 2
     assert "needs num_downs 8" in capsys.readouterr().err
+
+
+def test_predict_uint8_reads_masks_as_the_authors_scripts():
+    """``predict_uint8`` takes the mask file's pixels: BargainNet keeps only 255 as foreground (``floor(v/255)``)."""
+    d = _official("e2e_bargainnet")
+    model = _bargainnet(dropout=False)
+    rgb, raw = read_rgb(d / "comp.png"), _raw_mask(d / "mask.png")
+    real = read_rgb(d / "real.png")
+    ref = _load(d / "outputs.pt")["harm_nodropout_uint8"].numpy()
+    _assert_u8_close(model.predict_uint8(rgb, raw, real), ref)
+    soft = np.where(raw == 255, 254, raw).astype(np.uint8)  # no pixel at 255: an empty mask for their reader
+    assert resize_cv2(rgb, soft)[1].max() == 0
+    assert not np.array_equal(model.predict_uint8(rgb, soft, real), ref)

@@ -19,14 +19,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", required=True, help="output file (png/jpg) or folder")
     p.add_argument("--method", default=None, help="registered model name or checkpoint (default: reinhard)")
     p.add_argument("--weights", default=None, metavar="FILE[,FILE]",
-                   help="weights for --method: the authors' file(s) (e.g. E.pth,G.pth, any order) or a harmbench "
-                        "checkpoint; without --method, a harmbench checkpoint names its own model")
+                   help="weights for --method: the authors' file(s) (comma-separated, any order, e.g. E.pth,G.pth) or a "
+                        "harmbench checkpoint (without --method: any harmbench checkpoint)")
     p.add_argument("--protocol", choices=("harmbench", "official"), default=None,
-                   help="harmbench (deterministic, any size) or official (the authors' test script: 256×256 output, "
-                        "train-mode BatchNorm, seeded dropout); models that have the option only")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model's randomness, e.g. official dropout (default 0)")
+                   help="official: the authors' test/inference chain exactly (resize, run mode, seeded dropout, rounding) "
+                        "for models that define one; the output is then written as their script writes it")
     p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. --option dropout=false (repeatable; values parsed as TOML, else strings)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the model's randomness: initialisation, the official protocol's dropout (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
     p.add_argument("--keep-all", action="store_true",
                    help="keep the model's output outside the mask too (always so under --protocol official)")
@@ -36,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harmbench.commands.eval import parse_options
+    from harmbench.errors import UserError
     from harmbench.eval.apply import harmonize_files, plan_jobs
 
     device = args.device
@@ -50,10 +52,16 @@ def run(args: argparse.Namespace) -> int:
     options = parse_options(args.options)
     if args.protocol is not None:
         options["protocol"] = args.protocol
-    if args.method is None and args.weights is not None:  # a harmbench checkpoint names its model
-        method, weights = args.weights, None
-    else:
-        method, weights = args.method or "reinhard", args.weights
+    method, weights = args.method or "reinhard", None
+    if args.weights:
+        from harmbench.models.official import is_harmbench_checkpoint, split_weights_spec
+
+        if args.method is None and is_harmbench_checkpoint(split_weights_spec(args.weights)):
+            method = args.weights  # a harmbench checkpoint names its own model
+        elif args.method is None:
+            raise UserError("--weights with the authors' files needs --method (the model they belong to)")
+        else:
+            weights = args.weights
     written = harmonize_files(method, jobs, device=device, keep_background=not args.keep_all, options=options,
                               seed=args.seed, weights=weights)
     for p in written:

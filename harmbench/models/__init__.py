@@ -5,7 +5,7 @@
 
 Registered: ``composite`` (identity), ``reinhard``, ``histmatch``, ``ychist``, ``xiao``,
 ``idt`` (colour transfer with the background as reference), ``hen-ctn``, ``dovenet``,
-``bargainnet``. Learned models take ``preset="full"|"small"``, their config fields and
+``bargainnet``, ``idih``, ``issam``. Learned models take ``preset="full"|"small"``, their config fields and
 ``seed``. ``load_weights(name, "E.pth,G.pth", protocol="official")`` loads the authors'
 checkpoints (or a harmbench checkpoint); ``list_cards()`` says where such weights come from;
 ``load_extractor``/``harmony_scores`` give BargainNet's no-reference harmony score.
@@ -29,6 +29,7 @@ from harmbench.models.bargainnet import BargainNet, BargainNetConfig
 from harmbench.models.classical import CompositeBaseline, TransferHarmonizer
 from harmbench.models.dovenet import DoveNet, DoveNetConfig, DoveNetDiscriminator
 from harmbench.models.hen_ctn import HENCTN, HENCTNConfig
+from harmbench.models.iharm import IDIH, ISSAM, IDIHConfig, ISSAMConfig
 
 __all__ = [
     "HENCTN",
@@ -41,6 +42,10 @@ __all__ = [
     "DoveNetDiscriminator",
     "HENCTNConfig",
     "Harmonizer",
+    "IDIH",
+    "IDIHConfig",
+    "ISSAM",
+    "ISSAMConfig",
     "LearnedHarmonizer",
     "ModelCard",
     "ModelInputError",

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,7 +29,9 @@ from harmbench.models.official import OfficialFormat, StateDict, register_offici
 from harmbench.models.pix2pix import (
     authors_train_mode,
     check_protocol,
+    check_uint8_pair,
     merge_inferred,
+    official_uint8,
     resize_cv2,
     run_official,
     unet_options,
@@ -205,6 +208,16 @@ class BargainNet(LearnedHarmonizer):
         if self.protocol != "official":
             return super().harmonize(composite, mask)
         return run_official(self, composite, mask, real, resize=resize_cv2, forward=self._official_forward)
+
+    def predict_uint8(self, image_u8: np.ndarray, mask: np.ndarray, real_u8: np.ndarray | None = None) -> np.ndarray:
+        """What the authors' ``test.py`` writes for one photo: ``image_u8`` (H,W,3) RGB uint8, the mask file's
+        pixels (H,W) uint8 0–255 (only 255 is foreground, as theirs) and optionally the real image (z_b
+        from its background; else from the composite's) -> uint8 (256, 256, 3). Follows ``dropout``/``seed``."""
+        rgb, raw = check_uint8_pair(image_u8, mask)
+        if real_u8 is not None:
+            real_u8, _ = check_uint8_pair(real_u8, raw)
+        out = official_uint8(self, rgb, raw, real_u8, resize=resize_cv2, forward=self._official_forward)
+        return out[0].permute(1, 2, 0).numpy()
 
     def _official_forward(self, x: torch.Tensor, mask: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
         with authors_train_mode(self, dropout=self.config.dropout, seed=self.config.seed):

@@ -324,7 +324,7 @@ class PresetMixin:
 
 MODELS: dict[str, Callable[..., Harmonizer]] = {}
 
-_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "pretrained")
+_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "iharm", "pretrained")
 
 
 def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[..., Harmonizer]]:

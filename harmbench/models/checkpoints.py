@@ -94,9 +94,9 @@ def remap_state_dict(
     ``rename(official_name)`` returns the harmbench name, or ``None`` for a tensor the authors'
     model holds but never uses (it is dropped). Raises :class:`ConfigError` (field ``weights``,
     message starting with ``where``) listing every missing, unexpected or mis-shaped tensor by
-    its official name (missing ones through ``official_name``, the inverse of ``rename``, when
-    given; else by the target's name); nothing is loaded in that case. Returns the mapped dict, cast to the
-    target's dtypes, with tolerated absent tensors filled from the target.
+    its official name (missing ones through ``official_name(harmbench_name)`` when given, else
+    by their harmbench name); nothing is loaded in that case. Returns the mapped dict, cast to
+    the target's dtypes, with tolerated absent tensors filled from the target.
     """
     own = target.state_dict() if isinstance(target, torch.nn.Module) else dict(target)
     mapped: StateDict = {}
@@ -112,11 +112,7 @@ def remap_state_dict(
             continue
         mapped[new] = v
         origin[new] = k
-    missing = [
-        official_name(k) if official_name is not None else k
-        for k in own
-        if k not in mapped and not (tolerate is not None and tolerate.search(k))
-    ]
+    missing = [k for k in own if k not in mapped and not (tolerate is not None and tolerate.search(k))]
     shapes = [
         f"{origin[k]} {tuple(v.shape)} (expected {tuple(own[k].shape)})"
         for k, v in mapped.items()
@@ -124,7 +120,7 @@ def remap_state_dict(
     ]
     problems = []
     if missing:
-        problems.append(f"missing: {_short(missing)}")
+        problems.append(f"missing: {_short(official_name(k) for k in missing) if official_name else _short(missing)}")
     if unexpected:
         problems.append(f"unexpected: {_short(unexpected)}")
     if shapes:

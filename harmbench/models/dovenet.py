@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,7 +31,9 @@ from harmbench.models.official import OfficialFormat, StateDict, register_offici
 from harmbench.models.pix2pix import (
     authors_train_mode,
     check_protocol,
+    check_uint8_pair,
     merge_inferred,
+    official_uint8,
     resize_pillow,
     run_official,
     unet_options,
@@ -207,6 +210,14 @@ class DoveNet(LearnedHarmonizer):
         if self.protocol != "official":
             return super().harmonize(composite, mask)
         return run_official(self, composite, mask, None, resize=resize_pillow, forward=self._official_forward)
+
+    def predict_uint8(self, image_u8: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """What the authors' ``test.py`` writes for one photo: ``image_u8`` (H,W,3) RGB uint8 and the mask
+        file's pixels (H,W) uint8 0–255 (soft masks dithered by ``convert('1')``, as theirs) ->
+        uint8 (256, 256, 3). Follows the config's ``dropout`` and ``seed``."""
+        rgb, raw = check_uint8_pair(image_u8, mask)
+        out = official_uint8(self, rgb, raw, None, resize=resize_pillow, forward=self._official_forward)
+        return out[0].permute(1, 2, 0).numpy()
 
     def _official_forward(self, x: torch.Tensor, mask: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
         with authors_train_mode(self.generator, dropout=self.config.dropout, seed=self.config.seed):

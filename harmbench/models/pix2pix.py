@@ -54,29 +54,35 @@ def to_uint8_hwc(x: torch.Tensor) -> np.ndarray:
 
 
 def mask_to_uint8(m: torch.Tensor) -> np.ndarray:
-    """``(1, H, W)`` mask {0, 1} -> ``uint8 (H, W)`` {0, 1}."""
-    return (m.detach()[0] > 0.5).to(torch.uint8).cpu().numpy()
+    """``(1, H, W)`` mask {0, 1} -> ``uint8 (H, W)`` {0, 255} (a mask file as the authors' scripts read it)."""
+    return ((m.detach()[0] > 0.5).to(torch.uint8) * 255).cpu().numpy()
 
 
-def resize_pillow(rgb: np.ndarray, mask01: np.ndarray, size: int = OFFICIAL_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """DoveNet's resize: image with Pillow ``BILINEAR`` (antialiased), mask (mode ``'1'``) with ``NEAREST``.
+def resize_pillow(rgb: np.ndarray, mask_raw: np.ndarray, size: int = OFFICIAL_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """DoveNet's reading and resize: image with Pillow ``BILINEAR`` (antialiased); mask converted to
+    mode ``'1'`` (Floyd–Steinberg dithering of a soft mask; the identity for {0, 255}) and resized
+    ``NEAREST``.
 
-    ``rgb``: ``uint8 (H, W, 3)``; ``mask01``: ``uint8 (H, W)`` {0, 1}. Returns both at ``size×size``.
+    ``rgb``: ``uint8 (H, W, 3)``; ``mask_raw``: ``uint8 (H, W)`` 0–255. Returns the image and the
+    mask {0, 1} (``uint8``) at ``size×size``.
     """
     from PIL import Image
 
     img = np.array(Image.fromarray(np.ascontiguousarray(rgb)).resize((size, size), Image.Resampling.BILINEAR))
-    m = Image.fromarray(np.ascontiguousarray(mask01, dtype=np.uint8) * 255).convert("1")
+    m = Image.fromarray(np.ascontiguousarray(mask_raw, dtype=np.uint8)).convert("1")
     mask = (np.asarray(m.resize((size, size), Image.Resampling.NEAREST)) > 0).astype(np.uint8)
     return img, mask
 
 
-def resize_cv2(rgb: np.ndarray, mask01: np.ndarray, size: int = OFFICIAL_SIZE) -> tuple[np.ndarray, np.ndarray]:
-    """BargainNet's resize (albumentations ``Resize`` = ``cv2.resize(INTER_LINEAR)``) for the image and the {0, 1} mask."""
+def resize_cv2(rgb: np.ndarray, mask_raw: np.ndarray, size: int = OFFICIAL_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """BargainNet's reading and resize: mask ``floor(v / 255)`` (only 255 is foreground), then
+    albumentations ``Resize`` = ``cv2.resize(INTER_LINEAR)`` (no antialiasing) for the image **and**
+    the {0, 1} mask. ``rgb`` ``uint8 (H, W, 3)``, ``mask_raw`` ``uint8 (H, W)`` 0–255 -> both at ``size×size``."""
     import cv2
 
+    mask01 = (np.asarray(mask_raw, dtype=np.float32) / 255.0).astype(np.uint8)
     img = cv2.resize(np.ascontiguousarray(rgb), (size, size), interpolation=cv2.INTER_LINEAR)
-    mask = cv2.resize(np.ascontiguousarray(mask01), (size, size), interpolation=cv2.INTER_LINEAR)
+    mask = cv2.resize(mask01, (size, size), interpolation=cv2.INTER_LINEAR)
     return img, mask
 
 
@@ -179,16 +185,47 @@ def run_official(
             got = tuple(real.shape) if isinstance(real, torch.Tensor) else type(real).__name__
             raise ModelInputError(f"real must have the composite's shape {tuple(composite.shape)}, got {got}")
         real, _ = validate_inputs(real, mask)
-    device = next(model.parameters()).device
     outs = []
-    with torch.no_grad():
-        for i in range(composite.shape[0]):
-            m01 = mask_to_uint8(mask[i])
-            rgb, m256 = resize(to_uint8_hwc(composite[i]), m01)
-            r = normalize_u8(resize(to_uint8_hwc(real[i]), m01)[0], device) if real is not None else None
-            outs.append(tensor2im(forward(normalize_u8(rgb, device), mask_tensor(m256, device), r)))
+    for i in range(composite.shape[0]):
+        r = to_uint8_hwc(real[i]) if real is not None else None
+        outs.append(official_uint8(model, to_uint8_hwc(composite[i]), mask_to_uint8(mask[i]), r,
+                                   resize=resize, forward=forward))
     out = torch.cat(outs).to(composite.dtype).div_(255.0)
     return out.to(composite.device)
+
+
+def official_uint8(
+    model: nn.Module,
+    rgb: np.ndarray,
+    mask_raw: np.ndarray,
+    real: np.ndarray | None,
+    *,
+    resize: Resize,
+    forward: Forward,
+) -> torch.Tensor:
+    """One image through the authors' ``test.py``: ``rgb`` (and ``real``) ``uint8 (H, W, 3)``, ``mask_raw``
+    ``uint8 (H, W)`` 0–255 -> uint8 ``(1, 3, 256, 256)`` (``tensor2im`` of the network output)."""
+    device = next(model.parameters()).device
+    rgb256, m256 = resize(rgb, mask_raw)
+    r = normalize_u8(resize(real, mask_raw)[0], device) if real is not None else None
+    with torch.no_grad():
+        return tensor2im(forward(normalize_u8(rgb256, device), mask_tensor(m256, device), r)).cpu()
+
+
+def check_uint8_pair(rgb: np.ndarray, mask_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate ``predict_uint8``'s arguments: ``(H, W, 3)`` uint8 and an ``(H, W)`` mask (uint8 0–255, or bool)."""
+    from harmbench.models.base import ModelInputError
+
+    rgb, mask_raw = np.asarray(rgb), np.asarray(mask_raw)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ModelInputError(f"predict_uint8 needs an (H, W, 3) uint8 RGB image, got {rgb.dtype} {rgb.shape}")
+    if mask_raw.shape != rgb.shape[:2]:
+        raise ModelInputError(f"mask shape {mask_raw.shape} does not match the image {rgb.shape[:2]}")
+    if mask_raw.dtype == bool:
+        mask_raw = mask_raw.astype(np.uint8) * 255
+    if mask_raw.dtype != np.uint8:
+        raise ModelInputError(f"predict_uint8 needs a uint8 (0–255) or bool mask, got {mask_raw.dtype}")
+    return rgb, mask_raw
 
 
 # --------------------------------------------------------------------------- the authors' U-Net layout
@@ -238,10 +275,12 @@ __all__ = [
     "PROTOCOLS",
     "authors_train_mode",
     "check_protocol",
+    "check_uint8_pair",
     "mask_tensor",
     "mask_to_uint8",
     "merge_inferred",
     "normalize_u8",
+    "official_uint8",
     "resize_cv2",
     "resize_pillow",
     "run_official",
