@@ -12,7 +12,10 @@ Two optional parts of the contract, for models ported from the authors' code:
 
 * ``protocol`` (attribute): ``"harmbench"`` (default: deterministic, eval mode, any size, output
   the input's size) or ``"official"`` (exactly the authors' test script: their resize, run mode,
-  seeded dropout and uint8 rounding; the output may then have the script's size, e.g. 256×256).
+  seeded dropout and uint8 rounding). Under ``"official"``, ``harmonize`` returns what each model
+  documents: the script's size (DoveNet, BargainNet: 256×256, uint8 values / 255) or the input's
+  size (iDIH/iSSAM: the prediction resized back); ``predict_uint8(image_u8 (H,W,3), mask (H,W)
+  0–255)`` returns exactly what the script writes (``harmbench harmonize`` writes that).
 * ``accepts_real`` (class attribute): when ``True``, ``harmonize(composite, mask, real=…)`` also
   takes the ground-truth image ``(N, 3, H, W)`` on 0–1, because the authors' test script reads
   it (BargainNet takes the background code from it). Evaluation passes it when available;
