@@ -517,3 +517,32 @@ def test_predict_uint8_reads_masks_as_the_authors_scripts():
     soft = np.where(raw == 255, 254, raw).astype(np.uint8)  # no pixel at 255: an empty mask for their reader
     assert resize_cv2(rgb, soft)[1].max() == 0
     assert not np.array_equal(model.predict_uint8(rgb, soft, real), ref)
+
+
+def test_card_names_stand_for_the_cached_authors_files(tmp_path, monkeypatch):
+    """``bargainnet-official`` / ``dovenet-official``: the cards' files imported into a weights cache, then named."""
+    import shutil
+
+    from harmbench.models.weights_cache import import_files
+
+    monkeypatch.setenv("HARMBENCH_WEIGHTS", str(tmp_path / "cache"))
+    files = {}
+    for folder, name in (("bargainnet_E", "latest_net_E.pth"), ("bargainnet_G", "latest_net_G.pth"), ("dovenet_G", "G")):
+        files[folder] = tmp_path / folder / ("latest_net_G.pth" if name == "G" else name)
+        files[folder].parent.mkdir()
+        shutil.copyfile(_official(folder, "state_dict.pt"), files[folder])
+    import_files("bargainnet-official", [files["bargainnet_G"], files["bargainnet_E"]])
+    import_files("dovenet-official", [files["dovenet_G"]])
+    model = load_weights("bargainnet", "bargainnet-official", protocol="official", dropout=False)
+    d = _official("e2e_bargainnet")
+    _assert_u8_close(model.predict_uint8(read_rgb(d / "comp.png"), _raw_mask(d / "mask.png"), read_rgb(d / "real.png")),
+                     _load(d / "outputs.pt")["harm_nodropout_uint8"].numpy())
+    ext = load_extractor("bargainnet-official")
+    assert ext.authors and "latest_net_E.pth" in ext.label
+    with pytest.raises(ConfigError, match="holds weights for model 'dovenet'"):
+        load_weights("bargainnet", "dovenet-official")
+    out = tmp_path / "out.png"
+    assert main(["harmonize", "--method", "dovenet", "--weights", "dovenet-official", "--protocol", "official",
+                 "--option", "dropout=false", "--device", "cpu", str(_official("e2e_dovenet", "comp.png")),
+                 str(_official("e2e_dovenet", "mask.png")), "-o", str(out)]) == 0
+    _assert_u8_close(read_rgb(out), _load(_official("e2e_dovenet", "outputs.pt"))["output_nodropout_uint8"].numpy())

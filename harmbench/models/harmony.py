@@ -55,22 +55,25 @@ def load_extractor(spec: str | os.PathLike | Sequence[str | os.PathLike] | None 
     """An :class:`Extractor` from ``spec``.
 
     ``None`` / a committed name (``bargainnet-cpu``) / a harmbench checkpoint -> harmbench's own
-    E; the authors' ``latest_net_E.pth`` alone, or their ``E.pth,G.pth`` pair -> the authors' E.
+    E; the authors' ``latest_net_E.pth`` alone, their ``E.pth,G.pth`` pair, or the card name
+    ``bargainnet-official`` (files in the weights cache) -> the authors' E.
     """
     from harmbench.models.checkpoints import sha256_file
     from harmbench.models.official import identify_role, is_harmbench_checkpoint, read_state_dict, split_weights_spec
     from harmbench.models.pix2pix import OFFICIAL_SIZE
 
-    spec = DEFAULT_EXTRACTOR if spec is None else spec
-    if isinstance(spec, str) and not Path(spec).exists() and "," not in spec:
-        from harmbench.models.pretrained import PRETRAINED, load_pretrained
+    from harmbench.models.pretrained import PRETRAINED, load_pretrained
 
-        if spec not in PRETRAINED or PRETRAINED[spec] != "bargainnet":
-            raise ConfigError("extractor", f"{spec}: no such file and not a committed BargainNet "
-                              f"({', '.join(k for k, v in PRETRAINED.items() if v == 'bargainnet')})")
+    spec = DEFAULT_EXTRACTOR if spec is None else spec
+    if isinstance(spec, str) and PRETRAINED.get(spec) == "bargainnet" and not Path(spec).exists():
         model = load_pretrained(spec, device=device)
         return Extractor(model.encoder.eval(), f"harmbench E ({spec}; not the authors' weights)", False, None)
-    paths = split_weights_spec(spec)
+    paths = split_weights_spec(spec, "bargainnet")  # files, or a model card's files in the weights cache
+    missing = [p for p in paths if not p.exists()]
+    if missing or not paths:
+        committed = ", ".join(k for k, v in PRETRAINED.items() if v == "bargainnet")
+        raise ConfigError("weights", f"{', '.join(map(str, missing)) or spec}: no such file, model card or committed "
+                          f"BargainNet ({committed})")
     if is_harmbench_checkpoint(paths):
         from harmbench.models.checkpoints import load_checkpoint
 

@@ -207,8 +207,8 @@ def resolve_weights(name: str, weights: Any, device: str = "cpu", seed: int = 0,
     opts = dict(options or {})
     if "seed" not in opts and _has_config_field(name, "seed"):
         opts["seed"] = int(seed)
-    paths = split_weights_spec(weights)
     try:
+        paths = split_weights_spec(weights, name)
         model = load_weights(name, paths, **opts)
     except UserError as exc:
         raise ModelLoadError(f"model {name!r} with weights {', '.join(map(str, paths))}: {exc}") from exc
@@ -220,7 +220,7 @@ def resolve_weights(name: str, weights: Any, device: str = "cpu", seed: int = 0,
 def weights_digest(paths: Any) -> str:
     """The weights hash of one or several files: the file's sha256, or the sha256 of the sorted per-file
     digests (so the order the files are given in does not matter)."""
-    files = sorted(file_sha256(checkpoint_weights_file(p)) for p in paths)
+    files = sorted({file_sha256(checkpoint_weights_file(p)) for p in paths})  # a sidecar counts as its weights
     return files[0] if len(files) == 1 else hashlib.sha256("".join(files).encode()).hexdigest()
 
 
