@@ -19,8 +19,19 @@ from conftest import shared_path
 from harmbench.cli import main
 from harmbench.errors import ConfigError, UserError
 from harmbench.imaging import encode_image, read_rgb
-from harmbench.models import get_model, harmony_scores, load_extractor, load_weights, save_converted
-from harmbench.models.pix2pix import authors_train_mode, resize_cv2, resize_pillow, tensor2im
+from harmbench.models import (
+    get_model,
+    harmony_scores,
+    load_extractor,
+    load_weights,
+    save_converted,
+)
+from harmbench.models.pix2pix import (
+    authors_train_mode,
+    resize_cv2,
+    resize_pillow,
+    tensor2im,
+)
 
 pytestmark = [pytest.mark.shared, pytest.mark.usefixtures("torch_one_thread")]
 

@@ -54,7 +54,10 @@ def run(args: argparse.Namespace) -> int:
         options["protocol"] = args.protocol
     method, weights = args.method or "reinhard", None
     if args.weights:
-        from harmbench.models.official import is_harmbench_checkpoint, split_weights_spec
+        from harmbench.models.official import (
+            is_harmbench_checkpoint,
+            split_weights_spec,
+        )
 
         if args.method is None and is_harmbench_checkpoint(split_weights_spec(args.weights)):
             method = args.weights  # a harmbench checkpoint names its own model

@@ -59,9 +59,13 @@ def load_extractor(spec: str | os.PathLike | Sequence[str | os.PathLike] | None 
     ``bargainnet-official`` (files in the weights cache) -> the authors' E.
     """
     from harmbench.models.checkpoints import sha256_file
-    from harmbench.models.official import identify_role, is_harmbench_checkpoint, read_state_dict, split_weights_spec
+    from harmbench.models.official import (
+        identify_role,
+        is_harmbench_checkpoint,
+        read_state_dict,
+        split_weights_spec,
+    )
     from harmbench.models.pix2pix import OFFICIAL_SIZE
-
     from harmbench.models.pretrained import PRETRAINED, load_pretrained
 
     spec = DEFAULT_EXTRACTOR if spec is None else spec
@@ -98,7 +102,13 @@ def harmony_codes(ext: Extractor, composite: torch.Tensor, mask: torch.Tensor) -
     ``ext.size`` when set, one at a time; else the batch at its own size).
     """
     from harmbench.models.base import validate_inputs
-    from harmbench.models.pix2pix import mask_tensor, mask_to_uint8, normalize_u8, resize_cv2, to_uint8_hwc
+    from harmbench.models.pix2pix import (
+        mask_tensor,
+        mask_to_uint8,
+        normalize_u8,
+        resize_cv2,
+        to_uint8_hwc,
+    )
 
     composite, mask = validate_inputs(composite, mask)
     enc = ext.encoder
