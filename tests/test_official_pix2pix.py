@@ -339,6 +339,12 @@ def test_converted_checkpoint_round_trips(tmp_path):
     assert own.keys() == other.keys() and all(torch.equal(own[k], other[k]) for k in own)
     comp, mask = _png_rgb(_official("e2e_dovenet", "comp.png")), _png_mask(_official("e2e_dovenet", "mask.png"))
     assert torch.equal(model.harmonize(comp, mask), back.harmonize(comp, mask))
+    # BargainNet's two files become one checkpoint
+    bn = _bargainnet(seed=2)
+    save_converted(bn, tmp_path / "bargainnet-authors")
+    bn_back = load_weights("bargainnet", str(tmp_path / "bargainnet-authors.json"))
+    assert bn_back.config == bn.config
+    assert all(torch.equal(v, bn_back.state_dict()[k]) for k, v in bn.state_dict().items())
     # run-time options may change on load; the weights' own options may not
     assert load_weights("dovenet", tmp_path / "dovenet-authors.safetensors", protocol="harmbench").protocol == "harmbench"
 

@@ -57,7 +57,8 @@ class BargainNetConfig(PresetMixin):
         dropout, attention: as DoveNet.
         encoder_width: first width of E (64). encoder_norm: E's norm (``batch``).
         code_scale_init: initial value of the learnable code scale (0.1); clamped at 0.001.
-        recomposite: ``harmonize`` returns ``out·M + comp·(1−M)`` instead of the raw output.
+        recomposite: ``harmonize`` returns ``out·M + comp·(1−M)`` instead of the raw output (harmbench
+            protocol only; the authors evaluate the raw output).
         protocol: ``harmbench`` (eval mode, batched, padded, any size; z_b from the composite) or
             ``official`` (the authors' ``test.py``: OpenCV bilinear resize of image and mask to
             256×256, E and G in train mode per image, Dropout active when ``dropout``, uint8

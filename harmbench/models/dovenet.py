@@ -52,12 +52,13 @@ class DoveNetConfig(PresetMixin):
         ngf: generator base width (64).
         num_downs: U-Net downsamplings (8 -> input multiple of 256; 7 -> 128).
         norm: ``batch`` or ``instance`` (generator and discriminator).
-        dropout: Dropout(0.5) in the intermediate ngf·8 blocks.
+        dropout: Dropout(0.5) in the intermediate ngf·8 blocks (training, and the official protocol).
         attention: the three attention gates.
         ndf: discriminator base width (64).
         d_layers: stride-2 layers of each discriminator encoder (6 -> 1×1 codes at 256 px).
         discriminator: build the discriminator (not needed for inference).
-        recomposite: ``harmonize`` returns ``out·M + comp·(1−M)`` instead of the raw output.
+        recomposite: ``harmonize`` returns ``out·M + comp·(1−M)`` instead of the raw output (harmbench
+            protocol only; the authors evaluate the raw output).
         protocol: ``harmbench`` (eval mode, batched, replicate-padded, any size) or ``official``
             (the authors' ``test.py``: Pillow resize to 256×256, train-mode BatchNorm per image,
             Dropout active when ``dropout``, uint8 truncation; output at 256×256).
