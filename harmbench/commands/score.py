@@ -80,10 +80,10 @@ def run_no_reference(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.no_reference:
         return run_no_reference(args)
+    from tqdm import tqdm
+
     from harmbench.eval.report import write_json
     from harmbench.eval.score import ScoreOptions, score_dataset
-
-    from tqdm import tqdm
 
     def report_skip(s) -> None:
         tqdm.write(f"skipped {s.path}: {s.reason}", file=sys.stderr)  # does not break a running progress bar

@@ -123,9 +123,9 @@ def _spec(lb: Leaderboard, cell: Cell, lpips: tuple[bool, str | None], workers: 
 
 
 def _expected(lb: Leaderboard, cell: Cell, lpips: bool, data_desc: dict[str, Any]) -> dict[str, Any]:
+    from harmbench.metrics import get_profile
     from harmbench.models.checkpoints import sha256_file as file_sha256
     from harmbench.models.resolve import checkpoint_weights_file
-    from harmbench.metrics import get_profile
 
     prof = get_profile(lb.profile)
     exp: dict[str, Any] = {

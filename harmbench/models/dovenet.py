@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from harmbench.models.base import LearnedHarmonizer, PresetMixin, register_model
-from harmbench.models.layers import PartialConv2d, init_normal, norm_layer, spectral, uses_bias
 from harmbench.models.cards import ModelCard, WeightFile, register_card
+from harmbench.models.layers import PartialConv2d, init_normal, norm_layer, spectral, uses_bias
 from harmbench.models.official import OfficialFormat, StateDict, register_official_format, remap_state_dict
 from harmbench.models.pix2pix import (
     authors_train_mode,
