@@ -420,6 +420,18 @@ def test_eval_scores_every_other_shard_and_lists_the_broken_ones(tmp_path, capsy
     assert main([*args, "--strict"]) == 1  # the finished run is reused; --strict turns the damage into status 1
 
 
+def test_leaderboard_run_refuses_a_missing_checkpoint_before_any_build(tmp_path, capsys):
+    lb = tmp_path / "lb" / "leaderboard.toml"
+    lb.parent.mkdir()
+    lb.write_text('[leaderboard]\nlpips = false\n\n[[datasets]]\nname = "c"\nrecipe = "r.toml"\n\n'
+                  '[[models]]\nname = "dovenet"\ncheckpoint = "nope.safetensors"\n')
+    (lb.parent / "r.toml").write_text("")  # never read: the check comes first
+    assert main(["leaderboard", "run", str(lb), "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "model 'dovenet': checkpoint not found: " in err and "nope.safetensors" in err
+    assert not (lb.parent / "runs").exists()
+
+
 def test_leaderboard_footnotes_name_broken_shards(tmp_path, capsys):
     rows = write_shard_dir(tmp_path / "ds")
     _break_shards(tmp_path / "ds", rows)
@@ -506,7 +518,6 @@ def test_recipe_toml_errors_name_file_and_field(tmp_path, find, replace, field, 
         ("seed = 0", "colour = 1", "leaderboard.colour"),
         ("limit = 5", "limit = 0", "datasets[0].limit"),
         ("limit = 5", "limit = inf", "datasets[0].limit"),
-        ('name = "composite"', 'name = "composite"\ncheckpoint = "nope.pt"', "models[0].checkpoint"),
         ('path = "DATA"', 'path = "does/not/exist"', "datasets[0].path"),
         ("[[models]]", '[[models]]\noptions = { k = nan }\n', "models[0].options.k"),
     ],
