@@ -1,4 +1,4 @@
-"""A torch ``IterableDataset`` over harmbench shards.
+"""A torch ``IterableDataset`` over harmbench shards, built on ``webdataset``'s pipeline.
 
 Tensors: ``composite`` and ``real`` are ``float32 (3, H, W)`` on the **0–1**
 scale (RGB); ``mask`` is ``float32 (1, H, W)`` with values in **{0, 1}**
@@ -12,6 +12,14 @@ DataLoader workers of each node. With at least as many shards as
 ``world_size × num_workers`` each slot reads whole shards; otherwise every
 slot reads all shards and keeps every n-th sample. Either way each sample is
 yielded exactly once per epoch across all slots (slots may get unequal counts).
+
+The stream is a ``webdataset.DataPipeline``: shard list → this slot's shards →
+samples → ``webdataset.shuffle`` buffer → decode. Tar members are expanded into
+samples by :func:`harmbench.data.shards.iter_tar_samples` rather than webdataset's
+own expander, because a damaged shard must be reported with the shard and the
+member (and a tar cut between two members must not pass for a shorter one),
+which webdataset's expander does not tell. For random access by index see
+:mod:`harmbench.data.indexed` (``wids``).
 """
 
 from __future__ import annotations
@@ -125,39 +133,36 @@ class HarmonizationShards(IterableDataset):
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         return rank * nw + wid, world * nw
 
-    def _raw(self, slot: int, nslots: int) -> Iterator[dict[str, Any]]:
+    def _ordered_shards(self) -> list[str]:
         shards = list(self.shards)
         if self.shuffle:
             random.Random(f"{self.seed}:{self.epoch}:shards").shuffle(shards)
-        if len(shards) >= nslots:
-            for s in shards[slot::nslots]:
-                yield from self._samples(s)
-        else:
-            i = 0
-            for s in shards:
-                for sample in self._samples(s):
-                    if i % nslots == slot:
-                        yield sample
-                    i += 1
+        return shards
 
     def _samples(self, shard: str) -> Iterator[dict[str, Any]]:
         """Raw samples of one shard (a damaged shard raises :class:`~harmbench.data.shards.ShardError`)."""
         return iter_tar_samples(shard)
 
-    def _shuffled(self, it: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
-        if self.shuffle <= 1:
-            yield from it
-            return
-        buf: list[dict[str, Any]] = []
-        for s in it:
-            if len(buf) < self.shuffle:
-                buf.append(s)
-                continue
-            j = rng.randrange(len(buf))
-            buf[j], s = s, buf[j]
-            yield s
-        rng.shuffle(buf)
-        yield from buf
+    def pipeline(self, slot: int, nslots: int, rng: random.Random) -> Iterator[dict[str, Any]]:
+        """The decoded items of slot ``slot`` of ``nslots`` (see the module docstring)."""
+        import webdataset as wds
+
+        shards = self._ordered_shards()
+        by_shard = len(shards) >= nslots
+        stages: list[Any] = [wds.SimpleShardList(shards)]
+        if by_shard:
+            stages.append(_every(slot, nslots))
+        stages.append(self._expand)
+        if not by_shard:
+            stages.append(_every(slot, nslots))
+        if self.shuffle > 1:
+            stages.append(wds.shuffle(self.shuffle, initial=self.shuffle, rng=rng))
+        stages.append(wds.map(lambda sample: self.decode(sample, rng)))
+        return iter(wds.DataPipeline(*stages))
+
+    def _expand(self, sources: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for src in sources:
+            yield from self._samples(src["url"])
 
     def decode(self, sample: dict[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
         """Raw sample (field -> bytes) -> item dict of tensors (see the module docstring)."""
@@ -207,9 +212,18 @@ class HarmonizationShards(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         slot, nslots = self._slot()
-        rng = random.Random(f"{self.seed}:{self.epoch}:{slot}")
-        for sample in self._shuffled(self._raw(slot, nslots), rng):
-            yield self.decode(sample, rng)
+        return self.pipeline(slot, nslots, random.Random(f"{self.seed}:{self.epoch}:{slot}"))
+
+
+def _every(slot: int, nslots: int) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """Pipeline stage keeping the items ``slot``, ``slot + nslots``, … of a stream."""
+
+    def stage(items: Iterator[Any]) -> Iterator[Any]:
+        for i, item in enumerate(items):
+            if i % nslots == slot:
+                yield item
+
+    return stage
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:
