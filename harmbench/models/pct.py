@@ -39,8 +39,8 @@ def pct_transform(x: torch.Tensor, params: torch.Tensor, mean: torch.Tensor, std
     rows = []
     for r in range(3):
         acc = t[:, 3 * r : 3 * r + 1] * x[:, 0:1]
-        acc = acc + t[:, 3 * r + 1 : 3 * r + 2] * x[:, 1:2]
-        acc = acc + t[:, 3 * r + 2 : 3 * r + 3] * x[:, 2:3]
+        acc = acc.addcmul(t[:, 3 * r + 1 : 3 * r + 2], x[:, 1:2])
+        acc = acc.addcmul(t[:, 3 * r + 2 : 3 * r + 3], x[:, 2:3])
         rows.append(acc + b[:, r : r + 1])
     y = torch.cat(rows, dim=1)
     if clamp:
@@ -103,7 +103,8 @@ class BicubicRows:
 
     The horizontal pass is done once (N,C,h,W); :meth:`rows` returns output rows ``[y0, y1)``
     as (N,C,y1−y0,W). Equal to ``F.interpolate(x, (H, W), mode="bicubic", align_corners=False)``
-    up to float32 rounding.
+    up to float32 rounding. Without autograd, bands are computed in two reused buffers (no
+    per-band allocation); the returned tensor is overwritten by the next call then.
     """
 
     def __init__(self, x: torch.Tensor, size: tuple[int, int]):
@@ -113,9 +114,23 @@ class BicubicRows:
         self.wide = _taps_sum(x, xi, xw.to(x.dtype), dim=3)
         self.yi, self.yw = cubic_taps(size[0], h, x.device)
         self.yw = self.yw.to(x.dtype)
+        self._buf: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def rows(self, y0: int, y1: int) -> torch.Tensor:
-        return _taps_sum(self.wide, self.yi[y0:y1], self.yw[y0:y1], dim=2)
+        if torch.is_grad_enabled() and self.wide.requires_grad:
+            return _taps_sum(self.wide, self.yi[y0:y1], self.yw[y0:y1], dim=2)
+        n, c, _, w = self.wide.shape
+        r = y1 - y0
+        if self._buf is None or self._buf[0].shape[2] < r:
+            self._buf = (self.wide.new_empty((n, c, r, w)), self.wide.new_empty((n, c, r, w)))
+        out, tap = self._buf[0][:, :, :r], self._buf[1][:, :, :r]
+        idx, wt = self.yi[y0:y1], self.yw[y0:y1]
+        torch.index_select(self.wide, 2, idx[:, 0], out=out)
+        out.mul_(wt[:, 0].view(1, 1, -1, 1))
+        for k in range(1, 4):
+            torch.index_select(self.wide, 2, idx[:, k], out=tap)
+            out.addcmul_(tap, wt[:, k].view(1, 1, -1, 1))
+        return out
 
 
 # --------------------------------------------------------------------------- full resolution
@@ -135,7 +150,7 @@ def apply_fullres(
     *,
     mean: torch.Tensor,
     std: torch.Tensor,
-    tile_rows: int = 256,
+    tile_rows: int = 128,
     clamp_attention: bool = False,
 ) -> None:
     """Apply low-resolution PCT parameters at full resolution ``size = (H, W)``, band by band.
