@@ -5,8 +5,9 @@
 
 Registered: ``composite`` (identity), ``reinhard``, ``histmatch``, ``ychist``, ``xiao``,
 ``idt`` (colour transfer with the background as reference), ``hen-ctn``, ``dovenet``,
-``bargainnet``, ``pctnet-cnn``, ``pctnet-vit`` (PCT-Net: a per-pixel colour transform
-predicted at 256 px and applied at the photo's own size). Learned models take ``preset="full"|"small"``, their config fields and
+``bargainnet``, ``idih``, ``issam``, ``pctnet-cnn``, ``pctnet-vit`` (PCT-Net: a per-pixel colour
+transform predicted at 256 px and applied at the photo's own size). Learned models take
+``preset="full"|"small"``, their config fields and
 ``seed``.
 """
 
@@ -25,6 +26,7 @@ from harmbench.models.bargainnet import BargainNet, BargainNetConfig
 from harmbench.models.classical import CompositeBaseline, TransferHarmonizer
 from harmbench.models.dovenet import DoveNet, DoveNetConfig, DoveNetDiscriminator
 from harmbench.models.hen_ctn import HENCTN, HENCTNConfig
+from harmbench.models.iharm import IDIH, ISSAM, IDIHConfig, ISSAMConfig
 from harmbench.models.pctnet import PCTNet, PCTNetCNN, PCTNetCNNConfig, PCTNetViT, PCTNetViTConfig
 
 __all__ = [
@@ -38,6 +40,10 @@ __all__ = [
     "DoveNetDiscriminator",
     "HENCTNConfig",
     "Harmonizer",
+    "IDIH",
+    "IDIHConfig",
+    "ISSAM",
+    "ISSAMConfig",
     "LearnedHarmonizer",
     "ModelInputError",
     "PCTNet",
