@@ -347,3 +347,27 @@ def test_small_preset_trains(net):
     # starts near the identity: the untrained model barely changes the composite
     fresh = get_model(net, preset="small", seed=0, lowres=32)
     assert (fresh.harmonize(comp, mask) - comp).abs().max() < 0.1
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize("net", ["pctnet_vit", "pctnet_cnn"])
+def test_cli_harmonize_official(tmp_path, e2e, net):
+    """``harmbench harmonize --method pctnet-… --weights FILE --protocol official IN.png MASK.png -o OUT.png`` writes
+    the authors' result at the photo's own size (640×480) within one level."""
+    from harmbench.cli import main
+    from harmbench.imaging import encode_image, read_rgb
+
+    _, inp, out = e2e
+    img, msk, dst = tmp_path / "in.png", tmp_path / "mask.png", tmp_path / "out.png"
+    img.write_bytes(encode_image(inp["comp_uint8"][0].numpy(), "png"))
+    msk.write_bytes(encode_image(inp["mask_uint8"][0].numpy(), "png"))
+    argv = ["harmonize", "--method", net.replace("_", "-"), "--weights", str(weights_file(net)), "--protocol", "official",
+            "--device", "cpu", str(img), str(msk), "-o", str(dst)]
+    assert main(argv) == 0
+    got = read_rgb(dst).astype(int)
+    ref = np.clip(np.rint(out[f"{net}.eval_fixed256.pred_fullres_float"][0].numpy()), 0, 255)
+    assert got.shape == ref.shape == (480, 640, 3)
+    d = np.abs(got - ref)
+    assert d.max() <= 1 and (d > 0).mean() <= U8_FRACTION
