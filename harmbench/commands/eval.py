@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="SHARDS|IHARMONY4_ROOT|FOLDER",
                    help="built shard directory, iHarmony4 root or flat triplet folder")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (created; resumed when it exists)")
-    p.add_argument("--profile", default="harmbench", help="metric profile: harmbench (default), iharm, dovenet, zhenglab")
+    p.add_argument("--profile", default="harmbench", help="metric profile: harmbench (default), iharm, dovenet, zhenglab, pctnet, dccf")
     p.add_argument("--resize", default="fixed256", help="fixed256 (default), limit1024 or none")
     p.add_argument("--split", default="test", help="split to evaluate (default test; 'all' for every sample)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")

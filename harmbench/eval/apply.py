@@ -69,7 +69,7 @@ def harmonize_arrays(model, composite: np.ndarray, mask: np.ndarray, device: str
     """``uint8 (H, W, 3)`` composite + ``bool (H, W)`` mask -> harmonized ``uint8 (H, W, 3)``."""
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(composite)).permute(2, 0, 1)[None].float().div(255.0).to(device)
+    x = torch.from_numpy(np.require(composite, requirements=["C", "W"])).permute(2, 0, 1)[None].float().div(255.0).to(device)
     m = torch.from_numpy(mask.astype(np.float32))[None, None].to(device)
     with torch.no_grad():
         y = model.harmonize(x, m)

@@ -83,6 +83,30 @@ def checkpoint_weights_file(path: PathLike) -> Path:
     return p
 
 
+def _is_card(name: str) -> bool:
+    from harmbench.models.cards import list_cards
+
+    return any(c.name == name for c in list_cards())
+
+
+def resolve_card(name: str, device: str = "cpu", options: Mapping[str, Any] | None = None) -> ResolvedModel:
+    """The model of card ``name`` with the card's files from the weights cache (an error says how to
+    fetch or import them when they are missing). The weights hash covers every file (sorted by hash)."""
+    from harmbench.models.cards import get_card
+    from harmbench.models.official import load_weights, split_weights_spec
+
+    card = get_card(name)
+    try:
+        paths = split_weights_spec(name, card.model)
+        model = load_weights(card.model, paths, **dict(options or {}))
+    except UserError as exc:
+        raise ModelLoadError(f"model card {name!r}: {exc}") from exc
+    model = model.to(device)
+    digests = sorted(file_sha256(p) for p in paths if p.suffix != ".json")  # a sidecar is not weights
+    digest = digests[0] if len(digests) == 1 else hashlib.sha256("".join(digests).encode()).hexdigest()
+    return ResolvedModel(name, model, digest, _model_config(model), f"card:{name}")
+
+
 def load_checkpoint_model(path: PathLike, device: str = "cpu") -> Any:
     """A learned model from a checkpoint: a harmbench checkpoint (``<name>.safetensors`` + ``<name>.json``,
     read with :func:`harmbench.train.load_checkpoint`) or a torch file
@@ -149,7 +173,8 @@ def _state_hash(model: Any, prefix: str) -> str | None:
 
 def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mapping[str, Any] | None = None) -> ResolvedModel:
     """``spec``: a registered model name (built-in or from an installed package's ``harmbench.models``
-    entry point), ``"package.module:factory"``, a checkpoint path, or an object with ``harmonize``.
+    entry point), ``"package.module:factory"``, a checkpoint path, a model card's name (its files
+    from the weights cache, :func:`resolve_card`), or an object with ``harmonize``.
 
     Names build the model with ``options`` (e.g. ``preset="small"``) and ``seed``; a factory is
     called with ``options``; existing files are loaded as checkpoints (their sha256 is the weights hash).
@@ -175,6 +200,8 @@ def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mappin
             model = model.to(device)
         cfg = {**_model_config(model), "factory": text, "options": json_safe(opts)}
         return ResolvedModel(text, model, _state_hash(model, "factory:"), cfg, f"factory:{text}")
+    if text not in available_models() and _is_card(text):
+        return resolve_card(text, device, opts)
     if text not in available_models():
         hint = " (no such checkpoint file either)" if any(c in text for c in "/\\.") else ""
         raise ModelLoadError(
