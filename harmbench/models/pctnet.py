@@ -184,6 +184,11 @@ class PCTNet(LearnedHarmonizer):
         The mask must be binary under ``harmbench``; under ``official`` soft values on [0, 1]
         are taken as given, as the authors' predictor does.
         """
+        return self.harmonize_multires(composite, mask)[0]
+
+    def harmonize_multires(self, composite: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`harmonize`, plus the network's own low-resolution result: ``(full (N,3,H,W),
+        low (N,3,s,s))``, both RGB on 0–1 (``s`` = ``lowres``; the authors' script scores both)."""
         if self.protocol == "official" and isinstance(mask, torch.Tensor) and mask.is_floating_point():
             binary = (mask > 0.5).to(mask.dtype)
             composite, _ = validate_inputs(composite, binary)
@@ -219,7 +224,8 @@ class PCTNet(LearnedHarmonizer):
                 self._apply_bands(low.params[i : i + 1], low.attention[i : i + 1], size, read, write)
         if getattr(self.config, "recomposite", False):
             out = out * m + x * (1 - m)
-        return out.to(device=composite.device, dtype=composite.dtype)
+        lowres = self.denormalize_255(low.images).div_(255.0)
+        return out.to(device=composite.device, dtype=composite.dtype), lowres.to(device=composite.device, dtype=composite.dtype)
 
     def predict(self, composite: np.ndarray, mask: np.ndarray, *, out_dtype: str = "uint8") -> Prediction:
         """One photo: uint8 (H,W,3) RGB and its mask (H,W) -> :class:`Prediction` at the photo's own size.
