@@ -218,7 +218,7 @@ def test_bands_do_not_change_the_result(models, e2e):
 
 def test_harmbench_protocol_low_resolution_input(models, e2e):
     """``harmbench`` feeds the network an antialiased float resize (no 8-bit rounding) and needs a binary mask."""
-    _, inp, out = e2e
+    _, inp, _ = e2e
     ref = models["pctnet_vit"]
     model = get_model("pctnet-vit", protocol="harmbench")
     model.load_state_dict(ref.state_dict())

@@ -162,7 +162,7 @@ def apply_fullres(
     Scratch memory is about ``(12·4 + 40)·tile_rows·W`` floats plus ``12·h·W`` for the
     horizontal pass.
     """
-    h_out, w_out = size
+    h_out = size[0]
     if tile_rows < 1:
         raise ValueError(f"tile_rows must be >= 1, got {tile_rows}")
     p_rows = BicubicRows(params, size)

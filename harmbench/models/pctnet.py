@@ -38,8 +38,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmbench.errors import ConfigError
-from harmbench.models.base import LearnedHarmonizer, ModelInputError, PresetMixin, register_model, validate_inputs
-from harmbench.models.pct import BicubicRows, apply_fullres, identity_params, pct_transform
+from harmbench.models.base import (
+    LearnedHarmonizer,
+    ModelInputError,
+    PresetMixin,
+    register_model,
+    validate_inputs,
+)
+from harmbench.models.pct import (
+    apply_fullres,
+    identity_params,
+    pct_transform,
+)
 from harmbench.models.ssam import FusionHead, SSAMBackbone
 from harmbench.models.vit import ViTBackbone
 

@@ -17,7 +17,12 @@ import torch
 
 from harmbench.errors import ConfigError
 from harmbench.models.cards import ModelCard, WeightFile, register_card
-from harmbench.models.official import OfficialFormat, StateDict, register_official_format, remap_state_dict
+from harmbench.models.official import (
+    OfficialFormat,
+    StateDict,
+    register_official_format,
+    remap_state_dict,
+)
 from harmbench.models.ssam import official_ssam_name, ssam_options_from_state_dict
 
 SOURCE = "https://github.com/rakutentech/PCT-Net-Image-Harmonization"
