@@ -264,6 +264,18 @@ def test_widths_are_inferred_from_shapes(tmp_path, net, preset, expect):
         assert torch.equal(loaded.state_dict()[k], v), k
 
 
+def test_converted_checkpoint_round_trip(tmp_path, models):
+    """The authors' file converted to a harmbench checkpoint loads back identically (protocol as an override)."""
+    from harmbench.models.official import save_converted
+
+    src = models["pctnet_cnn"]
+    sidecar = save_converted(src, tmp_path / "pctnet-cnn", source={"file": "PCTNet_CNN.pth"})
+    back = load_weights("pctnet-cnn", sidecar, protocol="official")
+    assert back.config == src.config
+    for k, v in src.state_dict().items():
+        assert torch.equal(back.state_dict()[k], v), k
+
+
 def test_errors_name_the_problem(tmp_path):
     sd = torch.load(weights_file("pctnet_vit"), map_location="cpu", weights_only=True)
     # a ViT file given for the CNN

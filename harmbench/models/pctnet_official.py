@@ -130,10 +130,10 @@ register_official_format(OfficialFormat("pctnet-cnn", ("model",), identify_cnn, 
 register_card(ModelCard(
     name="pctnet-vit-official",
     model="pctnet-vit",
-    source=SOURCE,
+    source="rakutentech/PCT-Net-Image-Harmonization",
     commit=COMMIT,
     code_license="MPL-2.0",
-    weights_license="MPL-2.0 (committed in the source repository; no separate weight licence stated)",
+    weights_license="not stated separately (committed in the repository: MPL-2.0)",
     files=(WeightFile(
         role="model", filename="PCTNet_ViT.pth", url=f"{RAW}/PCTNet_ViT.pth",
         manual="in the repository at pretrained_models/PCTNet_ViT.pth (git blob 4c7fdd95916f68bcde8a318d24c1f0cac25a783d)",
@@ -154,10 +154,10 @@ register_card(ModelCard(
 register_card(ModelCard(
     name="pctnet-cnn-official",
     model="pctnet-cnn",
-    source=SOURCE,
+    source="rakutentech/PCT-Net-Image-Harmonization",
     commit=COMMIT,
     code_license="MPL-2.0",
-    weights_license="MPL-2.0 (committed in the source repository; no separate weight licence stated)",
+    weights_license="not stated separately (committed in the repository: MPL-2.0)",
     files=(WeightFile(
         role="model", filename="PCTNet_CNN.pth", url=f"{RAW}/PCTNet_CNN.pth",
         manual="in the repository at pretrained_models/PCTNet_CNN.pth (git blob fb02dd3048483fef8bcb16caeb9b18224e2ccc2b)",
