@@ -100,7 +100,8 @@ def test_export_matches_an_independent_recomputation(board, tmp_path):
     ctx = export_leaderboard(board, "md,csv,tex,html,png,grid", out=out)
     lb = load_leaderboard(board)
     res = pd.read_csv(out / "results.csv")
-    assert list(res.columns[:4]) == ["dataset", "method", "subset", "n"]
+    assert list(res.columns[:5]) == ["dataset", "method", "subset", "n", "protocol"]
+    assert set(res["protocol"]) == {"harmbench"}  # which protocol produced each row
     for m in ("mse", "psnr", "fmse", "fpsnr", "ssim", "lpips"):
         assert {m, f"{m}_lo", f"{m}_hi"} <= set(res.columns)
     for model in lb.models[:2]:
@@ -130,7 +131,7 @@ def test_export_matches_an_independent_recomputation(board, tmp_path):
     comp = pd.read_csv(out / "comparisons.csv")
     assert set(comp["baseline"]) == {"composite"} and set(comp["method"]) == {"Reinhard (bg)"}
     md = (out / "results.md").read_text()
-    assert "| composite |" in md and "Reinhard (bg)" in md and "bootstrap" in md
+    assert "| composite | harmbench |" in md and "Reinhard (bg)" in md and "bootstrap" in md
     assert "checkpoint not found" in md  # the skipped optional model is noted
     assert "Published" not in md
     tex = (out / "results.tex").read_text()

@@ -66,7 +66,11 @@ def plan_jobs(image: PathLike, mask: PathLike, out: PathLike) -> list[Job]:
 
 
 def harmonize_arrays(model, composite: np.ndarray, mask: np.ndarray, device: str = "cpu", keep_background: bool = True) -> np.ndarray:
-    """``uint8 (H, W, 3)`` composite + ``bool (H, W)`` mask -> harmonized ``uint8 (H, W, 3)``."""
+    """``uint8 (H, W, 3)`` composite + ``bool (H, W)`` mask -> harmonized ``uint8 (H, W, 3)``.
+
+    A model under the authors' protocol (``model.protocol == "official"``) returns what their
+    test script writes: its raw output at the script's size (e.g. 256×256), never re-composited.
+    """
     import torch
 
     x = torch.from_numpy(np.require(composite, requirements=["C", "W"])).permute(2, 0, 1)[None].float().div(255.0).to(device)
@@ -74,17 +78,19 @@ def harmonize_arrays(model, composite: np.ndarray, mask: np.ndarray, device: str
     with torch.no_grad():
         y = model.harmonize(x, m)
     out = (y[0].clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
-    if keep_background:
+    if keep_background and getattr(model, "protocol", "harmbench") != "official":
         out = np.where(mask[..., None], out, composite)
     return out
 
 
 def harmonize_files(method: Any, jobs: Iterable[Job], *, device: str = "cpu", keep_background: bool = True,
-                    options: dict | None = None, seed: int = 0) -> list[Path]:
-    """Run ``method`` (model name, checkpoint path or a loaded model) on every job; returns the written files."""
+                    options: dict | None = None, seed: int = 0, weights: str | None = None) -> list[Path]:
+    """Run ``method`` (model name, checkpoint path or a loaded model; with ``weights``, the registry
+    model those files are for) on every job; returns the written files. A model under the official
+    protocol writes what the authors' script writes (``predict_uint8``)."""
     from harmbench.models.resolve import resolve_model
 
-    model = resolve_model(method, device=device, seed=seed, options=options).harmonizer
+    model = resolve_model(method, device=device, seed=seed, options=options, weights=weights).harmonizer
     official = getattr(model, "predict_uint8", None) if getattr(model, "protocol", None) == "official" else None
     written = []
     for job in jobs:

@@ -203,7 +203,7 @@ class PCTNet(LearnedHarmonizer):
             binary = (mask > 0.5).to(mask.dtype)
             composite, _ = validate_inputs(composite, binary)
             lo, hi = float(mask.min()), float(mask.max())
-            if not (0.0 <= lo and hi <= 1.0):
+            if not (lo >= 0.0 and hi <= 1.0):
                 raise ModelInputError(f"mask values must lie on [0, 1], got [{lo:.4g}, {hi:.4g}]")
         else:
             composite, mask = validate_inputs(composite, mask)
