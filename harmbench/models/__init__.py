@@ -7,8 +7,9 @@ Registered: ``composite`` (identity), ``reinhard``, ``histmatch``, ``ychist``, `
 ``idt`` (colour transfer with the background as reference), ``hen-ctn``, ``dovenet``,
 ``bargainnet``, ``idih``, ``issam``, ``pctnet-cnn``, ``pctnet-vit`` (PCT-Net: a per-pixel colour
 transform predicted at 256 px and applied at the photo's own size). Learned models take
-``preset="full"|"small"``, their config fields and ``seed``. ``load_weights(name, "E.pth,G.pth", protocol="official")`` loads the authors'
-checkpoints (or a harmbench checkpoint); ``list_cards()`` says where such weights come from;
+``preset="full"|"small"``, their config fields and ``seed``.
+``load_weights(name, "E.pth,G.pth", protocol="official")`` loads the authors' checkpoints
+(or a harmbench checkpoint); ``list_cards()`` says where such weights come from;
 ``load_extractor``/``harmony_scores`` give BargainNet's no-reference harmony score.
 """
 
