@@ -70,9 +70,10 @@ def cubic_taps(out_size: int, in_size: int, device: torch.device | str = "cpu") 
     sides), not clamped for cubic; ``t = src − floor(src)``; the cubic weights are evaluated
     in float64 and rounded.
     """
+    # computed on the CPU (float64 is not available on every accelerator), then moved
     scale = (torch.tensor(in_size, dtype=torch.float32) / torch.tensor(out_size, dtype=torch.float32)).double()
-    dst = torch.arange(out_size, dtype=torch.float64, device=device)
-    src = (scale.to(device) * (dst + 0.5) - 0.5).float()
+    dst = torch.arange(out_size, dtype=torch.float64)
+    src = (scale * (dst + 0.5) - 0.5).float()
     base = torch.floor(src)
     t = (src - base).double()
     a = CUBIC_A
@@ -84,8 +85,8 @@ def cubic_taps(out_size: int, in_size: int, device: torch.device | str = "cpu") 
         return ((a * v - 5 * a) * v + 8 * a) * v - 4 * a
 
     weights = torch.stack([far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)], dim=1).float()
-    idx = base.long()[:, None] + torch.arange(-1, 3, device=device)[None]
-    return idx.clamp_(0, in_size - 1), weights
+    idx = base.long()[:, None] + torch.arange(-1, 3)[None]
+    return idx.clamp_(0, in_size - 1).to(device), weights.to(device)
 
 
 def _taps_sum(x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, dim: int) -> torch.Tensor:
