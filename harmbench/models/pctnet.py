@@ -146,6 +146,11 @@ class PCTNet(LearnedHarmonizer):
         out_f = pct_transform(image_fullres, params_f, self.mean, self.std) * att_f + image_fullres * (1 - att_f)
         return PCTOutput(images, params, attention, out_f, params_f)
 
+    def forward_rgb(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Training helper: RGB 0–1 composite (N,3,h,w) and mask (N,1,h,w) at the network's
+        resolution -> the harmonized RGB on the 0–1 scale (differentiable, not clamped)."""
+        return self.forward(self.normalize(composite), mask).images * self.std + self.mean
+
     # -- inference helpers ------------------------------------------------------------
     def _lowres_official(self, rgb_u8: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 (H,W,3) and float mask (H,W) -> cv2 INTER_LINEAR at ``lowres``², normalised image and mask."""
