@@ -32,10 +32,11 @@ Schema (every field checked; errors name the field and the file)::
     label = "Reinhard"          # display name (default: name)
     checkpoint = "baselines/weights/dovenet.pt"   # a learned model's weights
     weights = ["latest_net_E.pth", "latest_net_G.pth"]  # or "E.pth,G.pth": files for `name` (authors' or harmbench)
+    card = "dovenet-official"   # or: the files of this model card in the weights cache (`harmbench weights list`)
     protocol = "official"       # harmbench | official (the model's protocol option; default: the model's own)
     seed = 0                    # this model's seed (default: the leaderboard's)
     options = { preset = "small" }
-    optional = true             # skip (with a note) when the checkpoint or a weights file is absent
+    optional = true             # skip (with a note) when the checkpoint, a weights file or a card's file is absent
 
 Relative input paths are looked up next to the TOML first, then in the project
 root (the folder holding ``leaderboards/``); output paths (``runs``, a
@@ -60,7 +61,7 @@ _LB_KEYS = {
     "grid_samples", "published", "runs", "cpus_per_cell", "workers", "harmony",
 }
 _DS_KEYS = {"name", "recipe", "path", "max_samples", "limit", "split"}
-_MODEL_KEYS = {"name", "label", "checkpoint", "weights", "protocol", "seed", "options", "optional"}
+_MODEL_KEYS = {"name", "label", "checkpoint", "weights", "card", "protocol", "seed", "options", "optional"}
 _PROTOCOLS = ("harmbench", "official")
 
 
@@ -86,8 +87,9 @@ class DatasetDef:
 class ModelDef:
     """One method of a leaderboard: a registered ``name`` or a ``checkpoint``, shown as ``label``.
 
-    ``weights``: files for ``name`` (the authors' checkpoints or a harmbench one); ``protocol``:
-    the model's ``protocol`` option (None: its default); ``seed``: overrides the leaderboard's.
+    ``weights``: files for ``name`` (the authors' checkpoints or a harmbench one); ``card``: a model
+    card whose files come from the weights cache; ``protocol``: the model's ``protocol`` option
+    (None: its default); ``seed``: overrides the leaderboard's.
     """
 
     name: str
@@ -98,6 +100,7 @@ class ModelDef:
     weights: tuple[Path, ...] = ()
     protocol: str | None = None
     seed: int | None = None
+    card: str | None = None
 
     @property
     def id(self) -> str:
@@ -111,10 +114,16 @@ class ModelDef:
     @property
     def weights_spec(self) -> str | None:
         """``--weights`` for :func:`harmbench.models.resolve.resolve_model` (None without weights)."""
+        if self.card is not None:
+            return self.card
         return ",".join(str(p) for p in self.weights) if self.weights else None
 
     def missing_files(self) -> list[Path]:
-        """The checkpoint or weights files that do not exist."""
+        """The checkpoint, weights or card files that are not on disk (a card's: where the cache expects them)."""
+        if self.card is not None:
+            from harmbench.models.weights_cache import missing_files, target_path
+
+            return [target_path(self.card, wf) for wf in missing_files(self.card)]
         files = ([self.checkpoint] if self.checkpoint is not None else []) + list(self.weights)
         return [p for p in files if not p.is_file()]
 
@@ -123,6 +132,10 @@ class ModelDef:
 
     def missing_reason(self) -> str:
         """Why the model cannot run (``checkpoint not found: …`` / ``weights not found: …``)."""
+        if self.card is not None:
+            names = ", ".join(p.name for p in self.missing_files())
+            return (f"model card {self.card!r} not in the weights cache (missing {names}; "
+                    f"`harmbench weights fetch {self.card}` or `harmbench weights import {self.card} FILE…`)")
         what = "checkpoint" if self.checkpoint is not None else "weights"
         return f"{what} not found: {', '.join(map(str, self.missing_files()))}"
 
@@ -307,6 +320,19 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
             raise ConfigError(f"{wm}weights", "must be a file, 'a.pth,b.pth' or a list of files", path=str(path))
         if wts and ck:
             raise ConfigError(f"{wm}weights", "give either checkpoint or weights, not both", path=str(path))
+        card = _get(m, "card", str, None, wm, path)
+        if card is not None:
+            if wts or ck:
+                raise ConfigError(f"{wm}card", "give one of checkpoint, weights or card", path=str(path))
+            from harmbench.models.cards import get_card
+
+            try:
+                found = get_card(card)
+            except ConfigError as exc:
+                raise ConfigError(f"{wm}card", str(exc), path=str(path)) from None
+            if found.model != mname:
+                raise ConfigError(f"{wm}card", f"card {card!r} holds weights for {found.model!r}, not {mname!r}",
+                                  path=str(path))
         proto = _get(m, "protocol", str, None, wm, path)
         if proto is not None and proto not in _PROTOCOLS:
             raise ConfigError(f"{wm}protocol", f"must be one of {', '.join(_PROTOCOLS)}, got {proto!r}", path=str(path))
@@ -317,7 +343,7 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
             name=mname, label=str(_get(m, "label", str, mname, wm, path)),
             checkpoint=_input_path(ck, here, root) if ck else None, options=dict(opts),
             optional=bool(_get(m, "optional", bool, False, wm, path)),
-            weights=tuple(_input_path(w, here, root) for w in wts), protocol=proto, seed=mseed,
+            weights=tuple(_input_path(w, here, root) for w in wts), protocol=proto, seed=mseed, card=card,
         ))
     if len({m.id for m in models}) != len(models):
         raise ConfigError("models", "model labels must be unique (they name the run folders)", path=str(path))

@@ -135,10 +135,12 @@ def _expected(lb: Leaderboard, cell: Cell, lpips: bool, data_desc: dict[str, Any
     }
     if cell.model.checkpoint is not None and cell.model.checkpoint.is_file():
         exp["weights_sha256"] = file_sha256(checkpoint_weights_file(cell.model.checkpoint))
-    elif cell.model.weights and cell.model.available():
+    elif (cell.model.weights or cell.model.card) and cell.model.available():
+        from harmbench.models.official import split_weights_spec
         from harmbench.models.resolve import weights_digest
 
-        exp["weights_sha256"] = weights_digest(cell.model.weights)
+        files = cell.model.weights or split_weights_spec(cell.model.card, cell.model.name)
+        exp["weights_sha256"] = weights_digest(files)
     return exp
 
 
