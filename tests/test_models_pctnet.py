@@ -286,8 +286,13 @@ def test_errors_name_the_problem(tmp_path):
     broken = dict(sd)
     del broken["encoder.transformer_enc.layers.3.norm2.bias"]
     torch.save(broken, tmp_path / "missing.pth")
-    with pytest.raises(ConfigError, match="missing: backbone.layers.3.norm2.bias"):
+    with pytest.raises(ConfigError, match=r"missing: encoder\.transformer_enc\.layers\.3\.norm2\.bias"):
         load_weights("pctnet-vit", tmp_path / "missing.pth")
+    cnn = torch.load(weights_file("pctnet_cnn"), map_location="cpu", weights_only=True)
+    del cnn["decoder.up_blocks.2.attention.mask_blurring.weight"]  # a buffer: never regenerated, must be loaded
+    torch.save(cnn, tmp_path / "cnn_missing.pth")
+    with pytest.raises(ConfigError, match=r"missing: decoder\.up_blocks\.2\.attention\.mask_blurring\.weight"):
+        load_weights("pctnet-cnn", tmp_path / "cnn_missing.pth")
     # an extra tensor and a mis-shaped one
     extra = dict(sd)
     extra["encoder.pos_embedding"] = torch.zeros(1, 4096, 256)
