@@ -71,3 +71,27 @@ def test_full_and_low_resolution_metrics_in_the_run(tmp_path):
     summary = res.run["summary"]["metrics"]
     assert summary["mse_low"] == pytest.approx(df["mse_low"].mean())
     assert "mse_low" in res.run["metrics"]
+
+
+def test_models_without_a_low_resolution_output(tmp_path):
+    """Any other model is scored at 256 px on its full-resolution output resized with the profile's filter."""
+    g = np.random.default_rng(0)
+    folder = tmp_path / "data"
+    folder.mkdir()
+    comp = g.integers(0, 256, (300, 410, 3), dtype=np.uint8)
+    real = np.clip(comp.astype(int) + g.integers(-40, 40, comp.shape), 0, 255).astype(np.uint8)
+    raw = np.zeros((300, 410), np.uint8)
+    raw[60:220, 90:300] = 255
+    (folder / "0.png").write_bytes(encode_image(comp, "png"))
+    (folder / "0-gt.png").write_bytes(encode_image(real, "png"))
+    (folder / "0-mask.png").write_bytes(encode_image(raw, "png"))
+    res = evaluate("composite", folder, tmp_path / "run", profile="dccf", resize="none", split="all", device="cpu",
+                   workers=0, progress=False, previews=0)
+    row = res.samples.iloc[0]
+    lo = (256, 256)
+    ref = pct_metrics(cv2.resize(comp, lo, interpolation=cv2.INTER_LINEAR), cv2.resize(real, lo, interpolation=cv2.INTER_LINEAR),
+                      cv2.resize(raw.astype(np.float32) / 255, lo, interpolation=cv2.INTER_LINEAR))
+    assert row["mse_low"] == pytest.approx(ref["mse"], rel=1e-6)
+    assert row["fmse_low"] == pytest.approx(ref["fmse"], rel=1e-6)
+    full = pct_metrics(comp, real, raw.astype(np.float32) / 255)
+    assert row["mse"] == pytest.approx(full["mse"], rel=1e-6)
