@@ -369,7 +369,7 @@ def test_small_preset_trains(net):
 # --------------------------------------------------------------------------- command line
 
 
-@pytest.mark.parametrize("net", ["pctnet_vit", "pctnet_cnn"])
+@pytest.mark.parametrize("net", [pytest.param("pctnet_vit", marks=pytest.mark.slow), "pctnet_cnn"])
 def test_cli_harmonize_official(tmp_path, e2e, net):
     """``harmbench harmonize --method pctnet-… --weights FILE --protocol official IN.png MASK.png -o OUT.png`` writes
     the authors' result at the photo's own size (640×480) within one level."""
