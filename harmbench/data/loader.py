@@ -16,7 +16,6 @@ yielded exactly once per epoch across all slots (slots may get unequal counts).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -26,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from harmbench.data.shards import PathLike, iter_tar_samples, shard_files
+from harmbench.data.shards import PathLike, ShardError, iter_tar_samples, shard_files
+from harmbench.imaging import binarize, read_mask, read_rgb
 
 Size = int | tuple[int, int]
 
@@ -38,15 +37,17 @@ def _hw(size: Size) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def decode_image(data: bytes) -> torch.Tensor:
-    """Encoded RGB image -> ``float32 (3, H, W)`` on 0–1."""
-    arr = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+def decode_image(data: bytes, name: str = "<bytes>") -> torch.Tensor:
+    """Encoded RGB image -> ``float32 (3, H, W)`` on 0–1 (:func:`harmbench.imaging.read_rgb`; ``name`` in errors)."""
+    arr = read_rgb(data, name)
+    if not arr.flags.writeable:  # a view of Pillow's buffer; torch wants memory it may write
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
-def decode_mask(data: bytes) -> torch.Tensor:
-    """Encoded 0/255 mask -> ``float32 (1, H, W)`` in {0, 1} (threshold 128)."""
-    arr = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.uint8) >= 128
+def decode_mask(data: bytes, name: str = "<bytes>") -> torch.Tensor:
+    """Encoded mask -> ``float32 (1, H, W)`` in {0, 1} (:func:`harmbench.imaging.read_mask`, threshold 128)."""
+    arr = binarize(read_mask(data, name))
     return torch.from_numpy(arr.astype(np.float32))[None]
 
 
@@ -130,14 +131,18 @@ class HarmonizationShards(IterableDataset):
             random.Random(f"{self.seed}:{self.epoch}:shards").shuffle(shards)
         if len(shards) >= nslots:
             for s in shards[slot::nslots]:
-                yield from iter_tar_samples(s)
+                yield from self._samples(s)
         else:
             i = 0
             for s in shards:
-                for sample in iter_tar_samples(s):
+                for sample in self._samples(s):
                     if i % nslots == slot:
                         yield sample
                     i += 1
+
+    def _samples(self, shard: str) -> Iterator[dict[str, Any]]:
+        """Raw samples of one shard (a damaged shard raises :class:`~harmbench.data.shards.ShardError`)."""
+        return iter_tar_samples(shard)
 
     def _shuffled(self, it: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
         if self.shuffle <= 1:
@@ -157,18 +162,24 @@ class HarmonizationShards(IterableDataset):
     def decode(self, sample: dict[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
         """Raw sample (field -> bytes) -> item dict of tensors (see the module docstring)."""
         comp, real, mask = _field(sample, "composite"), _field(sample, "real"), sample.get("mask.png")
+        where = f"{sample['__url__']}: {sample['__key__']}"
         if comp is None or real is None or mask is None:
-            raise ValueError(f"{sample['__url__']}: sample {sample['__key__']} lacks composite, real or mask.png")
+            missing = [n for n, v in (("composite", comp), ("real", real), ("mask.png", mask)) if v is None]
+            raise ShardError(sample["__url__"], f"missing field {', '.join(missing)}", sample["__key__"])
+        try:
+            meta = json.loads(sample["json"]) if "json" in sample else {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ShardError(sample["__url__"], f"not JSON ({exc})", f"{sample['__key__']}.json") from exc
         item: dict[str, Any] = {
             "key": sample["__key__"],
-            "composite": decode_image(comp),
-            "mask": decode_mask(mask),
-            "real": decode_image(real),
-            "meta": json.loads(sample["json"]) if "json" in sample else {},
+            "composite": decode_image(comp, f"{where}.composite"),
+            "mask": decode_mask(mask, f"{where}.mask.png"),
+            "real": decode_image(real, f"{where}.real"),
+            "meta": meta,
         }
         ref = _field(sample, "reference") if self.with_reference else None
         if ref is not None:
-            item["reference"] = decode_image(ref)
+            item["reference"] = decode_image(ref, f"{where}.reference")
         pix = ["composite", "mask", "real"]
         if self.resize is not None:
             for k in pix:

@@ -397,7 +397,8 @@ def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOpt
     from harmbench.eval.aggregate import summary_dict
 
     sessions = store.sessions()
-    skipped = ds.skipped + store.skipped()
+    skipped = sorted(ds.skipped + store.skipped(),  # same order however many sessions the run took
+                     key=lambda s: (str(s.get("path", "")), str(s.get("key", "")), str(s.get("reason", ""))))
     df_cols = [*ID_COLUMNS, *(n for n in names if n != "harmony"), "input_mse", *(n for n in names if n == "harmony"),
                "seconds"]
     run_doc: dict[str, Any] = {
@@ -410,11 +411,13 @@ def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOpt
         "lpips_weights": lpips_source,
         "metrics": list(names),
         "skipped": skipped,
+        "broken_shards": list(getattr(ds, "broken", [])),
     }
     samples = store.merge_parts(columns=df_cols)
     wall = sum(float(s.get("loop_s", 0.0)) for s in sessions)
     run_doc["n_samples"] = int(len(samples))
     run_doc["n_skipped"] = len(skipped)
+    run_doc["n_broken_shards"] = len(run_doc["broken_shards"])
     run_doc["timing"] = {
         "wall_s": round(sum(float(s.get("wall_s", 0.0)) for s in sessions), 4),
         "loop_s": round(wall, 4),

@@ -131,6 +131,10 @@ class Profile:
     ``pred_8bit``: the codebase scores saved 8-bit results, so a model's float output is
     rounded to 8 bits (0–255 integers) before scoring (``harmbench eval``); ``False``: the
     output is scored as floats, as SamsungLabs scores its network's tensors.
+
+    ``exif_orientation``: files are read as displayed (the EXIF orientation tag applied,
+    as OpenCV ``imread`` does) or as stored (PIL ``Image.open``); ``reader`` says which
+    reader the codebase uses.
     """
 
     name: str
@@ -155,6 +159,8 @@ class Profile:
     bucket_edges: tuple[float, ...] = BUCKET_EDGES
     bucket_inclusive: str = "half-open"
     empty_mask: str = ""
+    exif_orientation: bool = True
+    reader: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -311,6 +317,8 @@ PROFILES: dict[str, Profile] = {
             ssim_origin="harmbench: Wang et al. 2004 (skimage/torchmetrics convention)",
             bucket_inclusive="half-open",
             empty_mask="fmse, fpsnr, fssim, flpips are nan (undefined); mse, psnr, ssim, lpips unaffected",
+            exif_orientation=True,
+            reader="harmbench.imaging: files as displayed (EXIF orientation applied)",
         ),
         Profile(
             name="iharm",
@@ -332,6 +340,8 @@ PROFILES: dict[str, Profile] = {
             ssim_origin=_SAME_SSIM,
             bucket_inclusive="both",
             empty_mask="fmse = 0 (epsilon in the denominator), fpsnr finite",
+            exif_orientation=True,
+            reader="cv2.imread (IMREAD_COLOR applies the EXIF orientation)",
             notes=("fPSNR is not defined by SamsungLabs; computed with this profile's PSNR rule on fMSE",),
         ),
         Profile(
@@ -353,6 +363,8 @@ PROFILES: dict[str, Profile] = {
             ssim_origin=_SAME_SSIM,
             bucket_inclusive="half-open",
             empty_mask="fmse = nan (0/0 as in the script)",
+            exif_orientation=False,
+            reader="PIL Image.open (EXIF orientation not applied)",
             notes=(
                 "fPSNR is not defined by these scripts; computed with this profile's PSNR rule on fMSE",
                 "buckets are not defined by these scripts; harmbench's half-open rule is used",
@@ -379,6 +391,8 @@ PROFILES: dict[str, Profile] = {
             ssim_origin="zhenglab: pytorch_ssim.ssim(window_size=11, mask=mask) -> (ssim, fssim)",
             bucket_inclusive="half-open",
             empty_mask="fmse = nan, fpsnr = nan (0/0 as in the script)",
+            exif_orientation=False,
+            reader="PIL Image.open (EXIF orientation not applied)",
             notes=(
                 "the script hard-codes 256*256 in fMSE; H*W is used (identical at 256)",
                 "buckets are not defined by the script; harmbench's half-open rule is used",
@@ -406,6 +420,8 @@ PROFILES: dict[str, Profile] = {
             "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
             bucket_inclusive="half-open",
             empty_mask="mse = 0 (background ignored), psnr = 10*log10(255^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
+            exif_orientation=True,
+            reader="cv2.imread (iharm's data loader; IMREAD_COLOR applies the EXIF orientation)",
             mse_formula="masked_mean",
             ssim_input="pasted",
             resolutions=(("low", "fixed256"), ("full", "none")),
@@ -439,6 +455,8 @@ PROFILES: dict[str, Profile] = {
             "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
             bucket_inclusive="half-open",
             empty_mask="mse = 0 (background ignored), psnr = 10*log10(max(T)^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
+            exif_orientation=True,
+            reader="cv2.imread (iharm's data loader; IMREAD_COLOR applies the EXIF orientation)",
             mse_formula="masked_mean",
             ssim_input="pasted",
             resolutions=(("low", "fixed256"), ("full", "none")),
