@@ -327,7 +327,7 @@ class PresetMixin:
 
 MODELS: dict[str, Callable[..., Harmonizer]] = {}
 
-_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "iharm", "pretrained")
+_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "iharm", "pctnet", "pctnet_official", "pretrained")
 
 
 def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[..., Harmonizer]]:
