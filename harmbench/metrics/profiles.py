@@ -80,6 +80,7 @@ v0.1) is the same in every profile.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -295,6 +296,73 @@ _DCCF_FAMILY_NOTES = (
     ),
 )
 
+_PCTNET = Profile(
+    name="pctnet",
+    source="rakutentech/PCT-Net-Image-Harmonization @ 1572176e scripts/evaluate_iHarmony4.py "
+    "(runs/test_PCTNet.sh: --resize-strategy Fixed256 --res FR|LR), iharm/inference/{metrics,evaluation}.py, "
+    "iharm/data/{hdataset,transforms,base}.py",
+    image_filter="cv2_linear",
+    mask_rule="cv2_linear_float",
+    mask_binary=False,
+    mask_threshold="none (continuous mask; raw / 255 at full resolution; > 0.5 only for the foreground ratio)",
+    psnr_peak="255",
+    psnr_eps=1e-6,
+    fmse_formula="masked_sum",
+    fmse_eps=1e-6,
+    fpsnr_peak="255",
+    fpsnr_eps=1e-6,
+    dtype="float64",
+    pred_8bit=False,
+    ssim=WANG_VALID,
+    ssim_origin="PCT-Net: pytorch_msssim.ssim(P*M + T*(1-M), T) with its defaults (data_range 255, Gaussian "
+    "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
+    bucket_inclusive="half-open",
+    empty_mask="mse = 0 (background ignored), psnr = 10*log10(255^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
+    exif_orientation=True,
+    reader="cv2.imread (iharm's data loader; IMREAD_COLOR applies the EXIF orientation)",
+    mse_formula="masked_mean",
+    ssim_input="pasted",
+    resolutions=(("low", "fixed256"), ("full", "none")),
+    notes=(
+        (
+            "MSE = mean(M*(P-T)^2) over all pixels and channels: background error ignored, divided by the "
+            "full image size; PSNR uses that MSE"
+        ),
+        *_DCCF_FAMILY_NOTES,
+        "the script's SE column (sum of M*(P-T)^2 / 1e6 = mse * 3*H*W / 1e6) is not reported",
+    ),
+)
+
+# DCCF scores as PCT-Net does except for the PSNR peak (max of the target)
+_DCCF = dataclasses.replace(
+    _PCTNET,
+    name="dccf",
+    source="rockeyben/DCCF @ 96188d1 scripts/evaluate_upsample_refiner.py (runs/test_dccf_*_pretrain.sh: "
+    "--resize-strategy Fixed256, --res HR|LR), iharm/inference/{metrics,evaluation}.py, iharm/data/*.py",
+    psnr_peak="target_max",
+    fpsnr_peak="target_max",
+    ssim_origin="DCCF: pytorch_msssim.ssim(P*M + T*(1-M), T) with its defaults (data_range 255, Gaussian "
+    "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
+    empty_mask="mse = 0 (background ignored), psnr = 10*log10(max(T)^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
+    notes=(
+        (
+            "MSE = mean(M*(P-T)^2) over all pixels and channels: background error ignored, divided by the "
+            "full image size; PSNR uses that MSE with peak max(T)"
+        ),
+        *_DCCF_FAMILY_NOTES,
+        (
+            "full resolution: the network's full-resolution input is resized to 768x1024, its output is at "
+            "the raw size and scored against the raw real image and raw / 255 mask"
+        ),
+        (
+            "DCCF's low-resolution config reads HAdobe5k pre-shrunk to a longest side of 1024 "
+            "(notebooks/resize_dataset.py: cv2 INTER_LANCZOS4, JPEG quality 90) before the 256 resize; "
+            "that is dataset preparation, not part of this profile"
+        ),
+    ),
+)
+
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
@@ -398,85 +466,8 @@ PROFILES: dict[str, Profile] = {
                 "buckets are not defined by the script; harmbench's half-open rule is used",
             ),
         ),
-        Profile(
-            name="pctnet",
-            source="rakutentech/PCT-Net-Image-Harmonization @ 1572176e scripts/evaluate_iHarmony4.py "
-            "(runs/test_PCTNet.sh: --resize-strategy Fixed256 --res FR|LR), iharm/inference/{metrics,evaluation}.py, "
-            "iharm/data/{hdataset,transforms,base}.py",
-            image_filter="cv2_linear",
-            mask_rule="cv2_linear_float",
-            mask_binary=False,
-            mask_threshold="none (continuous mask; raw / 255 at full resolution; > 0.5 only for the foreground ratio)",
-            psnr_peak="255",
-            psnr_eps=1e-6,
-            fmse_formula="masked_sum",
-            fmse_eps=1e-6,
-            fpsnr_peak="255",
-            fpsnr_eps=1e-6,
-            dtype="float64",
-            pred_8bit=False,
-            ssim=WANG_VALID,
-            ssim_origin="PCT-Net: pytorch_msssim.ssim(P*M + T*(1-M), T) with its defaults (data_range 255, Gaussian "
-            "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
-            bucket_inclusive="half-open",
-            empty_mask="mse = 0 (background ignored), psnr = 10*log10(255^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
-            exif_orientation=True,
-            reader="cv2.imread (iharm's data loader; IMREAD_COLOR applies the EXIF orientation)",
-            mse_formula="masked_mean",
-            ssim_input="pasted",
-            resolutions=(("low", "fixed256"), ("full", "none")),
-            notes=(
-                (
-                    "MSE = mean(M*(P-T)^2) over all pixels and channels: background error ignored, divided by the "
-                    "full image size; PSNR uses that MSE"
-                ),
-                *_DCCF_FAMILY_NOTES,
-                "the script's SE column (sum of M*(P-T)^2 / 1e6 = mse * 3*H*W / 1e6) is not reported",
-            ),
-        ),
-        Profile(
-            name="dccf",
-            source="rockeyben/DCCF @ 96188d1 scripts/evaluate_upsample_refiner.py (runs/test_dccf_*_pretrain.sh: "
-            "--resize-strategy Fixed256, --res HR|LR), iharm/inference/{metrics,evaluation}.py, iharm/data/*.py",
-            image_filter="cv2_linear",
-            mask_rule="cv2_linear_float",
-            mask_binary=False,
-            mask_threshold="none (continuous mask; raw / 255 at full resolution; > 0.5 only for the foreground ratio)",
-            psnr_peak="target_max",
-            psnr_eps=1e-6,
-            fmse_formula="masked_sum",
-            fmse_eps=1e-6,
-            fpsnr_peak="target_max",
-            fpsnr_eps=1e-6,
-            dtype="float64",
-            pred_8bit=False,
-            ssim=WANG_VALID,
-            ssim_origin="DCCF: pytorch_msssim.ssim(P*M + T*(1-M), T) with its defaults (data_range 255, Gaussian "
-            "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
-            bucket_inclusive="half-open",
-            empty_mask="mse = 0 (background ignored), psnr = 10*log10(max(T)^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
-            exif_orientation=True,
-            reader="cv2.imread (iharm's data loader; IMREAD_COLOR applies the EXIF orientation)",
-            mse_formula="masked_mean",
-            ssim_input="pasted",
-            resolutions=(("low", "fixed256"), ("full", "none")),
-            notes=(
-                (
-                    "MSE = mean(M*(P-T)^2) over all pixels and channels: background error ignored, divided by the "
-                    "full image size; PSNR uses that MSE with peak max(T)"
-                ),
-                *_DCCF_FAMILY_NOTES,
-                (
-                    "full resolution: the network's full-resolution input is resized to 768x1024, its output is at "
-                    "the raw size and scored against the raw real image and raw / 255 mask"
-                ),
-                (
-                    "DCCF's low-resolution config reads HAdobe5k pre-shrunk to a longest side of 1024 "
-                    "(notebooks/resize_dataset.py: cv2 INTER_LANCZOS4, JPEG quality 90) before the 256 resize; "
-                    "that is dataset preparation, not part of this profile"
-                ),
-            ),
-        ),
+        _PCTNET,
+        _DCCF,
     )
 }
 
