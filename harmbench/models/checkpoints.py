@@ -87,14 +87,16 @@ def remap_state_dict(
     *,
     where: str,
     tolerate: re.Pattern[str] | None = BN_COUNTER,
+    official_name: Callable[[str], str] | None = None,
 ) -> StateDict:
     """Map the authors' names onto ``target``'s (a module or its ``state_dict()``) and check everything.
 
     ``rename(official_name)`` returns the harmbench name, or ``None`` for a tensor the authors'
     model holds but never uses (it is dropped). Raises :class:`ConfigError` (field ``weights``,
     message starting with ``where``) listing every missing, unexpected or mis-shaped tensor by
-    its official name; nothing is loaded in that case. Returns the mapped dict, cast to the
-    target's dtypes, with tolerated absent tensors filled from the target.
+    its official name (missing ones through ``official_name(harmbench_name)`` when given, else
+    by their harmbench name); nothing is loaded in that case. Returns the mapped dict, cast to
+    the target's dtypes, with tolerated absent tensors filled from the target.
     """
     own = target.state_dict() if isinstance(target, torch.nn.Module) else dict(target)
     mapped: StateDict = {}
@@ -118,7 +120,7 @@ def remap_state_dict(
     ]
     problems = []
     if missing:
-        problems.append(f"missing: {_short(missing)}")
+        problems.append(f"missing: {_short(official_name(k) for k in missing) if official_name else _short(missing)}")
     if unexpected:
         problems.append(f"unexpected: {_short(unexpected)}")
     if shapes:
@@ -156,7 +158,7 @@ def load_checkpoint(
     against the sidecar when ``verify_hash``. ``overrides``: run-time config fields to change
     (e.g. ``protocol``); the checkpoint's other fields must still match the model.
     """
-    from harmbench.models import get_model
+    from harmbench.models.base import get_model
 
     jp, meta = read_sidecar(path)
     wpath = jp.with_name(meta["weights"])

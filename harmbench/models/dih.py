@@ -1,8 +1,9 @@
 """The improved Deep Image Harmonization network, iDIH (Sofiiuk et al., WACV 2021).
 
 Tensors as in :mod:`harmbench.models.ssam`: ``image`` (N, 3, H, W) normalised with the ImageNet
-mean/std, ``mask`` (N, 1, H, W) on [0, 1]. H and W must be multiples of ``2**(depth − 2)``
-and at least ``2**(depth + 1)`` (128 and 256 for the released depth 7).
+mean/std, ``mask`` (N, 1, H, W) on [0, 1]. H and W must be multiples of ``2**depth`` and at
+least ``2**(depth + 1)`` (128 and 256 for the released depth 7: the last, unpadded encoder conv
+needs an even side of at least 4 after ``depth − 1`` halvings).
 
 * Encoder: ``depth`` blocks conv4×4 stride 2 (+BN from ``batchnorm_from``) + ELU; widths
   ``ch, ch, 2ch, 2ch, 4ch, 4ch, 8ch`` (stage ``i >= 2`` doubles on even ``i``, capped at
@@ -75,7 +76,7 @@ class DIHNet(nn.Module):
     @property
     def divisor(self) -> int:
         """H and W must be multiples of this (and at least :attr:`min_size`)."""
-        return 2 ** (self.depth - 2)
+        return 2**self.depth
 
     @property
     def min_size(self) -> int:
@@ -126,6 +127,29 @@ def official_dih_name(name: str) -> str:
     return name
 
 
+_INVERSE: tuple[tuple[re.Pattern[str], object], ...] = tuple(
+    (re.compile(p), r)
+    for p, r in (
+        (r"encoder\.(\d+)\.(conv|norm)\.(\w+)",
+         lambda m: f"encoder.{'block' if int(m[1]) < 2 else 'blocks_connected.block'}{m[1]}.block."
+                   f"{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
+        (r"decoder\.(\d+)\.(conv|norm)\.(\w+)",
+         lambda m: f"decoder.deconv_blocks.{m[1]}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
+        (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
+        (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
+    )
+)
+
+
+def dih_name_to_official(name: str) -> str:
+    """Inverse of :func:`official_dih_name` (unknown names come back unchanged)."""
+    for pattern, repl in _INVERSE:
+        m = pattern.fullmatch(name)
+        if m:
+            return repl(m)  # type: ignore[operator]
+    return name
+
+
 _ENC = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.0\.weight")
 _ENC_NORM = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.1\.weight")
 
@@ -156,4 +180,4 @@ def dih_options_from_state_dict(sd: Mapping[str, torch.Tensor], *, where: str = 
     return {"ch": ch, "depth": depth, "max_channels": max_channels, "batchnorm_from": batchnorm_from}
 
 
-__all__ = ["ConvBlock", "DIHNet", "dih_options_from_state_dict", "dih_widths", "official_dih_name"]
+__all__ = ["ConvBlock", "DIHNet", "dih_name_to_official", "dih_options_from_state_dict", "dih_widths", "official_dih_name"]

@@ -36,11 +36,33 @@ import torch
 import torch.nn.functional as F
 
 from harmbench.errors import ConfigError
-from harmbench.models.base import LearnedHarmonizer, ModelInputError, PresetMixin, register_model, validate_inputs
+from harmbench.metrics.resize import target_size
+from harmbench.models.base import (
+    LearnedHarmonizer,
+    ModelInputError,
+    PresetMixin,
+    register_model,
+    validate_inputs,
+)
 from harmbench.models.cards import ModelCard, WeightFile, register_card
-from harmbench.models.dih import DIHNet, dih_options_from_state_dict, official_dih_name
-from harmbench.models.official import OfficialFormat, StateDict, register_official_format, remap_state_dict
-from harmbench.models.ssam import SSAMNet, official_ssam_name, ssam_options_from_state_dict
+from harmbench.models.dih import (
+    DIHNet,
+    dih_name_to_official,
+    dih_options_from_state_dict,
+    official_dih_name,
+)
+from harmbench.models.official import (
+    OfficialFormat,
+    StateDict,
+    register_official_format,
+    remap_state_dict,
+)
+from harmbench.models.ssam import (
+    SSAMNet,
+    official_ssam_name,
+    ssam_name_to_official,
+    ssam_options_from_state_dict,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -69,17 +91,6 @@ class ResizeStrategy:
     mask_rule: str
 
 
-def _limit_longest(limit: int) -> Callable[[int, int], tuple[int, int]]:
-    def size(h: int, w: int) -> tuple[int, int]:
-        longest = max(h, w)
-        if longest <= limit:
-            return h, w
-        scale = limit / float(longest)
-        return max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-
-    return size
-
-
 RESIZE_STRATEGIES: dict[str, ResizeStrategy] = {
     s.name: s
     for s in (
@@ -88,7 +99,7 @@ RESIZE_STRATEGIES: dict[str, ResizeStrategy] = {
         ResizeStrategy("fixed512", "scripts/evaluate_model.py --resize-strategy Fixed512",
                        lambda h, w: (512, 512), "soft"),
         ResizeStrategy("limit1024", "scripts/evaluate_model.py --resize-strategy LimitLongest1024",
-                       _limit_longest(1024), "soft"),
+                       lambda h, w: target_size(h, w, "limit1024"), "soft"),
         ResizeStrategy("none", "scripts/evaluate_model.py --resize-strategy None", lambda h, w: (h, w), "soft"),
         ResizeStrategy("dir256", "scripts/predict_for_dir.py --resize 256", lambda h, w: (256, 256), "above100"),
     )
@@ -117,8 +128,8 @@ def _check_common(cfg: Any, model: str) -> None:
         raise ConfigError(f"{model}.protocol", f"must be one of {', '.join(PROTOCOLS)}, got {cfg.protocol!r}")
     if cfg.resize not in RESIZE_STRATEGIES:
         raise ConfigError(f"{model}.resize", f"must be one of {', '.join(RESIZE_STRATEGIES)}, got {cfg.resize!r}")
-    if cfg.ch < 2 or cfg.ch % 2:
-        raise ConfigError(f"{model}.ch", f"must be a positive even width, got {cfg.ch}")
+    if cfg.ch < 1:
+        raise ConfigError(f"{model}.ch", f"must be a positive width, got {cfg.ch}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +158,8 @@ class IDIHConfig(PresetMixin):
 
     def validate(self) -> None:
         _check_common(self, "idih")
+        if self.ch % 2:
+            raise ConfigError("idih.ch", f"must be even (the last decoder block has ch/2 channels), got {self.ch}")
         if self.depth < 3:
             raise ConfigError("idih.depth", f"must be >= 3, got {self.depth}")
 
@@ -266,7 +279,7 @@ class IHarmHarmonizer(LearnedHarmonizer):
         if np.asarray(mask).shape != image_u8.shape[:2]:
             raise ModelInputError(f"mask shape {np.asarray(mask).shape} does not match the image {image_u8.shape[:2]}")
         img, m = self.prepare_official(image_u8, mask)
-        x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
         y = self.run_predictor(x, torch.from_numpy(m)[None, None])
         out = y[0].permute(1, 2, 0).cpu().numpy()
         if self.config.original_size:
@@ -294,7 +307,7 @@ class IHarmHarmonizer(LearnedHarmonizer):
             outs = []
             for i in range(n):
                 img, m = self.prepare_official(u8[i], mk[i])
-                x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+                x = torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255.0
                 yi = self.run_predictor(x, torch.from_numpy(m)[None, None])[0].permute(1, 2, 0).cpu().numpy()
                 outs.append(torch.from_numpy(_cv2_linear(yi, (h, w))).permute(2, 0, 1))
             y = torch.stack(outs)
@@ -361,7 +374,8 @@ class ISSAM(IHarmHarmonizer):
 # --------------------------------------------------------------------------- the authors' checkpoints
 
 
-def _builder(cls: type[IHarmHarmonizer], infer: Callable[..., dict], rename: Callable[[str], str]):
+def _builder(cls: type[IHarmHarmonizer], infer: Callable[..., dict], rename: Callable[[str], str],
+             inverse: Callable[[str], str]):
     def build(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> torch.nn.Module:
         sd = parts["model"]
         where = f"{cls.name} checkpoint"
@@ -372,7 +386,8 @@ def _builder(cls: type[IHarmHarmonizer], infer: Callable[..., dict], rename: Cal
             if key in opts and opts[key] != value:
                 raise ConfigError(f"{cls.name}.{key}", f"the checkpoint's shapes give {value!r}, option says {opts[key]!r}")
         model = cls(**{**opts, **inferred})
-        mapped = remap_state_dict(sd, lambda k: "net." + rename(k), model, where=where)
+        mapped = remap_state_dict(sd, lambda k: "net." + rename(k), model, where=where,
+                                  official_name=lambda k: inverse(k.removeprefix("net.")))
         model.load_state_dict(mapped, strict=True)
         return model
 
@@ -388,11 +403,11 @@ def _identify(marker: str) -> Callable[[Mapping[str, torch.Tensor]], str | None]
 
 register_official_format(OfficialFormat(
     model="idih", roles=("model",), identify=_identify("encoder.block0.block."),
-    build=_builder(IDIH, dih_options_from_state_dict, official_dih_name),
+    build=_builder(IDIH, dih_options_from_state_dict, official_dih_name, dih_name_to_official),
 ))
 register_official_format(OfficialFormat(
     model="issam", roles=("model",), identify=_identify("encoder.block0.convs."),
-    build=_builder(ISSAM, ssam_options_from_state_dict, official_ssam_name),
+    build=_builder(ISSAM, ssam_options_from_state_dict, official_ssam_name, ssam_name_to_official),
 ))
 
 
@@ -443,14 +458,14 @@ register_card(ModelCard(
 
 __all__ = [
     "IDIH",
-    "IDIHConfig",
-    "IHarmHarmonizer",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "ISSAM",
-    "ISSAMConfig",
     "PROTOCOLS",
     "RESIZE_STRATEGIES",
+    "IDIHConfig",
+    "IHarmHarmonizer",
+    "ISSAMConfig",
     "ResizeStrategy",
     "round_like_cv2",
 ]

@@ -114,6 +114,11 @@ def identify_files(model: str, paths: Sequence[str | os.PathLike]) -> dict[str, 
     return parts
 
 
+def identify_role(model: str, sd: Mapping[str, torch.Tensor]) -> str | None:
+    """The role (``"E"``, ``"G"`` …) state dict ``sd`` plays among ``model``'s authors' files, or ``None``."""
+    return _format(model).identify(sd)
+
+
 def _format(model: str) -> OfficialFormat:
     from harmbench.models.base import _load_all
 
@@ -125,15 +130,32 @@ def _format(model: str) -> OfficialFormat:
                           f"those that can: {', '.join(sorted(FORMATS))}") from None
 
 
-def split_weights_spec(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """``"a.pth,b.pth"`` or a list -> paths."""
+def split_weights_spec(spec: str | os.PathLike | Sequence[str | os.PathLike], model: str | None = None) -> list[Path]:
+    """``"a.pth,b.pth"`` or a list -> paths.
+
+    A model card's name (``"dovenet-official"``; not an existing path) stands for the card's
+    files in the weights cache (:func:`harmbench.models.weights_cache.resolve_card_weights`):
+    an error says how to fetch or import them when they are not all there, or, with ``model``,
+    when the card is for another model.
+    """
     if isinstance(spec, (str, os.PathLike)):
-        return [Path(s.strip()) for s in str(spec).split(",") if s.strip()]
-    return [Path(s) for s in spec]
+        text = str(spec).strip()
+        if text and "," not in text and not Path(text).expanduser().exists():
+            from harmbench.models.weights_cache import resolve_card_weights
+
+            files = resolve_card_weights(text, model)
+            if files is not None:
+                return files
+        return [Path(s.strip()).expanduser() for s in text.split(",") if s.strip()]
+    return [Path(s).expanduser() for s in spec]
 
 
 def is_harmbench_checkpoint(paths: Sequence[Path]) -> bool:
-    """One ``.safetensors``/``.json``/directory path = a harmbench checkpoint."""
+    """One ``.safetensors``/``.json``/directory path, or a ``.safetensors`` + ``.json`` pair of one
+    stem in one folder (a card listing both files), = a harmbench checkpoint."""
+    if len(paths) == 2:
+        a, b = sorted(paths, key=lambda q: q.suffix)  # .json before .safetensors
+        return (a.suffix, b.suffix) == (".json", ".safetensors") and a.with_suffix("") == b.with_suffix("")
     return len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix in (".safetensors", ".json"))
 
 
@@ -145,12 +167,14 @@ def load_official(model: str, paths: Sequence[str | os.PathLike], **options: Any
 
 
 def load_weights(model: str, spec: str | os.PathLike | Sequence[str | os.PathLike], **options: Any) -> torch.nn.Module:
-    """What ``--weights`` does: a harmbench checkpoint, or the authors' file(s) for ``model``."""
-    paths = split_weights_spec(spec)
+    """What ``--weights`` does: a harmbench checkpoint, the authors' file(s) for ``model``, or the
+    name of a model card whose files are in the weights cache (see :func:`split_weights_spec`)."""
+    paths = split_weights_spec(spec, model)
     if not paths:
         raise ConfigError("weights", "no file given")
     if is_harmbench_checkpoint(paths):
-        return load_checkpoint(paths[0], expect_model=model, overrides=options)
+        sidecar = next((p for p in paths if p.suffix == ".json"), paths[0])
+        return load_checkpoint(sidecar, expect_model=model, overrides=options)
     return load_official(model, paths, **options)
 
 
@@ -188,6 +212,7 @@ __all__ = [
     "FORMATS",
     "OfficialFormat",
     "identify_files",
+    "identify_role",
     "is_harmbench_checkpoint",
     "load_official",
     "load_weights",

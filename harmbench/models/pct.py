@@ -39,8 +39,8 @@ def pct_transform(x: torch.Tensor, params: torch.Tensor, mean: torch.Tensor, std
     rows = []
     for r in range(3):
         acc = t[:, 3 * r : 3 * r + 1] * x[:, 0:1]
-        acc = acc + t[:, 3 * r + 1 : 3 * r + 2] * x[:, 1:2]
-        acc = acc + t[:, 3 * r + 2 : 3 * r + 3] * x[:, 2:3]
+        acc = acc.addcmul(t[:, 3 * r + 1 : 3 * r + 2], x[:, 1:2])
+        acc = acc.addcmul(t[:, 3 * r + 2 : 3 * r + 3], x[:, 2:3])
         rows.append(acc + b[:, r : r + 1])
     y = torch.cat(rows, dim=1)
     if clamp:
@@ -70,9 +70,10 @@ def cubic_taps(out_size: int, in_size: int, device: torch.device | str = "cpu") 
     sides), not clamped for cubic; ``t = src − floor(src)``; the cubic weights are evaluated
     in float64 and rounded.
     """
+    # computed on the CPU (float64 is not available on every accelerator), then moved
     scale = (torch.tensor(in_size, dtype=torch.float32) / torch.tensor(out_size, dtype=torch.float32)).double()
-    dst = torch.arange(out_size, dtype=torch.float64, device=device)
-    src = (scale.to(device) * (dst + 0.5) - 0.5).float()
+    dst = torch.arange(out_size, dtype=torch.float64)
+    src = (scale * (dst + 0.5) - 0.5).float()
     base = torch.floor(src)
     t = (src - base).double()
     a = CUBIC_A
@@ -84,8 +85,8 @@ def cubic_taps(out_size: int, in_size: int, device: torch.device | str = "cpu") 
         return ((a * v - 5 * a) * v + 8 * a) * v - 4 * a
 
     weights = torch.stack([far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)], dim=1).float()
-    idx = base.long()[:, None] + torch.arange(-1, 3, device=device)[None]
-    return idx.clamp_(0, in_size - 1), weights
+    idx = base.long()[:, None] + torch.arange(-1, 3)[None]
+    return idx.clamp_(0, in_size - 1).to(device), weights.to(device)
 
 
 def _taps_sum(x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, dim: int) -> torch.Tensor:
@@ -103,7 +104,8 @@ class BicubicRows:
 
     The horizontal pass is done once (N,C,h,W); :meth:`rows` returns output rows ``[y0, y1)``
     as (N,C,y1−y0,W). Equal to ``F.interpolate(x, (H, W), mode="bicubic", align_corners=False)``
-    up to float32 rounding.
+    up to float32 rounding. Without autograd, bands are computed in two reused buffers (no
+    per-band allocation); the returned tensor is overwritten by the next call then.
     """
 
     def __init__(self, x: torch.Tensor, size: tuple[int, int]):
@@ -113,9 +115,23 @@ class BicubicRows:
         self.wide = _taps_sum(x, xi, xw.to(x.dtype), dim=3)
         self.yi, self.yw = cubic_taps(size[0], h, x.device)
         self.yw = self.yw.to(x.dtype)
+        self._buf: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def rows(self, y0: int, y1: int) -> torch.Tensor:
-        return _taps_sum(self.wide, self.yi[y0:y1], self.yw[y0:y1], dim=2)
+        if torch.is_grad_enabled() and self.wide.requires_grad:
+            return _taps_sum(self.wide, self.yi[y0:y1], self.yw[y0:y1], dim=2)
+        n, c, _, w = self.wide.shape
+        r = y1 - y0
+        if self._buf is None or self._buf[0].shape[2] < r:
+            self._buf = (self.wide.new_empty((n, c, r, w)), self.wide.new_empty((n, c, r, w)))
+        out, tap = self._buf[0][:, :, :r], self._buf[1][:, :, :r]
+        idx, wt = self.yi[y0:y1], self.yw[y0:y1]
+        torch.index_select(self.wide, 2, idx[:, 0], out=out)
+        out.mul_(wt[:, 0].view(1, 1, -1, 1))
+        for k in range(1, 4):
+            torch.index_select(self.wide, 2, idx[:, k], out=tap)
+            out.addcmul_(tap, wt[:, k].view(1, 1, -1, 1))
+        return out
 
 
 # --------------------------------------------------------------------------- full resolution
@@ -135,7 +151,7 @@ def apply_fullres(
     *,
     mean: torch.Tensor,
     std: torch.Tensor,
-    tile_rows: int = 256,
+    tile_rows: int = 128,
     clamp_attention: bool = False,
 ) -> None:
     """Apply low-resolution PCT parameters at full resolution ``size = (H, W)``, band by band.
@@ -147,7 +163,7 @@ def apply_fullres(
     Scratch memory is about ``(12·4 + 40)·tile_rows·W`` floats plus ``12·h·W`` for the
     horizontal pass.
     """
-    h_out, w_out = size
+    h_out = size[0]
     if tile_rows < 1:
         raise ValueError(f"tile_rows must be >= 1, got {tile_rows}")
     p_rows = BicubicRows(params, size)

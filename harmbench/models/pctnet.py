@@ -38,8 +38,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmbench.errors import ConfigError
-from harmbench.models.base import LearnedHarmonizer, ModelInputError, PresetMixin, register_model, validate_inputs
-from harmbench.models.pct import BicubicRows, apply_fullres, identity_params, pct_transform
+from harmbench.models.base import (
+    LearnedHarmonizer,
+    ModelInputError,
+    PresetMixin,
+    register_model,
+    validate_inputs,
+)
+from harmbench.models.pct import (
+    apply_fullres,
+    identity_params,
+    pct_transform,
+)
 from harmbench.models.ssam import FusionHead, SSAMBackbone
 from harmbench.models.vit import ViTBackbone
 
@@ -136,6 +146,11 @@ class PCTNet(LearnedHarmonizer):
         out_f = pct_transform(image_fullres, params_f, self.mean, self.std) * att_f + image_fullres * (1 - att_f)
         return PCTOutput(images, params, attention, out_f, params_f)
 
+    def forward_rgb(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Training helper: RGB 0–1 composite (N,3,h,w) and mask (N,1,h,w) at the network's
+        resolution -> the harmonized RGB on the 0–1 scale (differentiable, not clamped)."""
+        return self.forward(self.normalize(composite), mask).images * self.std + self.mean
+
     # -- inference helpers ------------------------------------------------------------
     def _lowres_official(self, rgb_u8: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8 (H,W,3) and float mask (H,W) -> cv2 INTER_LINEAR at ``lowres``², normalised image and mask."""
@@ -161,7 +176,7 @@ class PCTNet(LearnedHarmonizer):
         m = F.interpolate(mask, size=s, mode="bilinear", align_corners=False, antialias=aa)
         return self.normalize(x.clamp(0.0, 1.0)), m.clamp(0.0, 1.0)
 
-    def _apply_params(self, params: torch.Tensor, attention: torch.Tensor, size: tuple[int, int], read, write) -> None:
+    def _apply_bands(self, params: torch.Tensor, attention: torch.Tensor, size: tuple[int, int], read, write) -> None:
         apply_fullres(
             params, attention if self.learned_attention else None, size, read, write,
             mean=self.mean, std=self.std, tile_rows=self.config.tile_rows,
@@ -189,11 +204,16 @@ class PCTNet(LearnedHarmonizer):
         The mask must be binary under ``harmbench``; under ``official`` soft values on [0, 1]
         are taken as given, as the authors' predictor does.
         """
+        return self.harmonize_multires(composite, mask)[0]
+
+    def harmonize_multires(self, composite: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`harmonize`, plus the network's own low-resolution result: ``(full (N,3,H,W),
+        low (N,3,s,s))``, both RGB on 0–1 (``s`` = ``lowres``; the authors' script scores both)."""
         if self.protocol == "official" and isinstance(mask, torch.Tensor) and mask.is_floating_point():
             binary = (mask > 0.5).to(mask.dtype)
             composite, _ = validate_inputs(composite, binary)
             lo, hi = float(mask.min()), float(mask.max())
-            if not (0.0 <= lo and hi <= 1.0):
+            if not (lo >= 0.0 and hi <= 1.0):
                 raise ModelInputError(f"mask values must lie on [0, 1], got [{lo:.4g}, {hi:.4g}]")
         else:
             composite, mask = validate_inputs(composite, mask)
@@ -221,58 +241,67 @@ class PCTNet(LearnedHarmonizer):
                 def write(y0: int, y1: int, y: torch.Tensor, i: int = i) -> None:
                     out[i : i + 1, :, y0:y1] = self.denormalize_255(y).div_(255.0)
 
-                self._apply_params(low.params[i : i + 1], low.attention[i : i + 1], size, read, write)
+                self._apply_bands(low.params[i : i + 1], low.attention[i : i + 1], size, read, write)
         if getattr(self.config, "recomposite", False):
             out = out * m + x * (1 - m)
-        return out.to(device=composite.device, dtype=composite.dtype)
+        lowres = self.denormalize_255(low.images).div_(255.0)
+        return out.to(device=composite.device, dtype=composite.dtype), lowres.to(device=composite.device, dtype=composite.dtype)
 
     def predict(self, composite: np.ndarray, mask: np.ndarray, *, out_dtype: str = "uint8") -> Prediction:
-        """One photo: uint8 (H,W,3) RGB and a mask (H,W) (bool, or float on [0, 1], taken as
-        given like the authors' predictor) -> :class:`Prediction` at the photo's own size.
+        """One photo: uint8 (H,W,3) RGB and its mask (H,W) -> :class:`Prediction` at the photo's own size.
 
-        Reads the photo band by band from the uint8 array (no full-size float copy); with
-        ``out_dtype="uint8"`` the result rounds half to even. Low-resolution input as the
-        protocol says (``harmbench``: antialiased bilinear of the float image).
+        ``mask``: uint8 on 0–255 as read from the file (used as ``mask / 255``, like the authors'
+        scripts), or bool / float on [0, 1]; soft values are taken as given. The photo and mask
+        are read band by band (no full-size float copy of the photo under ``official``); with
+        ``out_dtype="uint8"`` the result rounds half to even (``cv2.imwrite``'s conversion).
         """
         if composite.dtype != np.uint8 or composite.ndim != 3 or composite.shape[2] != 3:
             raise ValueError(f"composite must be uint8 (H, W, 3), got {composite.dtype} {composite.shape}")
+        if mask.ndim == 3:
+            mask = mask[..., 0]
         if mask.shape != composite.shape[:2]:
             raise ValueError(f"mask shape {mask.shape} does not match the photo {composite.shape[:2]}")
         if out_dtype not in ("uint8", "float32"):
             raise ValueError(f"out_dtype must be 'uint8' or 'float32', got {out_dtype!r}")
-        mask_f = mask.astype(np.float32)
+        h, w = composite.shape[:2]
+        band = self.config.tile_rows
         dev = self.mean.device
+
+        def mask_rows(y0: int, y1: int) -> np.ndarray:
+            a = mask[y0:y1]
+            return (a / 255.0).astype(np.float32) if a.dtype == np.uint8 else a.astype(np.float32)
+
+        full_mask = np.empty((h, w), np.float32)
+        for y0 in range(0, h, band):
+            full_mask[y0 : y0 + band] = mask_rows(y0, min(h, y0 + band))
         if self.config.protocol == "official":
-            image_lr, mask_lr = self._lowres_official(composite, mask_f)
+            image_lr, mask_lr = self._lowres_official(composite, full_mask)
         else:
             image_lr, mask_lr = self._lowres_harmbench(
-                torch.from_numpy(composite).to(dev).permute(2, 0, 1)[None].float().div(255.0),
-                torch.from_numpy(mask_f).to(dev)[None, None],
+                torch.from_numpy(np.array(composite)).to(dev).permute(2, 0, 1)[None].float().div(255.0),
+                torch.from_numpy(full_mask).to(dev)[None, None],
             )
+        del full_mask
         low = self._run(image_lr, mask_lr)
-        h, w = composite.shape[:2]
         out = np.empty((h, w, 3), dtype=np.uint8 if out_dtype == "uint8" else np.float32)
 
         def read(y0: int, y1: int) -> tuple[torch.Tensor, torch.Tensor]:
-            img = torch.from_numpy(composite[y0:y1]).to(dev).permute(2, 0, 1)[None].float().div(255.0)
-            return self.normalize(img), torch.from_numpy(mask_f[y0:y1]).to(dev)[None, None]
+            img = torch.from_numpy(np.array(composite[y0:y1])).to(dev).permute(2, 0, 1)[None].float().div(255.0)
+            return self.normalize(img), torch.from_numpy(mask_rows(y0, y1)).to(dev)[None, None]
 
         def write(y0: int, y1: int, y: torch.Tensor) -> None:
             v = self.denormalize_255(y)[0].permute(1, 2, 0)
             out[y0:y1] = (v.round() if out_dtype == "uint8" else v).cpu().numpy().astype(out.dtype)
 
         with torch.no_grad():
-            self._apply_params(low.params, low.attention, (h, w), read, write)
+            self._apply_bands(low.params, low.attention, (h, w), read, write)
         lowres = self.denormalize_255(low.images)[0].permute(1, 2, 0).cpu().numpy()
         return Prediction(out, lowres)
 
     def predict_uint8(self, image_u8: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """What the authors' scripts write: uint8 (H,W,3) for a uint8 photo and its mask (uint8
         0–255 as read from the file, used as ``mask / 255``; or bool/float on [0, 1])."""
-        m = mask.astype(np.float32) / 255.0 if mask.dtype == np.uint8 else mask.astype(np.float32)
-        if m.ndim == 3:
-            m = m[..., 0]
-        return self.predict(image_u8, m).fullres
+        return self.predict(image_u8, mask).fullres
 
     def _harmonize(self, composite: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError("PCTNet overrides harmonize()")
@@ -305,7 +334,7 @@ class PCTNetViTConfig(PresetMixin):
     dropout: float = 0.1
     lowres: int = 256
     protocol: str = "harmbench"
-    tile_rows: int = 256
+    tile_rows: int = 128
     recomposite: bool = False
 
     PRESETS: ClassVar[dict] = {
@@ -366,7 +395,7 @@ class PCTNetCNNConfig(PresetMixin):
     attention_mid_k: float = 0.5
     lowres: int = 256
     protocol: str = "harmbench"
-    tile_rows: int = 256
+    tile_rows: int = 128
     recomposite: bool = False
 
     PRESETS: ClassVar[dict] = {

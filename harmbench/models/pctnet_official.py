@@ -17,8 +17,13 @@ import torch
 
 from harmbench.errors import ConfigError
 from harmbench.models.cards import ModelCard, WeightFile, register_card
-from harmbench.models.official import OfficialFormat, StateDict, register_official_format, remap_state_dict
-from harmbench.models.ssam import official_ssam_name, ssam_options_from_state_dict
+from harmbench.models.official import (
+    OfficialFormat,
+    StateDict,
+    register_official_format,
+    remap_state_dict,
+)
+from harmbench.models.ssam import official_ssam_name, ssam_name_to_official, ssam_options_from_state_dict
 
 SOURCE = "https://github.com/rakutentech/PCT-Net-Image-Harmonization"
 COMMIT = "1572176ed1a72217dad7395391615329b98d30c7"
@@ -45,6 +50,14 @@ def vit_rename(key: str) -> str | None:
         if key.startswith(old):
             return new + key[len(old) :]
     return key
+
+
+def vit_official_name(name: str) -> str:
+    """Inverse of :func:`vit_rename` (for error messages): the authors' name of a harmbench tensor."""
+    for old, new in _VIT_PREFIXES:
+        if name.startswith(new):
+            return old + name[len(new) :]
+    return name
 
 
 def identify_vit(sd: Mapping[str, torch.Tensor]) -> str | None:
@@ -85,7 +98,7 @@ def build_vit(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> tor
     if clash:
         raise ConfigError("weights", f"pctnet-vit: options {clash} contradict the checkpoint's shapes {widths}")
     model = PCTNetViT(**{**dict(options), **widths})
-    model.load_state_dict(remap_state_dict(sd, vit_rename, model, where="pctnet-vit"))
+    model.load_state_dict(remap_state_dict(sd, vit_rename, model, where="pctnet-vit", official_name=vit_official_name))
     return model
 
 
@@ -101,6 +114,13 @@ def cnn_rename(key: str) -> str | None:
     return official_ssam_name(key)
 
 
+def cnn_official_name(name: str) -> str:
+    """Inverse of :func:`cnn_rename` (for error messages): the authors' name of a harmbench tensor."""
+    if name.startswith("params_head."):
+        return "get_params." + name[len("params_head.") :]
+    return ssam_name_to_official(name)
+
+
 def identify_cnn(sd: Mapping[str, torch.Tensor]) -> str | None:
     return "model" if "encoder.block0.convs.block.0.block.0.weight" in sd and "get_params.weight" in sd else None
 
@@ -114,7 +134,7 @@ def build_cnn(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> tor
     if clash:
         raise ConfigError("weights", f"pctnet-cnn: options {clash} contradict the checkpoint's shapes {widths}")
     model = PCTNetCNN(**{**dict(options), **widths})
-    model.load_state_dict(remap_state_dict(sd, cnn_rename, model, where="pctnet-cnn"))
+    model.load_state_dict(remap_state_dict(sd, cnn_rename, model, where="pctnet-cnn", official_name=cnn_official_name))
     return model
 
 
@@ -125,10 +145,10 @@ register_official_format(OfficialFormat("pctnet-cnn", ("model",), identify_cnn, 
 register_card(ModelCard(
     name="pctnet-vit-official",
     model="pctnet-vit",
-    source=SOURCE,
+    source="rakutentech/PCT-Net-Image-Harmonization",
     commit=COMMIT,
     code_license="MPL-2.0",
-    weights_license="MPL-2.0 (committed in the source repository; no separate weight licence stated)",
+    weights_license="not stated separately (committed in the repository: MPL-2.0)",
     files=(WeightFile(
         role="model", filename="PCTNet_ViT.pth", url=f"{RAW}/PCTNet_ViT.pth",
         manual="in the repository at pretrained_models/PCTNet_ViT.pth (git blob 4c7fdd95916f68bcde8a318d24c1f0cac25a783d)",
@@ -149,10 +169,10 @@ register_card(ModelCard(
 register_card(ModelCard(
     name="pctnet-cnn-official",
     model="pctnet-cnn",
-    source=SOURCE,
+    source="rakutentech/PCT-Net-Image-Harmonization",
     commit=COMMIT,
     code_license="MPL-2.0",
-    weights_license="MPL-2.0 (committed in the source repository; no separate weight licence stated)",
+    weights_license="not stated separately (committed in the repository: MPL-2.0)",
     files=(WeightFile(
         role="model", filename="PCTNet_CNN.pth", url=f"{RAW}/PCTNet_CNN.pth",
         manual="in the repository at pretrained_models/PCTNet_CNN.pth (git blob fb02dd3048483fef8bcb16caeb9b18224e2ccc2b)",
@@ -173,4 +193,14 @@ register_card(ModelCard(
 ))
 
 
-__all__ = ["build_cnn", "build_vit", "cnn_rename", "identify_cnn", "identify_vit", "vit_rename", "vit_widths"]
+__all__ = [
+    "build_cnn",
+    "build_vit",
+    "cnn_official_name",
+    "cnn_rename",
+    "identify_cnn",
+    "identify_vit",
+    "vit_official_name",
+    "vit_rename",
+    "vit_widths",
+]

@@ -14,7 +14,8 @@ allowed). H and W must be multiples of ``2**(depth − 1)`` (8 for the released 
   and features (:class:`SSAMOutput`), so other heads (e.g. a colour-transform predictor) can
   reuse the backbone and the blend map.
 
-The authors' tensor names map onto these modules with :func:`official_ssam_name`;
+The authors' tensor names map onto these modules with :func:`official_ssam_name` (and back with
+:func:`ssam_name_to_official`);
 :func:`ssam_options_from_state_dict` reads the widths from an authors' state dict.
 """
 
@@ -282,6 +283,42 @@ def official_ssam_name(name: str) -> str:
     return name
 
 
+def _enc_block(i: str) -> str:
+    """The authors keep encoder blocks 0 and 1 at the top level and the others in ``blocks_connected``."""
+    return f"block{i}" if int(i) < 2 else f"blocks_connected.block{i}"
+
+
+_CONV_INV = {"conv": "0", "norm": "1"}
+_INVERSE: tuple[tuple[re.Pattern[str], object], ...] = tuple(
+    (re.compile(p), r)
+    for p, r in (
+        (r"backbone\.down\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
+         lambda m: f"encoder.{_enc_block(m[1])}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+        (r"backbone\.up\.(\d+)\.up\.conv\.(\w+)", lambda m: f"decoder.up_blocks.{m[1]}.upconv.1.block.0.{m[2]}"),
+        (r"backbone\.up\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
+         lambda m: f"decoder.up_blocks.{m[1]}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+        (r"backbone\.up\.(\d+)\.attention\.gates\.(\w+)\.fc([12])\.(\w+)",
+         lambda m: f"decoder.up_blocks.{m[1]}.attention.{m[2]}_gate.attention_transform.{2 * int(m[3]) - 2}.{m[4]}"),
+        (r"backbone\.up\.(\d+)\.attention\.refine\.(\d+)\.(conv|norm)\.(\w+)",
+         lambda m: f"decoder.up_blocks.{m[1]}.attention.learning_block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+        (r"backbone\.up\.(\d+)\.attention\.mask_kernel",
+         lambda m: f"decoder.up_blocks.{m[1]}.attention.mask_blurring.weight"),
+        (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
+        (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
+    )
+)
+
+
+def ssam_name_to_official(name: str) -> str:
+    """Inverse of :func:`official_ssam_name`: the authors' name of an :class:`SSAMNet` tensor
+    (for error messages and export; unknown names come back unchanged)."""
+    for pattern, repl in _INVERSE:
+        m = pattern.fullmatch(name)
+        if m:
+            return repl(m)  # type: ignore[operator]
+    return name
+
+
 _ENC_CONV = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.0\.block\.0\.weight")
 _ENC_NORM = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.0\.block\.1\.weight")
 _ATT = re.compile(r"decoder\.up_blocks\.(\d+)\.attention\.learning_block\.0\.block\.0\.weight")
@@ -346,6 +383,7 @@ __all__ = [
     "UpStage",
     "gaussian_kernel",
     "official_ssam_name",
+    "ssam_name_to_official",
     "ssam_options_from_state_dict",
     "stage_widths",
 ]
