@@ -107,19 +107,23 @@ def gather(
 
 def composite(image: np.ndarray, mask: np.ndarray, fg_new: np.ndarray) -> np.ndarray:
     """``float32`` copy of ``image`` with ``image[mask] = clip(fg_new, 0, 1)`` (NaN -> 0, ±Inf -> 1/0)."""
-    # clip maps ±Inf to 1/0 as nan_to_num(posinf=1, neginf=0) would; NaN survives clip and becomes 0
-    fg = np.clip(np.asarray(fg_new, dtype=np.float64), 0.0, 1.0)
-    nan = np.isnan(fg)
-    if nan.any():
-        fg[nan] = 0.0
+    # float32(clip(x, 0, 1)) == clip(float32(x), 0, 1) (rounding is monotonic, 0 and 1 exact), so the
+    # clip runs on the float32 copy; fmax/fmin send NaN to 0 and ±Inf to 1/0
+    fg = np.asarray(fg_new).astype(np.float32)
+    np.fmax(fg, np.float32(0.0), out=fg)
+    np.fmin(fg, np.float32(1.0), out=fg)
     if fg.size == image.size and mask.all():  # every pixel replaced (pixel strips): image[mask] is a reshape
-        return fg.astype(np.float32).reshape(image.shape)
+        return fg.reshape(image.shape)
     out = np.array(image, dtype=np.float32, copy=True)
-    out[mask] = fg.astype(np.float32)
+    out[mask] = fg
     return out
 
 
 _CODES = 1 << 24
+# float32(k / 255) for the 8-bit codes k, as float64: what ``uint8 / 255`` in float32 gives
+_UNIT8 = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(np.float64)
+# Rows per block in :func:`unique_colours`.
+_UNIQUE_BLOCK = 1 << 15
 # Below this many pixels a sort is cheaper than the 2^24-entry presence table.
 _SORT_BELOW = 1 << 18
 
@@ -166,16 +170,26 @@ def unique_colours(px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] 
     ``inverse`` equals the function evaluated on every pixel, so ops use it to
     do their per-pixel work once per colour; photos repeat colours a lot.
     """
-    if len(px) == 0:
+    n = len(px)
+    if n == 0:
         return None
-    scaled = np.asarray(px, dtype=np.float64) * 255.0
-    np.rint(scaled, out=scaled)
-    if scaled.min() < 0 or scaled.max() > 255:
-        return None
-    rgb = scaled.astype(np.uint8)
-    del scaled
-    if not np.array_equal(rgb.astype(np.float32) / np.float32(255.0), px):
-        return None
+    px = np.asarray(px)
+    rgb = np.empty((n, 3), dtype=np.uint8)
+    # in row blocks: the temporaries stay small (no page faults, cache-resident)
+    step = _UNIQUE_BLOCK
+    buf = np.empty((min(n, step), 3), dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            s = buf[: b - a]
+            np.multiply(px[a:b], 255.0, out=s)
+            np.rint(s, out=s)
+            np.clip(s, 0.0, 255.0, out=s)  # off-scale values then fail the exactness check below
+            q = rgb[a:b]
+            q[...] = s
+            # every value must be exactly float32(k / 255) (NaN compares unequal)
+            if not np.array_equal(_UNIT8[q], px[a:b]):
+                return None
     codes, inverse, counts = distinct_codes(colour_key(rgb))
     del rgb
     values = (code_rgb(codes).astype(np.float32) / np.float32(255.0)).astype(np.float64)
