@@ -107,8 +107,8 @@ def test_hen_ctn_reproduces_its_input_with_equal_codes(shared):
 def test_missing_weights_and_wrong_model_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("HARMBENCH_WEIGHTS", str(tmp_path))
     assert weights_dir() == tmp_path
-    with pytest.raises(UserError, match="HARMBENCH_WEIGHTS"):
-        load_pretrained("hen-ctn-cpu")
+    with pytest.raises(UserError, match="HARMBENCH_WEIGHTS"):  # neither in the cache nor committed
+        load_pretrained("no-such-cpu")
     src = WEIGHTS / "dovenet-cpu.safetensors"
     if not src.is_file():
         pytest.skip("dovenet-cpu weights not committed")

@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, metavar="SHARDS|IHARMONY4_ROOT|FOLDER",
                    help="built shard directory, iHarmony4 root or flat triplet folder")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (created; resumed when it exists)")
-    p.add_argument("--profile", default="harmbench", help="metric profile: harmbench (default), iharm, dovenet, zhenglab")
+    p.add_argument("--profile", default="harmbench", help="metric profile: harmbench (default), iharm, dovenet, zhenglab, pctnet, dccf")
     p.add_argument("--resize", default="fixed256", help="fixed256 (default), limit1024 or none")
     p.add_argument("--split", default="test", help="split to evaluate (default test; 'all' for every sample)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
@@ -58,7 +58,7 @@ def parse_options(items: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from harmbench.eval.aggregate import breakdown
-    from harmbench.eval.runner import EvalOptions, evaluate
+    from harmbench.eval.loop import EvalOptions, evaluate
 
     opts = EvalOptions(
         profile=args.profile, resize=args.resize, split=None if args.split in ("all", "") else args.split,

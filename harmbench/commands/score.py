@@ -21,7 +21,7 @@ EXIT_SKIPPED = 1
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET", help="iHarmony4-layout root, one subset folder, or a flat triplet folder")
     parser.add_argument("--predictions", metavar="DIR", help="folder of predictions named by composite stem (flat or per subset)")
-    parser.add_argument("--profile", default="harmbench", help="metric profile: iharm, dovenet, zhenglab, harmbench (default)")
+    parser.add_argument("--profile", default="harmbench", help="metric profile: iharm, dovenet, zhenglab, pctnet, dccf, harmbench (default)")
     parser.add_argument("--resize", default="fixed256", help="fixed256 (default), limit1024 or none")
     parser.add_argument("--split", default="test", help="split whose split files select composites (default test); 'all' ignores split files")
     parser.add_argument("--lpips", action="store_true", help="also compute LPIPS and foreground LPIPS")

@@ -92,7 +92,7 @@ class ModelDef:
 
     @property
     def spec(self) -> str:
-        """What :func:`harmbench.eval.runner.resolve_model` takes."""
+        """What :func:`harmbench.models.resolve.resolve_model` takes."""
         return str(self.checkpoint) if self.checkpoint is not None else self.name
 
     def available(self) -> bool:

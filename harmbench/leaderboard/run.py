@@ -70,7 +70,7 @@ def find_lpips_weights(lb: Leaderboard) -> tuple[bool, str | None, str]:
 
 def ensure_dataset(ds: DatasetDef, *, ray_address: str | None = None, progress: bool = False) -> bool:
     """Build ``ds`` from its recipe when its folder holds no built dataset yet; True when built now."""
-    from harmbench.eval.runner import ShardData
+    from harmbench.eval.datasets import ShardData
 
     if ds.path.exists() and ShardData.detect(ds.path) and (ds.recipe is None or (ds.path / "index.json").exists()):
         return False
@@ -84,7 +84,7 @@ def ensure_dataset(ds: DatasetDef, *, ray_address: str | None = None, progress: 
 
 def cell_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one cell (a plain function: runs in this process or as a Ray task); returns a small summary."""
-    from harmbench.eval.runner import EvalOptions, evaluate
+    from harmbench.eval.loop import EvalOptions, evaluate
 
     opts = EvalOptions(**spec["options"])
     res = evaluate(spec["model"], spec["data"], spec["out"], opts)
@@ -117,7 +117,8 @@ def _spec(lb: Leaderboard, cell: Cell, lpips: tuple[bool, str | None], workers: 
 
 
 def _expected(lb: Leaderboard, cell: Cell, lpips: bool, data_desc: dict[str, Any]) -> dict[str, Any]:
-    from harmbench.eval.runner import checkpoint_weights_file, file_sha256
+    from harmbench.models.checkpoints import sha256_file as file_sha256
+    from harmbench.models.resolve import checkpoint_weights_file
     from harmbench.metrics import get_profile
 
     prof = get_profile(lb.profile)
@@ -188,7 +189,7 @@ def run_leaderboard(
     or names to run. Cells that fail are listed; with ``raise_on_failure`` a
     :class:`UserError` naming them is raised after the other cells finished.
     """
-    from harmbench.eval.runner import open_data
+    from harmbench.eval.datasets import open_data
 
     say = report or (lambda msg: print(msg, file=sys.stderr))
     lb = name if isinstance(name, Leaderboard) else load_leaderboard(name)

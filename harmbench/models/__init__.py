@@ -5,7 +5,7 @@
 
 Registered: ``composite`` (identity), ``reinhard``, ``histmatch``, ``ychist``, ``xiao``,
 ``idt`` (colour transfer with the background as reference), ``hen-ctn``, ``dovenet``,
-``bargainnet``. Learned models take ``preset="full"|"small"``, their config fields and
+``bargainnet``, ``idih``, ``issam``. Learned models take ``preset="full"|"small"``, their config fields and
 ``seed``.
 """
 
@@ -16,6 +16,7 @@ from harmbench.models.base import (
     ModelInputError,
     available_models,
     get_model,
+    load_factory,
     register_model,
     validate_inputs,
 )
@@ -23,6 +24,7 @@ from harmbench.models.bargainnet import BargainNet, BargainNetConfig
 from harmbench.models.classical import CompositeBaseline, TransferHarmonizer
 from harmbench.models.dovenet import DoveNet, DoveNetConfig, DoveNetDiscriminator
 from harmbench.models.hen_ctn import HENCTN, HENCTNConfig
+from harmbench.models.iharm import IDIH, ISSAM, IDIHConfig, ISSAMConfig
 
 __all__ = [
     "HENCTN",
@@ -35,11 +37,16 @@ __all__ = [
     "DoveNetDiscriminator",
     "HENCTNConfig",
     "Harmonizer",
+    "IDIH",
+    "IDIHConfig",
+    "ISSAM",
+    "ISSAMConfig",
     "LearnedHarmonizer",
     "ModelInputError",
     "TransferHarmonizer",
     "available_models",
     "get_model",
+    "load_factory",
     "register_model",
     "validate_inputs",
 ]

@@ -295,7 +295,7 @@ class PresetMixin:
 
 MODELS: dict[str, Callable[..., Harmonizer]] = {}
 
-_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "pretrained")
+_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "iharm", "pretrained")
 
 
 def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[..., Harmonizer]]:
@@ -310,9 +310,67 @@ def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[
     return deco
 
 
+#: Entry-point group through which installed packages register models: ``name = "pkg.mod:factory"``.
+ENTRY_POINT_GROUP = "harmbench.models"
+
+
 def _load_all() -> None:
     for mod in _MODULES:
         importlib.import_module(f"harmbench.models.{mod}")
+    _load_entry_points()
+
+
+def _load_entry_points() -> None:
+    """Register the models of installed packages (group :data:`ENTRY_POINT_GROUP`); loaded on first use."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in MODELS:
+            MODELS[ep.name] = _lazy_entry_point(ep)
+
+
+def _lazy_entry_point(ep: Any) -> Callable[..., Harmonizer]:
+    def build(**config: Any) -> Harmonizer:
+        try:
+            factory = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin names itself
+            raise ConfigError("model", f"plugin model {ep.name!r} ({ep.value}) cannot be imported: {exc}") from exc
+        return check_harmonizer(factory(**config), ep.value)
+
+    build.__name__ = f"plugin_{ep.name}"
+    return build
+
+
+def check_harmonizer(obj: Any, where: str) -> Any:
+    """``obj`` if it has a callable ``harmonize``, else :class:`ConfigError` naming ``where``."""
+    if not callable(getattr(obj, "harmonize", None)):
+        raise ConfigError("model", f"{where} returned {type(obj).__name__}, which has no harmonize() method")
+    return obj
+
+
+def load_factory(spec: str, **options: Any) -> Any:
+    """Build a model from ``"package.module:factory"``: import the module, call ``factory(**options)``.
+
+    The result must have ``harmonize(composite, mask)`` (see :class:`Harmonizer`). Errors name the spec.
+    """
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ConfigError("model", f"{spec!r}: expected 'package.module:factory'")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError("model", f"{spec!r}: cannot import {module!r} ({exc})") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError("model", f"{spec!r}: {module!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError("model", f"{spec!r} is not callable")
+    try:
+        built = obj(**options)
+    except TypeError as exc:
+        raise ConfigError("model", f"{spec!r} does not accept the options {sorted(options)}: {exc}") from None
+    return check_harmonizer(built, spec)
 
 
 def available_models() -> list[str]:
@@ -344,6 +402,7 @@ def get_model(name: str, *, seed: int | None = None, **config: Any) -> Harmonize
 
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "MODELS",
     "Harmonizer",
     "LearnedHarmonizer",
@@ -352,7 +411,9 @@ __all__ = [
     "available_models",
     "config_to_dict",
     "crop_padding",
+    "check_harmonizer",
     "get_model",
+    "load_factory",
     "make_config",
     "pad_to_multiple",
     "register_model",
