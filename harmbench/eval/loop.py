@@ -52,7 +52,9 @@ PathLike = str | os.PathLike
 @dataclass
 class EvalOptions:
     """How to evaluate. ``workers=None``: 0 for small runs, else up to 4 DataLoader workers.
-    ``threads``: torch CPU threads of the scoring process on CPU (None: :func:`auto_threads`)."""
+    ``threads``: torch CPU threads of the scoring process on CPU (None: :func:`auto_threads`).
+    ``lpips_cache``: a folder where the real images' LPIPS features are kept for other runs on
+    the same data, profile and resize (:mod:`harmbench.metrics.lpips_cache`); None: not kept."""
 
     profile: str = "harmbench"
     resize: str = "fixed256"
@@ -63,6 +65,7 @@ class EvalOptions:
     limit: int | None = None
     lpips: bool = False
     lpips_weights: str | None = None
+    lpips_cache: str | None = None
     seed: int = 0
     threads: int | None = None
     chunk_size: int = 64
@@ -176,6 +179,11 @@ def evaluate(
     done = store.done_keys()
     todo = [k for k in selected if k not in done]
     scorer = _BatchScorer(resolved, profile, opts, device, store, preview_keys(selected, opts.previews), on_batch)
+    if scorer.lpips_model is not None and opts.lpips_cache:
+        from harmbench.metrics.lpips_cache import LPIPSFeatureCache, weights_identity
+
+        scorer.lpips_cache = LPIPSFeatureCache(opts.lpips_cache, dataset_hash=ds.index_hash(), profile=profile.name,
+                                               resize=opts.resize, weights=weights_identity(scorer.lpips_source))
     bs = max(1, int(opts.batch_size))
     workers = auto_workers(len(todo), bs) if opts.workers is None else max(0, int(opts.workers))
     old_threads = torch.get_num_threads()
@@ -196,6 +204,8 @@ def evaluate(
         session["loop_s"] = round(time.perf_counter() - t_loop, 4)
         session["samples"] = scorer.n_new
         session["model_s"] = round(scorer.model_s, 4)
+        if scorer.lpips_cache is not None:
+            session["lpips_cache"] = {"hits": scorer.lpips_cache.hits, "misses": scorer.lpips_cache.misses}
         store.add_session(session)
     return _finish(store, ds, config, opts, device, scorer.names, scorer.lpips_source, profile, scorer.n_new)
 
@@ -233,6 +243,7 @@ class _BatchScorer:
         self.names: tuple[str, ...] = tuple(METRIC_NAMES)
         self.lpips_model = None
         self.lpips_source = None
+        self.lpips_cache: Any = None
         if opts.lpips:
             from harmbench.metrics.lpips import load_lpips
 
@@ -297,8 +308,10 @@ class _BatchScorer:
             pred.mul_(255.0).clamp_(0.0, 255.0)
             if self.pred_8bit:
                 pred.round_()
+            feats = self._target_features(target[part], keys[part])
             with torch.no_grad():
-                vals = compute_metrics(pred, target[part], mask[part], self.profile, lpips_model=self.lpips_model)
+                vals = compute_metrics(pred, target[part], mask[part], self.profile, lpips_model=self.lpips_model,
+                                       lpips_target_features=feats)
                 sq = torch.sub(pred, comp_u8[part], out=scratch("eval.sq", tuple(pred.shape), torch.float32, self.device))
                 vals["input_mse"] = pixel.mse_from_sq(sq.mul_(sq), torch.float64)  # output vs the model's input
             per_image.append(torch.stack([vals[k].detach().double() for k in self.value_cols], dim=1))
@@ -306,6 +319,18 @@ class _BatchScorer:
                 if key in self.previews:
                     save_previews(self.store, key, comp_u8[i + j], pred[j], target[i + j], mask[i + j])
         return torch.cat(per_image).cpu().tolist()  # one transfer: (N, metrics + input_mse) Python floats
+
+    def _target_features(self, target: Any, keys: list[str]) -> list[Any] | None:
+        """The real images' LPIPS features from the cache, or computed (and stored); None without a cache."""
+        if self.lpips_model is None or self.lpips_cache is None:
+            return None
+        from harmbench.metrics.lpips import target_features
+
+        feats = self.lpips_cache.get(keys, self.device)
+        if feats is None:
+            feats = target_features(self.lpips_model, target)
+            self.lpips_cache.put(keys, feats)
+        return feats
 
     def run(self, items: list[dict[str, Any]]) -> None:
         """Predict, score and buffer one same-size batch of prepared items."""
