@@ -67,6 +67,16 @@ def test_demo_per_sample_metrics_unchanged(tmp_path):
     for col in VALUES:
         np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-6, atol=1e-6,
                                    err_msg=col)
+    # batches made by 2 DataLoader workers, of 5 images: the same values
+    from harmbench.eval.loop import evaluate
+
+    res = evaluate("reinhard", tmp_path / "demo", tmp_path / "w2", split="test", device="cpu", previews=0,
+                   progress=False, workers=2, batch_size=5)
+    rows = want[(want["method"] == "reinhard") & (want["profile"] == "harmbench")].set_index("key")
+    df = res.samples.set_index("key").loc[rows.index]
+    for col in VALUES:
+        np.testing.assert_allclose(df[col].to_numpy(float), rows[col].to_numpy(float), rtol=1e-6, atol=1e-6,
+                                   err_msg=f"workers=2 {col}")
 
 
 if __name__ == "__main__":  # regenerate: python tests/test_eval_regression.py OUT.csv

@@ -4,10 +4,14 @@ Pipeline, per sample:
 
 1. DataLoader workers decode the composite, real image and raw mask (uint8) and
    ``profile.prepare`` them: the real image and the composite are resized to the
-   profile's evaluation size with its filter, the mask follows its mask rule.
+   profile's evaluation size with its filter, the mask follows its mask rule. The
+   workers also group samples by size into batches within a pixel budget and stack
+   them (:mod:`harmbench.eval.batches`), so the main process gets one tensor batch
+   per message (pinned memory and non-blocking copies on CUDA) and its model and
+   metric work overlaps with their decoding.
 2. The model sees the composite at that size as ``float (N, 3, H, W)`` on 0–1 and
-   the mask binarised at 0.5 (``(N, 1, H, W)`` in {0, 1}); samples are batched by
-   size (``none``/``limit1024`` give many sizes).
+   the mask binarised at 0.5 (``(N, 1, H, W)`` in {0, 1}) (``none``/``limit1024``
+   give many sizes, hence many batch shapes).
 3. Its output (checked: shape, finite, on 0–1) goes to the 0–255 scale, rounded to
    8 bits when the profile scores saved 8-bit results, and
    :func:`harmbench.metrics.compute_metrics` scores it against the real image on the device.
@@ -53,6 +57,8 @@ PathLike = str | os.PathLike
 class EvalOptions:
     """How to evaluate. ``workers=None``: 0 for small runs, else up to 4 DataLoader workers.
     ``threads``: torch CPU threads of the scoring process on CPU (None: :func:`auto_threads`).
+    Batches hold same-size images, at most ``batch_size`` of them and at most
+    ``max_batch_pixels`` pixels (N·H·W; 16 images at 256×256, one from 1024×1024 up).
     ``lpips_cache``: a folder where the real images' LPIPS features are kept for other runs on
     the same data, profile and resize (:mod:`harmbench.metrics.lpips_cache`); None: not kept."""
 
@@ -70,7 +76,7 @@ class EvalOptions:
     threads: int | None = None
     chunk_size: int = 64
     previews: int = 8
-    max_batch_pixels: int = 1 << 24
+    max_batch_pixels: int = 1 << 20
     progress: bool | None = None
     restart: bool = False
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -211,19 +217,16 @@ def evaluate(
 
 
 def _run_loader(dataset: Any, workers: int, batch_size: int, max_pixels: int, scorer: _BatchScorer) -> None:
-    """Feed prepared items from the DataLoader to ``scorer`` in same-size batches; error items become skips."""
-    batches = SizeBatcher(batch_size, max_pixels)
-    for item in make_loader(dataset, workers):
-        if item is None:
-            continue
-        if item.get("error"):
-            scorer.skip(item["error"])
-            continue
-        full = batches.add(tuple(item["target"].shape[1:]), item)
-        if full:
-            scorer.run(full)
-    for group in batches.drain():
-        scorer.run(group)
+    """Feed the same-size batches the DataLoader workers make (:mod:`harmbench.eval.batches`) to
+    ``scorer``; items that could not be prepared become skips."""
+    from harmbench.eval.batches import batch_loader
+
+    pin = scorer.device.type == "cuda"
+    for batch in batch_loader(dataset, workers, batch_size, max_pixels, pin_memory=pin):
+        for err in batch["errors"]:
+            scorer.skip(err)
+        if batch["composite"] is not None:
+            scorer.run(batch)
 
 
 class _BatchScorer:
@@ -332,29 +335,32 @@ class _BatchScorer:
             self.lpips_cache.put(keys, feats)
         return feats
 
-    def run(self, items: list[dict[str, Any]]) -> None:
-        """Predict, score and buffer one same-size batch of prepared items."""
+    def run(self, batch: dict[str, Any]) -> None:
+        """Predict, score and buffer one same-size batch (:func:`harmbench.eval.batches.collate`)."""
         import torch
 
         dev = self.device
-        keys = [it["key"] for it in items]
-        comp_u8 = torch.from_numpy(np.stack([it["composite"] for it in items])).to(dev, non_blocking=True)
-        target = torch.from_numpy(np.stack([it["target"] for it in items])).to(dev, non_blocking=True)
-        mask = torch.from_numpy(np.stack([it["mask"] for it in items])).to(dev, non_blocking=True)
+        ids = batch["ids"]
+        keys = ids["key"]
+        n = len(keys)
+        # pinned by the loader on CUDA: the copies overlap with the host's work
+        comp_u8 = batch["composite"].to(dev, non_blocking=True)
+        target = batch["target"].to(dev, non_blocking=True)
+        mask = batch["mask"].to(dev, non_blocking=True)
         comp = comp_u8.to(torch.float32).div_(255.0)
         mbin = mask if self.profile.mask_binary else (mask > 0.5).to(torch.float32)  # binary profiles: already {0, 1}
         out, dt = self._predict(comp, mbin, keys)
         values = self._score(out, comp_u8, target, mask, keys)
         self.model_s += dt
-        secs = dt / len(items)
-        for it, vals_i in zip(items, values):
-            row = {c: it[c] for c in self.ID_COLS}
-            row["height"], row["width"] = int(it["target"].shape[1]), int(it["target"].shape[2])
-            row.update(zip(self.value_cols, vals_i))
-            row["seconds"] = secs
-            self.rows.append(row)
-        self.n_new += len(items)
-        self.bar.update(len(items))
+        h, w = int(target.shape[2]), int(target.shape[3])
+        const = {"height": h, "width": w, "seconds": dt / n}
+        cols = [ids[c] for c in self.ID_COLS]
+        self.rows.extend(
+            {**dict(zip(self.ID_COLS, idv)), **const, **dict(zip(self.value_cols, vals))}
+            for *idv, vals in zip(*cols, values)
+        )
+        self.n_new += n
+        self.bar.update(n)
         if self.on_batch is not None:
             self.on_batch(self.n_new)
         self.flush()
