@@ -7,9 +7,10 @@ fast ones must give the same pixels:
 
 * regrain: bit-identical (same IEEE operations in the same order);
 * ``unique_colours``, ``composite``, ``ychist``: bit-identical;
-* Reinhard: statistics per distinct colour (weighted by its count) instead of
-  over the expanded pixel list change only the float summation order: the
-  float output agrees within 1e-6 and the uint8 pixels are equal.
+* Reinhard: statistics as weight-vector products, per distinct colour
+  (weighted by its count) on large regions, instead of numpy's mean/std over
+  the expanded pixel list, change only the float summation order: the float
+  output agrees within 1e-6 and the uint8 pixels are equal.
 """
 
 from __future__ import annotations
@@ -223,8 +224,13 @@ def _pair(seed: int):
     return img, mask, ref, ref_mask
 
 
+@pytest.mark.parametrize("distinct_from", [0, None])  # once per distinct colour / per pixel (small regions)
 @pytest.mark.parametrize("seed", [0, 10, 20])
-def test_reinhard_per_colour_statistics_match_per_pixel(seed):
+def test_reinhard_per_colour_statistics_match_per_pixel(seed, distinct_from, monkeypatch):
+    from harmbench.transfer import reinhard as reinhard_mod
+
+    if distinct_from is not None:
+        monkeypatch.setattr(reinhard_mod, "_DISTINCT_FROM", distinct_from)
     img, mask, ref, ref_mask = _pair(seed)
     img[mask & (np.arange(210) % 17 == 0)] = 0.0  # black pixels: left out of the statistics, stay black
     assert unique_colours(img[mask].astype(np.float64)) is not None
@@ -234,7 +240,9 @@ def test_reinhard_per_colour_statistics_match_per_pixel(seed):
     assert np.array_equal(_to_uint8(got), _to_uint8(want))
     # not 8-bit data: the per-pixel path
     noisy = np.clip(img + np.float32(1e-4), 0, 1)
-    assert np.array_equal(get_transfer("reinhard")(noisy, mask, ref, ref_mask), _plain_reinhard(noisy, mask, ref, ref_mask))
+    got, want = get_transfer("reinhard")(noisy, mask, ref, ref_mask), _plain_reinhard(noisy, mask, ref, ref_mask)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert np.array_equal(_to_uint8(got), _to_uint8(want))
 
 
 @pytest.mark.parametrize("seed", [0, 10])

@@ -38,17 +38,18 @@ def lab_stats(lab: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.nda
 
     ``counts`` ``(N,)``: row ``i`` stands for ``counts[i]`` pixels (distinct
     colours with their multiplicities); the statistics are those of the
-    expanded list (up to float summation order).
+    expanded list. Sums are weight-vector products (BLAS): the same values as
+    ``mean``/``std`` over the rows up to float summation order (~1e-16).
     """
-    valid = np.isfinite(lab).all(axis=1)
-    v = lab[valid]
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(lab @ np.ones(3))  # a row sum is finite iff the row is (lαβ values are small)
+    every = bool(valid.all())
+    v = lab if every else lab[valid]
     if counts is None:
-        if len(v) == 0:
-            return valid, np.full(3, np.nan), np.full(3, np.nan)
-        mean = v.mean(axis=0)
-        std = v.std(axis=0, ddof=1) if len(v) > 1 else np.zeros(3)
-        return valid, mean, std
-    w = np.asarray(counts, dtype=np.float64)[valid]
+        w = np.ones(len(v))
+    else:
+        w = np.asarray(counts, dtype=np.float64)
+        w = w if every else w[valid]
     n = float(w.sum())
     if n == 0:
         return valid, np.full(3, np.nan), np.full(3, np.nan)
@@ -56,13 +57,18 @@ def lab_stats(lab: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.nda
     if n < 2:
         return valid, mean, np.zeros(3)
     d = v - mean
-    return valid, mean, np.sqrt(w @ (d * d) / (n - 1))
+    d *= d
+    return valid, mean, np.sqrt(w @ d / (n - 1))
+
+
+# Below this many pixels the per-pixel conversion is cheaper than finding the distinct colours.
+_DISTINCT_FROM = 1 << 18
 
 
 def _lab_distinct(px: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``(lab, inverse, counts)``: lαβ of the distinct colours of ``px`` (8-bit data), or of every
-    pixel (``inverse``/``counts`` None)."""
-    distinct = unique_colours(px)
+    """``(lab, inverse, counts)``: lαβ of the distinct colours of ``px`` (8-bit data, at least
+    :data:`_DISTINCT_FROM` pixels), or of every pixel (``inverse``/``counts`` None)."""
+    distinct = unique_colours(px) if len(px) >= _DISTINCT_FROM else None
     if distinct is None:
         return rgb_to_lalphabeta(px), None, None
     values, inverse, counts = distinct
@@ -81,8 +87,8 @@ def reinhard(
     """Reinhard lαβ mean/std transfer from ``ref_image[ref_mask]`` onto ``image[mask]``.
 
     Inputs/outputs on the 0–1 scale (float32 out, clipped); ``rng`` is unused.
-    Conversions and statistics run once per distinct colour (weighted by its
-    pixel count) when the input came from 8-bit data.
+    On large regions from 8-bit data, conversions and statistics run once per
+    distinct colour (weighted by its pixel count).
     """
     fg, ref = gather("reinhard", image, mask, ref_image, ref_mask)
     lab_fg, inverse, counts_fg = _lab_distinct(fg)
