@@ -19,7 +19,9 @@ Pipeline, per sample:
 Each row of ``samples.parquet``: ``key``, ``subset``, ``recipe``, ``category``,
 ``identity`` (composite = real), ``fg_ratio`` (0–1, at evaluation size),
 ``height``/``width`` (evaluation size), every metric (0–255 scale for (f)MSE, dB
-for (f)PSNR), ``input_mse`` (output vs the model's input, 0–255 scale) and
+for (f)PSNR), at ``--resize none`` with a profile that also reports a lower resolution
+(``pctnet``, ``dccf``) the same metrics there as ``<metric>_low``
+(:mod:`harmbench.eval.multires`), ``input_mse`` (output vs the model's input, 0–255 scale) and
 ``seconds`` (model time per image: batch time / batch size).
 
 Rows are written in chunks (``parts/``, atomic) so an interrupted run resumes;
@@ -42,10 +44,11 @@ import numpy as np
 from harmbench import __version__
 from harmbench.errors import UserError
 from harmbench.eval.datasets import EvalData, open_data
+from harmbench.eval.multires import extra_columns, extra_resolutions, score_extra
 from harmbench.eval.outputs import ModelOutputError, check_output, preview_keys, save_previews
 from harmbench.eval.provenance import environment, git_info, now_utc
 from harmbench.eval.records import FORMAT_VERSION, ID_COLUMNS, RunStore, json_safe
-from harmbench.eval.score import SizeBatcher, progress_bar, resolve_device, with_overrides
+from harmbench.eval.score import progress_bar, resolve_device, with_overrides
 from harmbench.models.resolve import ResolvedModel, resolve_model
 
 PathLike = str | os.PathLike
@@ -60,7 +63,11 @@ class EvalOptions:
     Batches hold same-size images, at most ``batch_size`` of them and at most
     ``max_batch_pixels`` pixels (N·H·W; 16 images at 256×256, one from 1024×1024 up).
     ``lpips_cache``: a folder where the real images' LPIPS features are kept for other runs on
-    the same data, profile and resize (:mod:`harmbench.metrics.lpips_cache`); None: not kept."""
+    the same data, profile and resize (:mod:`harmbench.metrics.lpips_cache`); None: not kept.
+    ``weights``: files for the named model (the authors' ``"E.pth,G.pth"`` or a harmbench checkpoint);
+    ``protocol``: the model's ``protocol`` option (``harmbench``/``official``; None: the model's
+    default); ``harmony``: BargainNet extractor for the opt-in ``harmony`` column (the no-reference
+    score of each output; see :mod:`harmbench.models.harmony`), None: no column."""
 
     profile: str = "harmbench"
     resize: str = "fixed256"
@@ -80,6 +87,9 @@ class EvalOptions:
     progress: bool | None = None
     restart: bool = False
     model_options: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    protocol: str | None = None
+    harmony: str | None = None
 
 
 @dataclass
@@ -123,8 +133,10 @@ def make_loader(dataset: Any, workers: int) -> Any:
 
 
 
-def run_config(model: ResolvedModel, data: EvalData, profile: Any, opts: EvalOptions, n_selected: int) -> dict[str, Any]:
-    """``config.json``: the fingerprint (see :data:`harmbench.eval.records.FINGERPRINT_FIELDS`) and the paths."""
+def run_config(model: ResolvedModel, data: EvalData, profile: Any, opts: EvalOptions, n_selected: int,
+               harmony: str | None = None) -> dict[str, Any]:
+    """``config.json``: the fingerprint (see :data:`harmbench.eval.records.FINGERPRINT_FIELDS`), the paths,
+    the model's ``protocol`` and the harmony extractor's label (``harmony``, None when off)."""
     return {
         "format": FORMAT_VERSION,
         "model": model.fingerprint(),
@@ -134,6 +146,8 @@ def run_config(model: ResolvedModel, data: EvalData, profile: Any, opts: EvalOpt
         "pred_8bit": bool(profile.pred_8bit),
         "lpips": bool(opts.lpips),
         "seed": int(opts.seed),
+        "harmony": harmony,
+        "protocol": getattr(model.harmonizer, "protocol", "harmbench"),
         "data_path": str(data.path.resolve()),
         "model_source": model.source,
     }
@@ -175,8 +189,16 @@ def evaluate(
     ds = data if isinstance(data, EvalData) else open_data(data, opts.split)
     all_keys = ds.keys()
     selected = all_keys[: opts.limit] if opts.limit else list(all_keys)
-    resolved = resolve_model(model, str(device), opts.seed, opts.model_options)
-    config = run_config(resolved, ds, profile, opts, len(selected))
+    model_options = dict(opts.model_options)
+    if opts.protocol is not None:
+        model_options["protocol"] = opts.protocol
+    resolved = resolve_model(model, str(device), opts.seed, model_options, weights=opts.weights)
+    extractor = None
+    if opts.harmony:
+        from harmbench.models.harmony import load_extractor
+
+        extractor = load_extractor(opts.harmony, device=device)
+    config = run_config(resolved, ds, profile, opts, len(selected), extractor.label if extractor else None)
     store = RunStore(out)
     store.open(config, restart=opts.restart)
     if store.is_finished():
@@ -185,6 +207,7 @@ def evaluate(
     done = store.done_keys()
     todo = [k for k in selected if k not in done]
     scorer = _BatchScorer(resolved, profile, opts, device, store, preview_keys(selected, opts.previews), on_batch)
+    scorer.extractor = extractor
     if scorer.lpips_model is not None and opts.lpips_cache:
         from harmbench.metrics.lpips_cache import LPIPSFeatureCache, weights_identity
 
@@ -213,7 +236,8 @@ def evaluate(
         if scorer.lpips_cache is not None:
             session["lpips_cache"] = {"hits": scorer.lpips_cache.hits, "misses": scorer.lpips_cache.misses}
         store.add_session(session)
-    return _finish(store, ds, config, opts, device, scorer.names, scorer.lpips_source, profile, scorer.n_new)
+    names = scorer.names + (("harmony",) if extractor is not None else ()) + scorer.extra_cols
+    return _finish(store, ds, config, opts, device, names, scorer.lpips_source, profile, scorer.n_new)
 
 
 def _run_loader(dataset: Any, workers: int, batch_size: int, max_pixels: int, scorer: _BatchScorer) -> None:
@@ -254,11 +278,16 @@ class _BatchScorer:
             self.lpips_source = getattr(self.lpips_model, "harmbench_weights", None)
             self.names = self.names + tuple(LPIPS_NAMES)
         self.value_cols = (*self.names, "input_mse")
+        self.row_cols = (*self.value_cols, "harmony") if opts.harmony else self.value_cols
+        # full-resolution runs of a profile that also reports a lower resolution score both (multires.py)
+        self.extra = extra_resolutions(profile, opts.resize)
+        self.extra_cols = extra_columns(self.extra)
         self.rows: list[dict[str, Any]] = []
         self.skips: list[dict[str, str]] = []
         self.n_new = 0
         self.model_s = 0.0
         self.bar: Any = None
+        self.extractor: Any = None  # harmony column (see EvalOptions.harmony)
 
     def skip(self, error: dict[str, str]) -> None:
         self.skips.append(error)
@@ -273,14 +302,23 @@ class _BatchScorer:
             self.store.write_part([], self.skips)
             self.skips = []
 
-    def _predict(self, comp: Any, mask: Any, keys: list[str]) -> tuple[Any, float]:
-        """The model's output for a batch (checked) and the seconds it took."""
+    def _predict(self, comp: Any, mask: Any, keys: list[str], real: Any = None) -> tuple[Any, Any, float]:
+        """The model's output for a batch (checked), its own low-resolution result when the run
+        scores one (else ``None``) and the seconds it took. ``real`` (N,3,H,W, 0–1) goes to models
+        that take it (``accepts_real``: their authors' test script reads it)."""
         import torch
 
+        h = self.resolved.harmonizer
+        extra = {"real": real} if real is not None and getattr(h, "accepts_real", False) else {}
         t0 = time.perf_counter()
+        low = None
+        multires = getattr(h, "harmonize_multires", None) if self.extra else None
         try:
             with torch.no_grad():
-                out = self.resolved.harmonizer.harmonize(comp, mask)
+                if multires is not None:
+                    out, low = multires(comp, mask)
+                else:
+                    out = h.harmonize(comp, mask, **extra)
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - a model failure names the model and the samples
@@ -291,8 +329,14 @@ class _BatchScorer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         dt = time.perf_counter() - t0
+        if getattr(h, "protocol", "harmbench") == "official" and tuple(out.shape[2:]) != tuple(comp.shape[2:]):
+            raise UserError(
+                f"model {self.resolved.name!r} under protocol 'official' returns {out.shape[3]}x{out.shape[2]} images "
+                f"(the authors' test size) but the samples are {comp.shape[3]}x{comp.shape[2]}: evaluate at that size "
+                "(--resize fixed256)"
+            )
         check_output(out, comp, keys, self.resolved.name)
-        return out.detach(), dt
+        return out.detach(), low, dt
 
     def _score(self, out: Any, comp_u8: Any, target: Any, mask: Any, keys: list[str]) -> list[list[float]]:
         """Per-image metric values (rows in ``value_cols`` order); saves the previews on the way."""
@@ -349,16 +393,30 @@ class _BatchScorer:
         mask = batch["mask"].to(dev, non_blocking=True)
         comp = comp_u8.to(torch.float32).div_(255.0)
         mbin = mask if self.profile.mask_binary else (mask > 0.5).to(torch.float32)  # binary profiles: already {0, 1}
-        out, dt = self._predict(comp, mbin, keys)
+        real = target.to(torch.float32).div(255.0) if getattr(self.resolved.harmonizer, "accepts_real", False) else None
+        out, low, dt = self._predict(comp, mbin, keys, real)
         values = self._score(out, comp_u8, target, mask, keys)
+        if self.extractor is not None:
+            from harmbench.models.harmony import harmony_scores
+
+            pred = out.clamp(0.0, 1.0)
+            if self.pred_8bit:
+                pred = pred.mul(255.0).round_().div_(255.0)
+            for row, score in zip(values, harmony_scores(self.extractor, pred, mbin).tolist()):
+                row.append(score)
+        extra = score_extra(self.profile, self.extra, out, low, target, mask) if self.extra else None
         self.model_s += dt
         h, w = int(target.shape[2]), int(target.shape[3])
-        const = {"height": h, "width": w, "seconds": dt / n}
+        secs = dt / n
         cols = [ids[c] for c in self.ID_COLS]
-        self.rows.extend(
-            {**dict(zip(self.ID_COLS, idv)), **const, **dict(zip(self.value_cols, vals))}
-            for *idv, vals in zip(*cols, values)
-        )
+        for i, (*idv, vals_i) in enumerate(zip(*cols, values)):
+            row = dict(zip(self.ID_COLS, idv))
+            row["height"], row["width"] = h, w
+            row.update(zip(self.row_cols, vals_i))
+            if extra is not None:
+                row.update(zip(self.extra_cols, extra[i]))
+            row["seconds"] = secs
+            self.rows.append(row)
         self.n_new += n
         self.bar.update(n)
         if self.on_batch is not None:
@@ -372,8 +430,10 @@ def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOpt
     from harmbench.eval.aggregate import summary_dict
 
     sessions = store.sessions()
-    skipped = ds.skipped + store.skipped()
-    df_cols = [*ID_COLUMNS, *names, "input_mse", "seconds"]
+    skipped = sorted(ds.skipped + store.skipped(),  # same order however many sessions the run took
+                     key=lambda s: (str(s.get("path", "")), str(s.get("key", "")), str(s.get("reason", ""))))
+    df_cols = [*ID_COLUMNS, *(n for n in names if n != "harmony"), "input_mse", *(n for n in names if n == "harmony"),
+               "seconds"]
     run_doc: dict[str, Any] = {
         **config,
         "harmbench_version": __version__,
@@ -384,11 +444,13 @@ def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOpt
         "lpips_weights": lpips_source,
         "metrics": list(names),
         "skipped": skipped,
+        "broken_shards": list(getattr(ds, "broken", [])),
     }
     samples = store.merge_parts(columns=df_cols)
     wall = sum(float(s.get("loop_s", 0.0)) for s in sessions)
     run_doc["n_samples"] = int(len(samples))
     run_doc["n_skipped"] = len(skipped)
+    run_doc["n_broken_shards"] = len(run_doc["broken_shards"])
     run_doc["timing"] = {
         "wall_s": round(sum(float(s.get("wall_s", 0.0)) for s in sessions), 4),
         "loop_s": round(wall, 4),
@@ -398,7 +460,8 @@ def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOpt
     }
     edges = tuple(profile.bucket_edges)
     run_doc["summary"] = (
-        summary_dict(samples, bucket_edges=edges, bucket_inclusive=profile.bucket_inclusive) if len(samples) else {}
+        summary_dict(samples, list(names), bucket_edges=edges, bucket_inclusive=profile.bucket_inclusive)
+        if len(samples) else {}
     )
     store.write_run(run_doc)
     return EvalResult(store.root, samples, json_safe(run_doc), n_new, reused=False)

@@ -40,7 +40,7 @@ PREVIEWS = "previews"
 #: Columns every samples table starts with, in order (metrics and timing follow).
 ID_COLUMNS = ("key", "subset", "recipe", "category", "identity", "fg_ratio", "height", "width")
 #: Fields of ``config.json`` that must match for two invocations to share a run directory.
-FINGERPRINT_FIELDS = ("format", "profile", "resize", "pred_8bit", "lpips", "seed", "model", "data")
+FINGERPRINT_FIELDS = ("format", "profile", "resize", "pred_8bit", "lpips", "seed", "model", "data", "harmony")
 
 
 class RunMismatchError(UserError):

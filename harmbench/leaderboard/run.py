@@ -100,9 +100,16 @@ def cell_task(spec: dict[str, Any]) -> dict[str, Any]:
         "n": int(len(res.samples)),
         "new": res.new_samples,
         "images_per_s": (res.run.get("timing") or {}).get("images_per_s"),
+        "broken_shards": list(res.run.get("broken_shards") or []),
+        "n_skipped": int(res.run.get("n_skipped") or 0),
         "node": env.get("ray_node_id") or env.get("hostname"),
         "device": env.get("device_name"),
     }
+
+
+def _seed(lb: Leaderboard, cell: Cell) -> int:
+    """The model's own seed when its entry sets one, else the leaderboard's."""
+    return lb.seed if cell.model.seed is None else cell.model.seed
 
 
 def _spec(lb: Leaderboard, cell: Cell, lpips: tuple[bool, str | None], workers: int | None, restart: bool,
@@ -115,25 +122,33 @@ def _spec(lb: Leaderboard, cell: Cell, lpips: tuple[bool, str | None], workers: 
         "options": {
             "profile": lb.profile, "resize": lb.resize, "split": cell.dataset.split, "device": device,
             "batch_size": lb.batch_size, "workers": workers, "limit": cell.dataset.limit, "lpips": lpips[0],
-            "lpips_weights": lpips[1], "lpips_cache": str(lb.runs_dir / LPIPS_CACHE) if lpips[0] else None, "seed": lb.seed, "previews": lb.grid_samples, "progress": progress,
-            "restart": restart, "model_options": dict(cell.model.options),
+            "lpips_weights": lpips[1], "lpips_cache": str(lb.runs_dir / LPIPS_CACHE) if lpips[0] else None,
+            "seed": _seed(lb, cell), "previews": lb.grid_samples, "progress": progress,
+            "restart": restart, "model_options": dict(cell.model.options), "weights": cell.model.weights_spec,
+            "protocol": cell.model.protocol, "harmony": lb.harmony,
         },
     }
 
 
 def _expected(lb: Leaderboard, cell: Cell, lpips: bool, data_desc: dict[str, Any]) -> dict[str, Any]:
+    from harmbench.metrics import get_profile
     from harmbench.models.checkpoints import sha256_file as file_sha256
     from harmbench.models.resolve import checkpoint_weights_file
-    from harmbench.metrics import get_profile
 
     prof = get_profile(lb.profile)
     exp: dict[str, Any] = {
-        "profile": prof.to_dict(), "resize": lb.resize, "lpips": lpips, "seed": lb.seed,
+        "profile": prof.to_dict(), "resize": lb.resize, "lpips": lpips, "seed": _seed(lb, cell),
         "pred_8bit": bool(prof.pred_8bit),
         "data": {"index_sha256": data_desc["index_sha256"], "split": data_desc["split"], "limit": cell.dataset.limit},
     }
     if cell.model.checkpoint is not None and cell.model.checkpoint.is_file():
         exp["weights_sha256"] = file_sha256(checkpoint_weights_file(cell.model.checkpoint))
+    elif (cell.model.weights or cell.model.card) and cell.model.available():
+        from harmbench.models.official import split_weights_spec
+        from harmbench.models.resolve import weights_digest
+
+        files = cell.model.weights or split_weights_spec(cell.model.card, cell.model.name)
+        exp["weights_sha256"] = weights_digest(files)
     return exp
 
 
@@ -212,6 +227,13 @@ def run_leaderboard(
                              f"(set {LPIPS_ENV} or lpips_weights)")
     out.lpips = lp[0]
 
+    for m in lb.models:  # a required file that is missing is an error before any dataset is built
+        if only_models and m.label not in only_models and m.name not in only_models:
+            continue
+        if not m.optional and not m.available():
+            raise UserError(f"leaderboard {lb.name}, model {m.label!r}: {m.missing_reason()} "
+                            "(set optional = true to skip it)")
+
     t0 = time.perf_counter()
     descs: dict[str, dict[str, Any]] = {}
     for ds in lb.datasets:
@@ -225,7 +247,7 @@ def run_leaderboard(
         if only_models and cell.model.label not in only_models and cell.model.name not in only_models:
             continue
         if not cell.model.available():
-            reason = f"checkpoint not found: {cell.model.checkpoint}"
+            reason = cell.model.missing_reason()
             if not cell.model.optional:
                 raise UserError(f"leaderboard {lb.name}, model {cell.model.label!r}: {reason}")
             out.skipped.append((cell.id, reason))

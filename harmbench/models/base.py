@@ -8,6 +8,19 @@ Every method, classical or learned, implements :meth:`Harmonizer.harmonize`:
 
 Any ``H, W`` is accepted: networks pad to their stride (replicate) and crop back.
 
+Two optional parts of the contract, for models ported from the authors' code:
+
+* ``protocol`` (attribute): ``"harmbench"`` (default: deterministic, eval mode, any size, output
+  the input's size) or ``"official"`` (exactly the authors' test script: their resize, run mode,
+  seeded dropout and uint8 rounding). Under ``"official"``, ``harmonize`` returns what each model
+  documents: the script's size (DoveNet, BargainNet: 256×256, uint8 values / 255) or the input's
+  size (iDIH/iSSAM: the prediction resized back); ``predict_uint8(image_u8 (H,W,3), mask (H,W)
+  0–255)`` returns exactly what the script writes (``harmbench harmonize`` writes that).
+* ``accepts_real`` (class attribute): when ``True``, ``harmonize(composite, mask, real=…)`` also
+  takes the ground-truth image ``(N, 3, H, W)`` on 0–1, because the authors' test script reads
+  it (BargainNet takes the background code from it). Evaluation passes it when available;
+  without it the model falls back to the composite. Models that leave it ``False`` never get it.
+
 Learned models derive from :class:`LearnedHarmonizer` (an ``nn.Module``). Each has a
 frozen config dataclass with a ``full`` (as published) and a ``small`` (CPU) preset;
 ``model.config_dict()`` records it in checkpoints and ``model.check_config(saved)``
@@ -140,6 +153,13 @@ class Harmonizer(ABC):
     """A harmonization method. See the module docstring for the tensor contract."""
 
     name: ClassVar[str] = ""
+    #: ``harmonize`` takes ``real=`` (the ground truth, (N,3,H,W) on 0–1); see the module docstring.
+    accepts_real: ClassVar[bool] = False
+
+    @property
+    def protocol(self) -> str:
+        """``"harmbench"`` (deterministic, output at the input's size) or ``"official"`` (the authors' test script)."""
+        return "harmbench"
 
     @abstractmethod
     def harmonize(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -155,6 +175,10 @@ class LearnedHarmonizer(nn.Module, Harmonizer):
     ``recomposite`` pastes the prediction into the composite's background
     (``out·M + comp·(1−M)``); DoveNet/BargainNet default to the raw output, as in
     their evaluation protocol.
+
+    A config class may list ``RUNTIME_FIELDS`` (e.g. ``("protocol", "seed")``): fields that say
+    how to run the network, not what its weights are. :meth:`check_config` accepts checkpoints
+    that do not record them (they take the defaults), and loaders let them be overridden.
     """
 
     config_class: ClassVar[type]
@@ -173,6 +197,11 @@ class LearnedHarmonizer(nn.Module, Harmonizer):
         """The frozen config dataclass this model was built from."""
         return self._config
 
+    @property
+    def protocol(self) -> str:  # type: ignore[override]
+        """The config's ``protocol`` field (``"harmbench"`` for models without one)."""
+        return str(getattr(self._config, "protocol", "harmbench"))
+
     def config_dict(self) -> dict[str, Any]:
         """``{"model": name, **fields}``: what a checkpoint records."""
         return {"model": self.name, **config_to_dict(self._config)}
@@ -189,7 +218,10 @@ class LearnedHarmonizer(nn.Module, Harmonizer):
         if model != self.name:
             raise ConfigError("model", f"checkpoint is for {model!r}, this model is {self.name!r}")
         mine = config_to_dict(self._config)
+        runtime = set(getattr(self.config_class, "RUNTIME_FIELDS", ()))
         for key in sorted(set(mine) | set(saved)):
+            if key not in saved and key in runtime:
+                continue  # how to run, not what the weights are: older checkpoints do not record it
             if key not in saved:
                 raise ConfigError(f"{self.name}.{key}", "missing from the checkpoint's config")
             if key not in mine:
@@ -295,7 +327,7 @@ class PresetMixin:
 
 MODELS: dict[str, Callable[..., Harmonizer]] = {}
 
-_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "iharm", "pretrained")
+_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "iharm", "pctnet", "pctnet_official", "pretrained")
 
 
 def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[..., Harmonizer]]:
@@ -383,7 +415,9 @@ def get_model(name: str, *, seed: int | None = None, **config: Any) -> Harmonize
     """Build the model registered as ``name`` with ``config`` options.
 
     Learned models take their config fields and ``preset`` (``full``/``small``); for them
-    ``seed`` makes weight initialisation reproducible without touching the global RNG.
+    ``seed`` makes weight initialisation reproducible without touching the global RNG, and
+    is also stored in the config when it has a ``seed`` field (e.g. the dropout seed of the
+    authors' test protocol).
     Builders marked ``takes_seed`` (randomised classical ops) receive ``seed`` themselves.
     Unknown names or options raise :class:`ConfigError`.
     """
@@ -394,6 +428,11 @@ def get_model(name: str, *, seed: int | None = None, **config: Any) -> Harmonize
         raise ConfigError("model", f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
     if getattr(builder, "takes_seed", False):
         return builder(**config) if seed is None else builder(seed=seed, **config)
+    config_class = getattr(builder, "config_class", None)
+    if seed is not None and dataclasses.is_dataclass(config_class) and "seed" in {
+        f.name for f in dataclasses.fields(config_class)
+    }:
+        config.setdefault("seed", seed)
     if seed is None:
         return builder(**config)
     with torch.random.fork_rng(devices=[]):

@@ -114,6 +114,11 @@ def identify_files(model: str, paths: Sequence[str | os.PathLike]) -> dict[str, 
     return parts
 
 
+def identify_role(model: str, sd: Mapping[str, torch.Tensor]) -> str | None:
+    """The role (``"E"``, ``"G"`` …) state dict ``sd`` plays among ``model``'s authors' files, or ``None``."""
+    return _format(model).identify(sd)
+
+
 def _format(model: str) -> OfficialFormat:
     from harmbench.models.base import _load_all
 
@@ -207,6 +212,7 @@ __all__ = [
     "FORMATS",
     "OfficialFormat",
     "identify_files",
+    "identify_role",
     "is_harmbench_checkpoint",
     "load_official",
     "load_weights",

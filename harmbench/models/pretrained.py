@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -49,15 +50,18 @@ def pretrained_path(name: str) -> Path:
     )
 
 
-def load_pretrained(name: str, *, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """Load committed weights ``name`` (e.g. ``"hen-ctn-cpu"``) as an eval-mode model on ``device``."""
+def load_pretrained(name: str, *, device: str | torch.device = "cpu", **overrides: Any) -> torch.nn.Module:
+    """Load committed weights ``name`` (e.g. ``"hen-ctn-cpu"``) as an eval-mode model on ``device``.
+
+    ``overrides``: run-time config fields (e.g. ``protocol``); the weights' own fields cannot change.
+    """
     expect = PRETRAINED.get(name)
-    return load_checkpoint(pretrained_path(name), device=device, expect_model=expect)
+    return load_checkpoint(pretrained_path(name), device=device, expect_model=expect, overrides=overrides)
 
 
 def _builder(pname: str):
-    def build(device: str | torch.device = "cpu") -> torch.nn.Module:
-        return load_pretrained(pname, device=device)
+    def build(device: str | torch.device = "cpu", **overrides: Any) -> torch.nn.Module:
+        return load_pretrained(pname, device=device, **overrides)
 
     build.__name__ = f"build_{pname.replace('-', '_')}"
     build.__doc__ = f"The committed CPU baseline {pname!r} (trained weights; see baselines/README.md)."

@@ -171,17 +171,80 @@ def _state_hash(model: Any, prefix: str) -> str | None:
     return prefix + h.hexdigest()
 
 
-def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mapping[str, Any] | None = None) -> ResolvedModel:
+def _has_config_field(name: str, field: str) -> bool:
+    """Whether registry model ``name`` has config field ``field``."""
+    import dataclasses
+
+    from harmbench.models.base import MODELS
+
+    cls = getattr(MODELS.get(name), "config_class", None)
+    return dataclasses.is_dataclass(cls) and field in {f.name for f in dataclasses.fields(cls)}
+
+
+def _takes_protocol(name: str) -> bool:
+    """Registry model ``name`` has a ``protocol`` option (its config, or a committed checkpoint of such a model)."""
+    from harmbench.models.pretrained import PRETRAINED
+
+    return _has_config_field(PRETRAINED.get(name, name), "protocol")
+
+
+def _protocol_models() -> list[str]:
+    from harmbench.models import available_models
+
+    return [n for n in available_models() if _has_config_field(n, "protocol")]
+
+
+def resolve_weights(name: str, weights: Any, device: str = "cpu", seed: int = 0,
+                    options: Mapping[str, Any] | None = None) -> ResolvedModel:
+    """Registry model ``name`` with ``weights``: the authors' file(s) (``"E.pth,G.pth"``, any order) or a
+    harmbench checkpoint, through :func:`harmbench.models.official.load_weights`. ``seed`` becomes
+    the model's ``seed`` option when it has one. The weights hash covers every file (sorted by hash)."""
+    from harmbench.models import available_models
+    from harmbench.models.official import load_weights, split_weights_spec
+
+    if name not in available_models():
+        raise ModelLoadError(f"unknown model {name!r} for --weights; known: {', '.join(available_models())}")
+    opts = dict(options or {})
+    if "seed" not in opts and _has_config_field(name, "seed"):
+        opts["seed"] = int(seed)
+    try:
+        paths = split_weights_spec(weights, name)
+        model = load_weights(name, paths, **opts)
+    except UserError as exc:
+        raise ModelLoadError(f"model {name!r} with weights {', '.join(map(str, paths))}: {exc}") from exc
+    model = model.to(device)
+    source = "weights:" + ",".join(str(p.resolve()) for p in paths)
+    return ResolvedModel(name, model, weights_digest(paths), _model_config(model), source)
+
+
+def weights_digest(paths: Any) -> str:
+    """The weights hash of one or several files: the file's sha256, or the sha256 of the sorted per-file
+    digests (so the order the files are given in does not matter)."""
+    files = sorted({file_sha256(checkpoint_weights_file(p)) for p in paths})  # a sidecar counts as its weights
+    return files[0] if len(files) == 1 else hashlib.sha256("".join(files).encode()).hexdigest()
+
+
+def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mapping[str, Any] | None = None,
+                  *, weights: Any = None) -> ResolvedModel:
     """``spec``: a registered model name (built-in or from an installed package's ``harmbench.models``
     entry point), ``"package.module:factory"``, a checkpoint path, a model card's name (its files
     from the weights cache, :func:`resolve_card`), or an object with ``harmonize``.
 
     Names build the model with ``options`` (e.g. ``preset="small"``) and ``seed``; a factory is
     called with ``options``; existing files are loaded as checkpoints (their sha256 is the weights hash).
+    With ``weights`` (one file, ``"a.pth,b.pth"`` or a list), ``spec`` names the registry model
+    those files are for (:func:`resolve_weights`).
     """
     from harmbench.models import available_models, get_model, load_factory
 
+    if weights is not None:
+        return resolve_weights(str(spec), weights, device, seed, options)
     opts = dict(options or {})
+    if isinstance(spec, str) and "protocol" in opts and spec in available_models() and not _takes_protocol(spec):
+        if opts["protocol"] != "harmbench":
+            raise ModelLoadError(f"model {spec!r} has no protocol option (it always runs harmbench's); "
+                                 f"models with an 'official' protocol: {', '.join(_protocol_models())}")
+        opts.pop("protocol")  # harmbench's protocol is the only one it has
     if hasattr(spec, "harmonize"):
         name = getattr(spec, "name", "") or type(spec).__name__
         return ResolvedModel(str(name), spec, None, _model_config(spec), "object")
@@ -217,4 +280,12 @@ def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mappin
     return ResolvedModel(text, model, _state_hash(model, "init:"), _model_config(model), f"registry:{text}")
 
 
-__all__ = ["ModelLoadError", "ResolvedModel", "checkpoint_weights_file", "load_checkpoint_model", "resolve_model"]
+__all__ = [
+    "ModelLoadError",
+    "ResolvedModel",
+    "checkpoint_weights_file",
+    "load_checkpoint_model",
+    "resolve_model",
+    "resolve_weights",
+    "weights_digest",
+]
