@@ -287,3 +287,13 @@ def test_composite_clips_like_float64_clip_and_zeros_nan():
     full = np.ones((1, n), bool)
     assert np.array_equal(composite(vals[None].astype(np.float32), full, vals), _plain_composite(vals[None], full, vals))
     assert _check_pixels("t", got, "out") == (0.0, 1.0)
+
+
+def test_rows_matmul_equals_the_whole_product():
+    from harmbench.transfer._common import RGB2LMS, rows_matmul
+
+    rng = np.random.default_rng(9)
+    for n in (1, 2, 4096, 4097, 4098, 8193, 70001):
+        x = rng.random((n, 3))
+        assert np.array_equal(rows_matmul(x, RGB2LMS.T), x @ RGB2LMS.T)
+        assert np.array_equal(rows_matmul(x, np.ones((3, 1))), x @ np.ones((3, 1)))

@@ -205,6 +205,31 @@ def fresh_rng(rng: np.random.Generator | None) -> np.random.Generator:
     return rng
 
 
+# Rows per block in :func:`rows_matmul`: small enough that OpenBLAS stays single-threaded.
+_MATMUL_ROWS = 4096
+
+
+def rows_matmul(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``x @ m`` for tall ``(N, k)`` rows and a small ``(k, j)`` matrix, in row blocks.
+
+    Each output row depends only on its own input row, so the blocks give the
+    whole product's values; kept small, each block runs on one thread, while
+    OpenBLAS splits one tall product over threads, which in a busy process
+    (the evaluator beside its DataLoader workers) spin and wait many times
+    longer than the product takes.
+    """
+    n = len(x)
+    if n <= _MATMUL_ROWS:
+        return x @ m
+    out = np.empty((n, m.shape[1]), dtype=np.result_type(x, m))
+    cuts = list(range(0, n, _MATMUL_ROWS)) + [n]
+    if cuts[-1] - cuts[-2] == 1:  # BLAS takes a lone row by another code path (last-bit differences)
+        del cuts[-2]
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        np.matmul(x[a:b], m, out=out[a:b])
+    return out
+
+
 # --------------------------------------------------------------------------
 # Reinhard lαβ (Reinhard et al. 2001, matrices as in iHarmony4's rgb2lab.m/lab2rgb.m)
 
@@ -221,7 +246,7 @@ LAB2LOGLMS = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, -1.0], [1.0, -2.0, 0.0]]) @ n
 def rgb_to_lalphabeta(rgb: np.ndarray) -> np.ndarray:
     """``(N, 3)`` RGB on 0–1 -> lαβ (log10 LMS). Black gives -Inf/NaN, as in MATLAB."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log10(rgb @ RGB2LMS.T) @ LOGLMS2LAB.T
+        return rows_matmul(np.log10(rows_matmul(rgb, RGB2LMS.T)), LOGLMS2LAB.T)
 
 
 def lalphabeta_to_rgb(lab: np.ndarray) -> np.ndarray:
@@ -230,9 +255,9 @@ def lalphabeta_to_rgb(lab: np.ndarray) -> np.ndarray:
     log10 LMS is capped at 10 so that extreme outliers saturate instead of overflowing.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        lms = 10.0 ** np.minimum(lab @ LAB2LOGLMS.T, 10.0)
+        lms = 10.0 ** np.minimum(rows_matmul(lab, LAB2LOGLMS.T), 10.0)
     lms[~np.isfinite(lms)] = 0.0
-    return lms @ LMS2RGB.T
+    return rows_matmul(lms, LMS2RGB.T)
 
 
 # --------------------------------------------------------------------------
@@ -245,9 +270,9 @@ YCBCR2RGB = np.linalg.inv(RGB2YCBCR)
 
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """``(N, 3)`` RGB on 0–1 -> YCbCr on the 0–255 scale (Y in [16, 235], Cb/Cr in [16, 240])."""
-    return rgb @ RGB2YCBCR.T + YCBCR_OFFSET
+    return rows_matmul(rgb, RGB2YCBCR.T) + YCBCR_OFFSET
 
 
 def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     """YCbCr on 0–255 -> RGB on 0–1 (unclipped)."""
-    return (ycc - YCBCR_OFFSET) @ YCBCR2RGB.T
+    return rows_matmul(ycc - YCBCR_OFFSET, YCBCR2RGB.T)

@@ -26,6 +26,7 @@ from harmbench.transfer._common import (
     gather,
     lalphabeta_to_rgb,
     rgb_to_lalphabeta,
+    rows_matmul,
     unique_colours,
 )
 
@@ -38,11 +39,11 @@ def lab_stats(lab: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.nda
 
     ``counts`` ``(N,)``: row ``i`` stands for ``counts[i]`` pixels (distinct
     colours with their multiplicities); the statistics are those of the
-    expanded list. Sums are weight-vector products (BLAS): the same values as
+    expanded list. Sums are weighted column sums: the same values as
     ``mean``/``std`` over the rows up to float summation order (~1e-16).
     """
     with np.errstate(invalid="ignore"):
-        valid = np.isfinite(lab @ np.ones(3))  # a row sum is finite iff the row is (lαβ values are small)
+        valid = np.isfinite(rows_matmul(lab, np.ones((3, 1)))[:, 0])  # a row sum is finite iff the row is (small values)
     every = bool(valid.all())
     v = lab if every else lab[valid]
     if counts is None:
@@ -53,12 +54,12 @@ def lab_stats(lab: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.nda
     n = float(w.sum())
     if n == 0:
         return valid, np.full(3, np.nan), np.full(3, np.nan)
-    mean = w @ v / n
+    mean = np.einsum("i,ij->j", w, v) / n  # weighted column sums (no BLAS threads)
     if n < 2:
         return valid, mean, np.zeros(3)
     d = v - mean
     d *= d
-    return valid, mean, np.sqrt(w @ d / (n - 1))
+    return valid, mean, np.sqrt(np.einsum("i,ij->j", w, d) / (n - 1))
 
 
 # Below this many pixels the per-pixel conversion is cheaper than finding the distinct colours.
