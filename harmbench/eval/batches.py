@@ -4,9 +4,9 @@ Workers decode and prepare samples (:mod:`harmbench.eval.datasets`), group them 
 evaluation size (:class:`~harmbench.eval.score.SizeBatcher`: at most ``batch_size``
 images and ``max_pixels`` pixels N·H·W per batch) and stack each group into tensors,
 so the main process receives one message per batch — composite and real
-``uint8 (B, 3, H, W)``, mask ``float32 (B, 1, H, W)`` (shared memory between
-processes; pinned when the loader pins) — and runs the model and the metrics on it
-without per-sample work.
+``uint8 (B, 3, H, W)``, mask ``float32 (B, 1, H, W)`` (numpy arrays; torch tensors,
+pinned by the loader, when it pins for CUDA) — and runs the model and the metrics on
+it without per-sample work.
 """
 
 from __future__ import annotations
@@ -23,17 +23,19 @@ from harmbench.eval.score import SizeBatcher
 ID_FIELDS = ("key", "subset", "recipe", "category", "identity", "fg_ratio")
 
 
-def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack same-size prepared items into one batch ``{"ids": {field: list}, "composite", "target", "mask", "errors"}``."""
-    import torch
+def collate(items: list[dict[str, Any]], as_tensors: bool = False) -> dict[str, Any]:
+    """Stack same-size prepared items into one batch ``{"ids": {field: list}, "composite", "target", "mask", "errors"}``.
 
-    return {
-        "ids": {f: [it[f] for it in items] for f in ID_FIELDS},
-        "composite": torch.from_numpy(np.stack([it["composite"] for it in items])),
-        "target": torch.from_numpy(np.stack([it["target"] for it in items])),
-        "mask": torch.from_numpy(np.stack([it["mask"] for it in items])),
-        "errors": [],
-    }
+    The arrays are numpy (they travel from workers as pickled bytes, cheaper than a
+    shared-memory segment per tensor at these sizes) or, with ``as_tensors``, torch
+    tensors (what the loader's pinning thread pins for CUDA).
+    """
+    arrays = {k: np.stack([it[k] for it in items]) for k in ("composite", "target", "mask")}
+    if as_tensors:
+        import torch
+
+        arrays = {k: torch.from_numpy(v) for k, v in arrays.items()}
+    return {"ids": {f: [it[f] for it in items] for f in ID_FIELDS}, **arrays, "errors": []}
 
 
 def _errors_only(errors: list[dict[str, str]]) -> dict[str, Any]:
@@ -47,8 +49,9 @@ class BatchedItems(IterableDataset):
     ones split themselves. Items that could not be prepared travel as ``errors``.
     """
 
-    def __init__(self, dataset: Any, batch_size: int, max_pixels: int):
+    def __init__(self, dataset: Any, batch_size: int, max_pixels: int, as_tensors: bool = False):
         self.dataset = dataset
+        self.as_tensors = bool(as_tensors)
         self.batch_size = int(batch_size)
         self.max_pixels = int(max_pixels)
 
@@ -74,11 +77,11 @@ class BatchedItems(IterableDataset):
                 continue
             full = batcher.add(tuple(item["target"].shape[1:]), item)
             if full:
-                batch = collate(full)
+                batch = collate(full, self.as_tensors)
                 batch["errors"], errors = errors, []
                 yield batch
         for group in batcher.drain():
-            batch = collate(group)
+            batch = collate(group, self.as_tensors)
             batch["errors"], errors = errors, []
             yield batch
         if errors:
@@ -94,7 +97,7 @@ def batch_loader(dataset: Any, workers: int, batch_size: int, max_pixels: int, *
     if workers > 0:
         kw["prefetch_factor"] = 2
         kw["persistent_workers"] = False
-    return DataLoader(BatchedItems(dataset, batch_size, max_pixels), **kw)
+    return DataLoader(BatchedItems(dataset, batch_size, max_pixels, as_tensors=bool(pin_memory)), **kw)
 
 
 def _as_is(item: Any) -> Any:

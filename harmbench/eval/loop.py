@@ -388,9 +388,9 @@ class _BatchScorer:
         keys = ids["key"]
         n = len(keys)
         # pinned by the loader on CUDA: the copies overlap with the host's work
-        comp_u8 = batch["composite"].to(dev, non_blocking=True)
-        target = batch["target"].to(dev, non_blocking=True)
-        mask = batch["mask"].to(dev, non_blocking=True)
+        comp_u8 = torch.as_tensor(batch["composite"]).to(dev, non_blocking=True)
+        target = torch.as_tensor(batch["target"]).to(dev, non_blocking=True)
+        mask = torch.as_tensor(batch["mask"]).to(dev, non_blocking=True)
         comp = comp_u8.to(torch.float32).div_(255.0)
         mbin = mask if self.profile.mask_binary else (mask > 0.5).to(torch.float32)  # binary profiles: already {0, 1}
         real = target.to(torch.float32).div(255.0) if getattr(self.resolved.harmonizer, "accepts_real", False) else None
