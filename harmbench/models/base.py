@@ -183,14 +183,22 @@ class LearnedHarmonizer(nn.Module, Harmonizer):
         return cls(make_config(cls.config_class, config, **overrides))
 
     def check_config(self, saved: Mapping[str, Any]) -> None:
-        """Raise :class:`ConfigError` naming the first field where ``saved`` differs from this model's config."""
+        """Raise :class:`ConfigError` naming the first field where ``saved`` differs from this model's config.
+
+        A field absent from ``saved`` is accepted when this model has the field's default (checkpoints
+        written before the field existed, e.g. the run-time ``protocol`` option).
+        """
         saved = dict(saved)
         model = saved.pop("model", self.name)
         if model != self.name:
             raise ConfigError("model", f"checkpoint is for {model!r}, this model is {self.name!r}")
         mine = config_to_dict(self._config)
+        defaults = {f.name: f.default for f in dataclasses.fields(self._config)}
         for key in sorted(set(mine) | set(saved)):
             if key not in saved:
+                # a field added after the checkpoint was written: fine while this model keeps its default
+                if key in defaults and _normalise(mine[key]) == _normalise(defaults[key]):
+                    continue
                 raise ConfigError(f"{self.name}.{key}", "missing from the checkpoint's config")
             if key not in mine:
                 raise ConfigError(f"{self.name}.{key}", "unknown field in the checkpoint's config")
@@ -295,7 +303,7 @@ class PresetMixin:
 
 MODELS: dict[str, Callable[..., Harmonizer]] = {}
 
-_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "pretrained")
+_MODULES = ("classical", "hen_ctn", "hen_ctn_official", "dovenet", "bargainnet", "pretrained")
 
 
 def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[..., Harmonizer]]:

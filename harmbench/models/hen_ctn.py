@@ -19,6 +19,7 @@ Scales: images enter and leave the networks as **normalised Lab on [-1, 1]**
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 
@@ -27,7 +28,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmbench.errors import ConfigError
-from harmbench.models.base import LearnedHarmonizer, PresetMixin, register_model
+from harmbench.models.base import (
+    LearnedHarmonizer,
+    PresetMixin,
+    crop_padding,
+    pad_to_multiple,
+    register_model,
+    validate_inputs,
+)
 from harmbench.models.histogram import hen_input
 from harmbench.models.lab import nlab_to_rgb, rgb_to_nlab
 from harmbench.models.layers import init_normal
@@ -50,6 +58,10 @@ class HENCTNConfig(PresetMixin):
         residual: predict a residual added to the input nLab (off = the released CTN, which predicts
             nLab directly). A size knob for small CTNs: at width 8 and minutes of CPU training a
             direct-output CTN does not learn to reproduce its input; a residual one starts at identity.
+        protocol: ``"harmbench"`` (deterministic, any size, batched: pad to a multiple of 32 with
+            ``pad_margin``, torch Lab) or ``"official"`` (the authors' test chain per image: skimage Lab,
+            longer side <= 700 px, exactly 30 px padding, uint8 rounding as they save; see
+            :mod:`harmbench.models.hen_ctn_official`). A run-time choice, not part of the weights.
     """
 
     width: int = 64
@@ -62,6 +74,7 @@ class HENCTNConfig(PresetMixin):
     pad_margin: int = 30
     recomposite: bool = True
     residual: bool = False
+    protocol: str = "harmbench"
 
     PRESETS: ClassVar[dict] = {
         "full": {},
@@ -77,6 +90,12 @@ class HENCTNConfig(PresetMixin):
                 raise ConfigError(f"hen-ctn.{f}", f"must be >= 1, got {getattr(self, f)}")
         if self.pad_margin < 0:
             raise ConfigError("hen-ctn.pad_margin", f"must be >= 0, got {self.pad_margin}")
+        if self.protocol not in PROTOCOLS:
+            raise ConfigError("hen-ctn.protocol", f"must be one of {', '.join(PROTOCOLS)}, got {self.protocol!r}")
+
+
+#: Inference protocols of ``hen-ctn`` (see :class:`HENCTNConfig`).
+PROTOCOLS = ("harmbench", "official")
 
 
 # --------------------------------------------------------------------------- HEN
@@ -295,11 +314,87 @@ class HENCTN(LearnedHarmonizer):
         """CTN with given codes / code maps; ``x`` nLab."""
         return self.ctn(x, e_s, e_t)
 
+    def transfer_regions(
+        self,
+        source: torch.Tensor,
+        reference: torch.Tensor,
+        source_regions: Sequence[torch.Tensor] = (),
+        reference_regions: Sequence[torch.Tensor | None] = (),
+        *,
+        labels: bool = False,
+    ) -> torch.Tensor:
+        """Colour transfer under the ``harmbench`` protocol: RGB 0–1 ``(1, 3, H, W)`` source and
+        ``(1, 3, Ht, Wt)`` reference -> the CTN output as RGB 0–1 ``(1, 3, H, W)`` (not pasted).
+
+        No regions: e_s = source code, e_t = reference code (whole images). Regions (bool ``(H, W)``
+        with, for each, a bool ``(Ht, Wt)`` reference region or ``None`` = keep its colours): e_s = each
+        region's code on it, e_t = its reference region's code on it; pixels outside every region get
+        the code of the rest of the source in both maps (masks). ``labels``: the regions tile the
+        source (label maps); same painting, no rest.
+        """
+        param = next(self.parameters())
+        xs = rgb_to_nlab(source.to(param.device, param.dtype))
+        xr = rgb_to_nlab(reference.to(param.device, param.dtype))
+
+        def code(x: torch.Tensor, region: torch.Tensor | None = None) -> torch.Tensor:
+            r = None if region is None else region.to(x.device, x.dtype).view(1, 1, *region.shape)
+            return self.encode(x, r).view(1, -1, 1)
+
+        with torch.no_grad():
+            if not source_regions:
+                e_s, e_t = code(xs).view(1, -1, 1, 1), code(xr).view(1, -1, 1, 1)
+            else:
+                h, w = xs.shape[-2:]
+                e_s = xs.new_zeros(1, self.config.code_dim, h, w)
+                e_t = xs.new_zeros(1, self.config.code_dim, h, w)
+                src = [r.to(xs.device) for r in source_regions]
+                rest = ~torch.stack(src).any(0)
+                if not labels and bool(rest.any()):
+                    c_rest = code(xs, rest).view(1, -1, 1, 1)
+                    e_s[:] = c_rest
+                    e_t[:] = c_rest
+                for s, r in zip(src, reference_regions):
+                    c_s = code(xs, s)
+                    e_s[..., s] = c_s
+                    e_t[..., s] = c_s if r is None else code(xr, r)
+            geometry = {"margin": self.pad_margin, "min_size": self.min_size}
+            xp, pads = pad_to_multiple(xs, self.stride, **geometry)
+            if e_s.shape[-1] > 1:
+                e_s, _ = pad_to_multiple(e_s, self.stride, **geometry)
+                e_t, _ = pad_to_multiple(e_t, self.stride, **geometry)
+            out = crop_padding(self.ctn(xp, e_s, e_t).output, pads)
+        return nlab_to_rgb(out).clamp(0.0, 1.0)
+
     def forward(self, x: torch.Tensor, hist_s: torch.Tensor, hist_t: torch.Tensor) -> CTNOutput:
         """Training pass: nLab source ``x``, source/target histograms -> CTN outputs (HEN gets gradients)."""
         return self.ctn(x, self.hen(hist_s), self.hen(hist_t))
 
     # -- harmonization -------------------------------------------------------------
+    def harmonize(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """See :class:`Harmonizer`. ``protocol="official"``: the authors' chain per image (module
+        :mod:`~harmbench.models.hen_ctn_official`) with the foreground as the source region and the
+        background as the reference region, the correct crop, pasted into the composite; images the
+        700 px rule shrank are resized back (bilinear). The result is on the 8-bit grid (k/255)."""
+        if self.config.protocol != "official":
+            return super().harmonize(composite, mask)
+        from harmbench.models.hen_ctn_official import RegionPairs, official_transfer
+
+        composite, mask = validate_inputs(composite, mask)
+        outs = []
+        for img, m in zip(composite, mask):
+            u8 = (img.detach().float().cpu().clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).numpy()
+            fg = m[0].detach().cpu().numpy() > 0.5
+            if not fg.any() or fg.all():
+                outs.append(img.detach().float().cpu())
+                continue
+            res = official_transfer(self, u8, u8, RegionPairs((fg,), (~fg,)), crop_bug=False)
+            out = torch.from_numpy(res.output).permute(2, 0, 1).float() / 255.0
+            if out.shape[-2:] != img.shape[-2:]:
+                out = F.interpolate(out[None], size=tuple(img.shape[-2:]), mode="bilinear", align_corners=False)[0]
+            keep = torch.from_numpy(fg)[None]
+            outs.append(torch.where(keep, out, torch.from_numpy(u8).permute(2, 0, 1).float() / 255.0))
+        return torch.stack(outs).to(device=composite.device, dtype=composite.dtype)
+
     def _harmonize(self, composite: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         x = rgb_to_nlab(composite)
         fg = mask * valid
@@ -312,4 +407,4 @@ class HENCTN(LearnedHarmonizer):
         return torch.where(has_bg, out, composite)
 
 
-__all__ = ["CTNOutput", "ColorTransferNet", "HENCTN", "HENCTNConfig", "HistogramEncoder"]
+__all__ = ["PROTOCOLS", "CTNOutput", "ColorTransferNet", "HENCTN", "HENCTNConfig", "HistogramEncoder"]

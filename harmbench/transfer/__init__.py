@@ -1,4 +1,8 @@
-"""Foreground colour-transfer operations (pure numpy functions).
+"""Foreground colour-transfer operations (pure numpy functions), and :func:`transfer`.
+
+:func:`transfer` (``harmbench transfer``) applies an op, or HEN/CTN, to whole photos, to a
+region of one photo from a region of another (or the same) photo, or label by label; see
+:mod:`harmbench.transfer._apply`.
 
 Every op has the signature::
 
@@ -163,6 +167,8 @@ def _load_all() -> None:
             importlib.import_module(f"{__name__}.{info.name}")
 
 
+from harmbench.transfer._apply import transfer  # noqa: E402  (photo-to-photo and region-to-region transfer)
+
 __all__ = [
     "SAMPLERS",
     "TRANSFERS",
@@ -172,4 +178,5 @@ __all__ = [
     "needs_reference",
     "register_transfer",
     "sample_params",
+    "transfer",
 ]
