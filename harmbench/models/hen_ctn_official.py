@@ -83,6 +83,26 @@ def ctn_name(key: str) -> str:
     return _UNMAPPED + key
 
 
+_INVERSE: tuple[tuple[re.Pattern[str], Any], ...] = (
+    (re.compile(r"^hen\.features\.(\d+)\.(.+)$"), lambda m: f"model.{m[1]}.{m[2]}"),
+    (re.compile(r"^hen\.fc\.(.+)$"), lambda m: f"model2.0.{m[1]}"),
+    (re.compile(r"^ctn\.init_block\.(.+)$"), lambda m: f"block_init.{m[1]}"),
+    (re.compile(r"^ctn\.encoder\.(\d)\.(.+)$"), lambda m: f"HistUnetEnc.netEnc{int(m[1]) + 1}.{m[2]}"),
+    (re.compile(r"^ctn\.decoder\.(\d)\.(.+)$"), lambda m: f"HistUnetDec{int(m[1]) + 1}.{m[2]}"),
+    (re.compile(r"^ctn\.refine\.(\d)\.block\.(.+)$"), lambda m: f"ENC_Block{int(m[1]) + 1}.conv_block.{m[2]}"),
+    (re.compile(r"^ctn\.side_outputs\.(\d)\.(.+)$"), lambda m: f"InterOut{int(m[1]) + 1}.{m[2]}"),
+    (re.compile(r"^ctn\.last_block\.(.+)$"), lambda m: f"block_last.{m[1]}"),
+)
+
+
+def official_name(name: str) -> str:
+    """harmbench ``hen-ctn`` tensor name -> the authors' name (inverse of :func:`hen_name`/:func:`ctn_name`)."""
+    for pattern, make in _INVERSE:
+        if m := pattern.match(name):
+            return make(m)
+    return name
+
+
 def identify(sd: Mapping[str, torch.Tensor]) -> str | None:
     """``"G"`` for a CTN state dict, ``"C"`` for a HEN one, ``None`` otherwise."""
     keys = list(sd)
@@ -148,9 +168,10 @@ def build(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> torch.n
     own = model.state_dict()
     hen_own = {k: v for k, v in own.items() if k.startswith("hen.")}
     ctn_own = {k: v for k, v in own.items() if k.startswith("ctn.")}
-    mapped = remap_state_dict(parts["C"], hen_name, hen_own, where="hen-ctn HEN file (latest_net_C_A)", tolerate=None)
+    mapped = remap_state_dict(parts["C"], hen_name, hen_own, where="hen-ctn HEN file (latest_net_C_A)", tolerate=None,
+                              official_name=official_name)
     mapped.update(remap_state_dict(parts["G"], ctn_name, ctn_own, where="hen-ctn CTN file (latest_net_G_A)",
-                                   tolerate=None))
+                                   tolerate=None, official_name=official_name))
     model.load_state_dict(mapped, strict=True)
     return model
 
@@ -384,6 +405,7 @@ __all__ = [
     "infer_options",
     "nlab_official",
     "nlab_to_uint8_official",
+    "official_name",
     "official_size",
     "official_transfer",
     "resize_official",

@@ -97,13 +97,15 @@ def remap_state_dict(
     *,
     where: str,
     tolerate: re.Pattern[str] | None = BN_COUNTER,
+    official_name: Callable[[str], str] | None = None,
 ) -> StateDict:
     """Map the authors' names onto ``target``'s (a module or its ``state_dict()``) and check everything.
 
     ``rename(official_name)`` returns the harmbench name, or ``None`` for a tensor the authors'
     model holds but never uses (it is dropped). Raises :class:`ConfigError` (field ``weights``,
     message starting with ``where``) listing every missing, unexpected or mis-shaped tensor by
-    its official name; nothing is loaded in that case. Returns the mapped dict, cast to the
+    its official name (missing ones by ``official_name(harmbench_name)`` when given, else by the
+    harmbench name); nothing is loaded in that case. Returns the mapped dict, cast to the
     target's dtypes, with tolerated absent tensors filled from the target.
     """
     own = target.state_dict() if isinstance(target, torch.nn.Module) else dict(target)
@@ -128,7 +130,7 @@ def remap_state_dict(
     ]
     problems = []
     if missing:
-        problems.append(f"missing: {_short(missing)}")
+        problems.append(f"missing: {_short(missing if official_name is None else map(official_name, missing))}")
     if unexpected:
         problems.append(f"unexpected: {_short(unexpected)}")
     if shapes:
