@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -42,7 +44,11 @@ def test_committed_weights_load_with_their_config(name):
     assert f.stat().st_size <= 5 * 1024 * 1024
     model = load_pretrained(name)
     assert model.name == PRETRAINED[name] and not model.training
-    assert model.config_dict() == meta["model_config"]
+    mine = model.config_dict()
+    assert {k: mine[k] for k in meta["model_config"]} == meta["model_config"]
+    # fields added after the sidecar was written (run-time options such as protocol) keep their defaults
+    defaults = {f.name: f.default for f in dataclasses.fields(model.config)}
+    assert all(mine[k] == defaults[k] for k in set(mine) - set(meta["model_config"]))
     assert all(p.dtype == torch.float32 for p in model.parameters())
     for key in ("train_config", "command", "dataset", "step", "evaluation"):
         assert meta.get(key), key

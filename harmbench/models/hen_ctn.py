@@ -127,20 +127,50 @@ class HistogramEncoder(nn.Module):
 # --------------------------------------------------------------------------- CTN blocks
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+def _resize(x: torch.Tensor, size: tuple[int, int], like: torch.Tensor | None = None) -> torch.Tensor:
+    """``x`` at ``size`` (1×1 codes expanded, maps bilinear); in ``like``'s layout when that is channels-last."""
     if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    if x.shape[-2:] == (1, 1):
-        return x.expand(-1, -1, *size)
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        out = x
+    elif x.shape[-2:] == (1, 1):
+        out = x.expand(-1, -1, *size)
+    else:
+        out = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    if like is not None and _channels_last(like) and not _channels_last(out):
+        out = out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def _conv3(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
 
 
+class _InstanceNorm(nn.InstanceNorm2d):
+    """``InstanceNorm2d`` without affine. A channels-last input (the inference path) is normalised in its
+    own layout with one ``var_mean`` over H, W (no layout copies); other inputs take torch's kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not _channels_last(x):
+            return super().forward(x)
+        n, c, h, w = x.shape
+        v = x.permute(0, 2, 3, 1).reshape(n, h * w, c)  # the NHWC memory as (N, pixels, C): a view
+        d = v - v.mean(1, keepdim=True)
+        d.mul_(torch.rsqrt((d * d).mean(1, keepdim=True) + self.eps))
+        return d.view(n, h, w, c).permute(0, 3, 1, 2)
+
+
 def _inorm(c: int) -> nn.InstanceNorm2d:
-    return nn.InstanceNorm2d(c, affine=False)
+    return _InstanceNorm(c, affine=False)
+
+
+def _fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last copy of ``x`` for inference on CPU (2–4x faster convolutions at the CTN's small widths)."""
+    if x.device.type == "cpu" and not torch.is_grad_enabled() and x.shape[-1] > 1:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 class _EncBlock(nn.Module):
@@ -181,7 +211,8 @@ class _DecBlock(nn.Module):
 
     def forward(self, prev, skip, e_s, e_t):
         size = tuple(skip.shape[-2:])
-        return self.block(torch.cat([_resize(prev, size), skip, _resize(e_s, size), _resize(e_t, size)], 1))
+        parts = [_resize(prev, size, skip), skip, _resize(e_s, size, skip), _resize(e_t, size, skip)]
+        return self.block(torch.cat(parts, 1))
 
 
 class _RefineBlock(nn.Module):
@@ -198,7 +229,7 @@ class _RefineBlock(nn.Module):
 
     def forward(self, x, e_s, e_t):
         size = tuple(x.shape[-2:])
-        return x + self.block(torch.cat([x, _resize(e_s, size), _resize(e_t, size)], 1))
+        return x + self.block(torch.cat([x, _resize(e_s, size, x), _resize(e_t, size, x)], 1))
 
 
 def _side_out(c: int) -> nn.Sequential:
@@ -240,7 +271,8 @@ class ColorTransferNet(nn.Module):
         )
         self.side_outputs = nn.ModuleList([_side_out(ch) for ch in (chans[3], chans[2], chans[1], chans[0])])
 
-    def forward(self, x: torch.Tensor, e_s: torch.Tensor, e_t: torch.Tensor) -> CTNOutput:
+    def forward(self, x: torch.Tensor, e_s: torch.Tensor, e_t: torch.Tensor, *, sides: bool = True) -> CTNOutput:
+        """``sides=False`` skips the side-output heads (inference): ``CTNOutput.sides`` is then empty."""
         feats = []
         h = x
         for enc in self.encoder:
@@ -251,7 +283,7 @@ class ColorTransferNet(nn.Module):
         d2 = self.decoder[1](d1, e4, e_s, e_t)
         d3 = self.decoder[2](d2, e3, e_s, e_t)
         d4 = self.decoder[3](d3, e2, e_s, e_t)
-        d5 = _resize(self.decoder[4](d4, e1, e_s, e_t), tuple(x.shape[-2:]))
+        d5 = _resize(self.decoder[4](d4, e1, e_s, e_t), tuple(x.shape[-2:]), x)
         base = self.init_block(x)
         r = d5
         for block in self.refine:
@@ -259,8 +291,8 @@ class ColorTransferNet(nn.Module):
         out = self.last_block(r + base)
         if self.residual:
             out = out + x
-        sides = tuple(head(d) for head, d in zip(self.side_outputs, (d1, d2, d3, d4)))
-        return CTNOutput(out, sides)  # type: ignore[arg-type]
+        side = tuple(head(d) for head, d in zip(self.side_outputs, (d1, d2, d3, d4))) if sides else ()
+        return CTNOutput(out, side)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- joint model
@@ -281,6 +313,10 @@ class HENCTN(LearnedHarmonizer):
         self.hen = HistogramEncoder(cfg.l_bins, cfg.hist_bins, cfg.hen_width, cfg.code_dim)
         self.ctn = ColorTransferNet(cfg.width, cfg.code_dim, cfg.dropout, cfg.residual)
         init_normal(self, zero_bias=False)
+
+    #: Inference on CPU in channels-last layout (faster; the float outputs differ from the contiguous
+    #: layout's by a few 1e-6 on 0–1, as they differ between thread counts). Training is unaffected.
+    fast_layout: bool = True
 
     @property
     def pad_margin(self) -> int:  # type: ignore[override]
@@ -362,7 +398,9 @@ class HENCTN(LearnedHarmonizer):
             if e_s.shape[-1] > 1:
                 e_s, _ = pad_to_multiple(e_s, self.stride, **geometry)
                 e_t, _ = pad_to_multiple(e_t, self.stride, **geometry)
-            out = crop_padding(self.ctn(xp, e_s, e_t).output, pads)
+            if self.fast_layout:
+                xp, e_s = _fast_layout(xp), _fast_layout(e_s)
+            out = crop_padding(self.ctn(xp, e_s, e_t, sides=False).output, pads)
         return nlab_to_rgb(out).clamp(0.0, 1.0)
 
     def forward(self, x: torch.Tensor, hist_s: torch.Tensor, hist_t: torch.Tensor) -> CTNOutput:
@@ -402,7 +440,11 @@ class HENCTN(LearnedHarmonizer):
         e_f = self.encode(x, fg)
         e_b = self.encode(x, bg)
         src_map = self.paint_codes(e_f.flatten(1).unsqueeze(1), mask, default=e_b)
-        out = nlab_to_rgb(self.ctn(x, src_map, e_b).output)
+        if self.fast_layout:
+            x_in, src_map = _fast_layout(x), _fast_layout(src_map)
+        else:
+            x_in = x
+        out = nlab_to_rgb(self.ctn(x_in, src_map, e_b, sides=False).output)
         has_bg = (bg.flatten(1).sum(1) > 0).view(-1, 1, 1, 1)
         return torch.where(has_bg, out, composite)
 

@@ -381,7 +381,7 @@ def official_transfer(model: torch.nn.Module, source: np.ndarray, reference: np.
         pad = torch.nn.ReplicationPad2d(PAD)
         x_in = pad(xs).to(dev, param.dtype)
         out = model.ctn(x_in, pad(e_s.contiguous()).to(dev, param.dtype),  # type: ignore[attr-defined]
-                        pad(e_t.contiguous()).to(dev, param.dtype)).output
+                        pad(e_t.contiguous()).to(dev, param.dtype), sides=False).output
     hc, wc = (h - PAD, w - PAD) if crop_bug else (h, w)
     rgb = nlab_to_uint8_official(out[:, :, PAD:PAD + hc, PAD:PAD + wc])
     if (h, w) == tuple(source.shape[:2]):
