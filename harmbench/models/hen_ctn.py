@@ -279,15 +279,24 @@ class ColorTransferNet(nn.Module):
             h = enc(h)
             feats.append(h)
         e1, e2, e3, e4, e5 = feats
-        d1 = self.decoder[0](e5, e5, e_s, e_t)
-        d2 = self.decoder[1](d1, e4, e_s, e_t)
-        d3 = self.decoder[2](d2, e3, e_s, e_t)
-        d4 = self.decoder[3](d3, e2, e_s, e_t)
-        d5 = _resize(self.decoder[4](d4, e1, e_s, e_t), tuple(x.shape[-2:]), x)
+        cache: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+        def codes(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """e_s, e_t at ``like``'s size and layout, each resized once per size."""
+            size = tuple(like.shape[-2:])
+            if size not in cache:
+                cache[size] = (_resize(e_s, size, like), _resize(e_t, size, like))
+            return cache[size]
+
+        d1 = self.decoder[0](e5, e5, *codes(e5))
+        d2 = self.decoder[1](d1, e4, *codes(e4))
+        d3 = self.decoder[2](d2, e3, *codes(e3))
+        d4 = self.decoder[3](d3, e2, *codes(e2))
+        d5 = _resize(self.decoder[4](d4, e1, *codes(e1)), tuple(x.shape[-2:]), x)
         base = self.init_block(x)
         r = d5
         for block in self.refine:
-            r = block(r + base, e_s, e_t)
+            r = block(r + base, *codes(x))
         out = self.last_block(r + base)
         if self.residual:
             out = out + x
