@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -83,4 +84,19 @@ def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = 2, stric
     atomic_write_bytes(path, (text + "\n").encode())
 
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "json_default", "temp_path"]
+def json_safe(obj: Any) -> Any:
+    """Non-finite floats -> None, tuples -> lists, numpy scalars -> Python (recursively)."""
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "json_default", "json_safe", "temp_path"]

@@ -1,8 +1,10 @@
-"""Independent reference implementation of the four metric profiles (test helper).
+"""Independent reference implementation of the metric profiles (test helper).
 
 Written from the published definitions (``shared/docs/benchmark_protocol.md`` §1
 and §6; SamsungLabs ``iharm/inference/metrics.py`` and ``iharm/data``; bcmi
-``evaluation.py``; zhenglab ``evaluation/ih_evaluation.py``) with numpy, PIL,
+``evaluation.py``; zhenglab ``evaluation/ih_evaluation.py``; PCT-Net
+``scripts/evaluate_iHarmony4.py`` and DCCF ``scripts/evaluate_upsample_refiner.py``
+with their ``iharm/inference/metrics.py``) with numpy, PIL,
 OpenCV, scipy and skimage only. It must never import ``harmbench``: it exists to
 check the package against a second, separately written computation.
 
@@ -192,11 +194,43 @@ def _metrics_harmbench(p, t, m):
             "ssim": ssim, "fssim": fssim}
 
 
+def _pasted(p, t, m):
+    """The prediction's foreground on the real background: ``P·M + T·(1 − M)``."""
+    return p * m[..., None] + t * (1.0 - m[..., None])
+
+
+def _metrics_pctnet(p, t, m):
+    """PCT-Net: MSE = mean(M·err²) over all pixels and channels; PSNR peak 255 with 1e-6 on that MSE;
+    fMSE Σ M·err² / (3ΣM + 1e-6); SSIM (pytorch_msssim defaults = Wang, valid windows) of the pasted
+    prediction against T. fPSNR/fSSIM are not the script's: PSNR rule on fMSE, foreground mean of the map."""
+    err = m[..., None] * (p - t) ** 2
+    mse = float(err.mean())
+    fmse = float(err.sum() / (3.0 * m.sum() + 1e-6))
+    ssim, fssim = _ssim_wang_valid(_pasted(p, t, m), t, m)
+    return {"mse": mse, "psnr": _psnr(255.0, mse, 1e-6), "fmse": fmse, "fpsnr": _psnr(255.0, fmse, 1e-6),
+            "ssim": ssim, "fssim": fssim}
+
+
+def _metrics_dccf(p, t, m):
+    """DCCF: as PCT-Net but the PSNR peak is max(T) (Samsung's rule)."""
+    err = m[..., None] * (p - t) ** 2
+    mse = float(err.mean())
+    fmse = float(err.sum() / (3.0 * m.sum() + 1e-6))
+    tmax = float(t.max())
+    ssim, fssim = _ssim_wang_valid(_pasted(p, t, m), t, m)
+    return {"mse": mse, "psnr": _psnr(tmax, mse, 1e-6), "fmse": fmse, "fpsnr": _psnr(tmax, fmse, 1e-6),
+            "ssim": ssim, "fssim": fssim}
+
+
 REFERENCE_PROFILES: dict[str, RefProfile] = {
     "iharm": RefProfile(_cv2_linear, _mask_samsung, _metrics_iharm),
     "dovenet": RefProfile(_pil_bicubic, _mask_pil_1bit, _metrics_dovenet),
     "zhenglab": RefProfile(_pil_bicubic, _mask_pil_1bit, _metrics_zhenglab),
     "harmbench": RefProfile(_pil_bicubic, _mask_coverage_half, _metrics_harmbench),
+    # both scripts: albumentations Resize(256, 256) = cv2 INTER_LINEAR, mask as an image target (soft);
+    # full resolution = the raw image and raw / 255 mask
+    "pctnet": RefProfile(_cv2_linear, _mask_samsung, _metrics_pctnet),
+    "dccf": RefProfile(_cv2_linear, _mask_samsung, _metrics_dccf),
 }
 
 #: Samsung's bucket test is inclusive at both ends; the others use half-open [lo, hi) (100 % in the last).

@@ -14,7 +14,9 @@ import torch
 from harmbench.bench.eval import write_synthetic_shards
 from harmbench.errors import UserError
 from harmbench.eval.records import RunMismatchError, RunStore
-from harmbench.eval.runner import ModelLoadError, ModelOutputError, evaluate
+from harmbench.eval.loop import evaluate
+from harmbench.eval.outputs import ModelOutputError
+from harmbench.models.resolve import ModelLoadError
 
 FAST = {"resize": "none", "batch_size": 4, "workers": 0, "progress": False, "previews": 3}
 
@@ -172,7 +174,7 @@ def test_checkpoint_that_does_not_fit(shards, tmp_path):
     state[name] = torch.zeros(tuple(s + 1 for s in state[name].shape))
     ck = tmp_path / "dovenet.pt"
     torch.save({"config": model.config_dict(), "state_dict": state}, ck)
-    with pytest.raises(ModelLoadError, match=rf"{ck}.*does not fit model 'dovenet'.*{name}"):
+    with pytest.raises(ModelLoadError, match=rf"{ck}.*model 'dovenet'.*do not fit.*{name}"):
         evaluate(str(ck), shards, tmp_path / "run", **FAST)
     st = _harmbench_checkpoint(tmp_path, "dovenet-bad", model, state)
     with pytest.raises(ModelLoadError, match=rf"{st}.*does not fit model 'dovenet'.*{name}"):
@@ -183,7 +185,7 @@ def test_checkpoint_that_does_not_fit(shards, tmp_path):
 
 
 def test_checkpoint_runs_and_records_weights_hash(shards, tmp_path):
-    from harmbench.eval.runner import file_sha256
+    from harmbench.eval.provenance import file_sha256
     from harmbench.models import get_model
 
     model = get_model("dovenet", preset="small", seed=0)
@@ -279,7 +281,7 @@ def test_model_input_checks_are_one_pass_and_keep_in_range_inputs():
 
 
 def test_output_check_names_the_first_bad_sample():
-    from harmbench.eval.runner import check_output
+    from harmbench.eval.outputs import check_output
 
     comp = torch.rand(3, 3, 8, 8)
     check_output(comp.clone(), comp, ["a", "b", "c"], "m")  # fine

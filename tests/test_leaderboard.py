@@ -100,7 +100,8 @@ def test_export_matches_an_independent_recomputation(board, tmp_path):
     ctx = export_leaderboard(board, "md,csv,tex,html,png,grid", out=out)
     lb = load_leaderboard(board)
     res = pd.read_csv(out / "results.csv")
-    assert list(res.columns[:4]) == ["dataset", "method", "subset", "n"]
+    assert list(res.columns[:5]) == ["dataset", "method", "subset", "n", "protocol"]
+    assert set(res["protocol"]) == {"harmbench"}  # which protocol produced each row
     for m in ("mse", "psnr", "fmse", "fpsnr", "ssim", "lpips"):
         assert {m, f"{m}_lo", f"{m}_hi"} <= set(res.columns)
     for model in lb.models[:2]:
@@ -130,7 +131,7 @@ def test_export_matches_an_independent_recomputation(board, tmp_path):
     comp = pd.read_csv(out / "comparisons.csv")
     assert set(comp["baseline"]) == {"composite"} and set(comp["method"]) == {"Reinhard (bg)"}
     md = (out / "results.md").read_text()
-    assert "| composite |" in md and "Reinhard (bg)" in md and "bootstrap" in md
+    assert "| composite | harmbench |" in md and "Reinhard (bg)" in md and "bootstrap" in md
     assert "checkpoint not found" in md  # the skipped optional model is noted
     assert "Published" not in md
     tex = (out / "results.tex").read_text()
@@ -179,3 +180,44 @@ def test_cli_leaderboard(board, tmp_path, capsys):
     assert (tmp_path / "results.csv").exists()
     run = json.loads((board.parent / "runs" / "synth" / "composite" / "run.json").read_text())
     assert run["n_samples"] == 15 and np.isfinite(run["summary"]["metrics"]["mse"])
+
+
+def test_model_card_entries_run_from_the_cache_or_are_skipped(tmp_path, monkeypatch, data):
+    """A ``card = …`` entry runs the card's cached files, and is skipped with a note naming how to get them."""
+    from conftest import shared_path
+
+    from harmbench.models import weights_cache
+    from harmbench.models.cards import CARDS, ModelCard, WeightFile
+
+    fixture = shared_path("official", "dovenet_G", "state_dict.pt")
+    card = ModelCard(name="test-dovenet-g", model="dovenet", source="test",
+                     files=(WeightFile(role="G", filename="latest_net_G.pth"),))
+    monkeypatch.setitem(CARDS, card.name, card)
+    monkeypatch.setenv("HARMBENCH_WEIGHTS", str(tmp_path / "cache"))
+    extra = """
+[[models]]
+name = "dovenet"
+label = "DoveNet (authors)"
+card = "test-dovenet-g"
+protocol = "official"
+optional = true
+"""
+    lb_path = write_lb(tmp_path / "board", data, extra_models=extra)
+    text = lb_path.read_text().replace('resize = "none"', 'resize = "fixed256"')
+    lb_path.write_text(text)
+    res = run_leaderboard(load_leaderboard(lb_path), report=lambda *_: None)
+    skipped = dict(res.skipped)
+    reason = next((v for k, v in skipped.items() if "dovenet" in k.lower()), repr(skipped))
+    assert "test-dovenet-g" in reason and "latest_net_G.pth" in reason and "harmbench weights fetch" in reason
+
+    weights_cache.import_files(card, [fixture])
+    res = run_leaderboard(load_leaderboard(lb_path), report=lambda *_: None)
+    assert any("dovenet" in c.lower() for c in res.ran), (res.ran, res.failed)
+    ctx = export_leaderboard(load_leaderboard(lb_path), formats="csv")
+    table = pd.read_csv(ctx.out_dir / "results.csv")
+    row = table[(table["method"] == "DoveNet (authors)") & (table["subset"] == "All")]
+    assert len(row) == 1 and row["protocol"].iloc[0] == "official"
+
+    bad = write_lb(tmp_path / "bad", data, extra_models='\n[[models]]\nname = "bargainnet"\ncard = "test-dovenet-g"\n')
+    with pytest.raises(ConfigError, match="card.*holds weights for 'dovenet'"):
+        load_leaderboard(bad)

@@ -50,7 +50,7 @@ path = "{data}"
     # the cluster's results equal a local run of the same cell
     local = run_leaderboard(toml, report=lambda m: None)
     assert local.ran == [] and len(local.reused) == 4
-    from harmbench.eval.runner import evaluate
+    from harmbench.eval.loop import evaluate
 
     ref = evaluate("reinhard", data, tmp_path / "local-reinhard", resize="none", batch_size=4, workers=0,
                    progress=False, previews=0)

@@ -205,7 +205,7 @@ def test_compute_metrics_rejects_bad_shapes(shapes, match):
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("name", ["harmbench", "iharm", "dovenet", "zhenglab"])
+@pytest.mark.parametrize("name", ["harmbench", "iharm", "dovenet", "zhenglab", "pctnet", "dccf"])
 def test_cuda_matches_cpu(name):
     p, t, m = _pair(3, 64, 64)
     cpu = compute_metrics(_t(p), _t(t), _tm(m), name)

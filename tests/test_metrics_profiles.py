@@ -26,7 +26,7 @@ def _sample(h=300, w=420, seed=0):
 
 
 def test_registry_and_errors():
-    assert set(PROFILES) == {"harmbench", "iharm", "dovenet", "zhenglab"}
+    assert set(PROFILES) == {"harmbench", "iharm", "dovenet", "zhenglab", "pctnet", "dccf"}
     assert get_profile(None).name == "harmbench"
     assert get_profile(" IHARM ").name == "iharm"
     with pytest.raises(UserError, match="dovenet"):  # lists the choices
@@ -42,7 +42,8 @@ def test_to_dict_records_every_choice(name):
     json.dumps(d)  # serialisable
     for key in ("image_filter", "mask_rule", "mask_binary", "mask_threshold", "psnr_peak", "psnr_eps", "fmse_formula",
                 "fmse_eps", "fpsnr_peak", "fpsnr_eps", "dtype", "ssim", "ssim_origin", "bucket_edges",
-                "bucket_inclusive", "bucket_names", "fg_ratio_rule", "empty_mask", "source"):
+                "bucket_inclusive", "bucket_names", "fg_ratio_rule", "empty_mask", "source", "mse_formula",
+                "ssim_input", "resolutions"):
         assert key in d, key
     assert {"window", "sigma", "k1", "k2", "data_range", "padding"} <= set(d["ssim"])
     assert d["bucket_names"] == list(BUCKET_NAMES)
@@ -176,7 +177,7 @@ def test_real_triplets_from_shared(shared):
 
 def test_pred_8bit_is_a_recorded_profile_field():
     """Whether outputs are rounded to 8 bits before scoring is part of the protocol (``harmbench eval`` reads it)."""
-    want = {"harmbench": True, "dovenet": True, "zhenglab": True, "iharm": False}
+    want = {"harmbench": True, "dovenet": True, "zhenglab": True, "iharm": False, "pctnet": False, "dccf": False}
     for name, rounded in want.items():
         assert get_profile(name).pred_8bit is rounded
         assert get_profile(name).to_dict()["pred_8bit"] is rounded

@@ -6,10 +6,13 @@ and with the same DataLoader workers, it times
 
 * the **decode floor**: iterating the eval DataLoader only (decode + profile
   preparation: resize and mask rule), no model, no metrics;
-* **end to end** :func:`harmbench.eval.runner.evaluate` for ``composite`` and
+* **end to end** :func:`harmbench.eval.loop.evaluate` for ``composite`` and
   ``reinhard`` with every metric but LPIPS (key listing, inference, metrics,
   parquet parts, merge, ``run.json``);
-* the same for ``composite`` with LPIPS when AlexNet weights are available locally.
+* the same for ``composite`` with LPIPS when AlexNet weights are available locally;
+* end to end for each learned model of ``--models`` (default :data:`LEARNED`: the released
+  architectures at full width, randomly initialised, harmbench protocol: speed does not depend
+  on the weights) on the first ``--model-n`` samples, one timed run after the warm-up.
 
 Each timing is the best of ``--repeats`` after one warm-up, the three pipelines
 timed in turns (one run of each per round) so that a change of load on a shared
@@ -31,6 +34,8 @@ from typing import Any
 NAME = "eval"
 HELP = "end-to-end harmbench eval images/s (composite, reinhard) against the decode floor of the same data (target ratio >= 0.5)"
 TARGET = 0.5
+#: learned models timed by default (registry names)
+LEARNED = ("idih", "issam")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="DataLoader workers for both sides (default: what harmbench eval picks for a large run)")
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats; the best is reported (default 2)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda …")
+    parser.add_argument("--models", default=",".join(LEARNED),
+                        help=f"learned models to time, comma-separated ('' for none; default {','.join(LEARNED)})")
+    parser.add_argument("--model-n", type=int, default=16,
+                        help="samples the learned models run on (default 16; at most --n)")
     add_lpips_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
 
@@ -114,7 +123,9 @@ def write_synthetic_shards(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from harmbench.bench import format_table
     from harmbench.bench.metrics import best_times, find_lpips_weights
-    from harmbench.eval.runner import auto_threads, auto_workers, evaluate, make_loader, open_data, resolve_device
+    from harmbench.eval.datasets import open_data
+    from harmbench.eval.loop import auto_threads, auto_workers, evaluate, make_loader
+    from harmbench.eval.score import resolve_device
     from harmbench.metrics import get_profile
 
     tmp = Path(tempfile.mkdtemp(prefix="hb-bench-eval-"))
@@ -138,11 +149,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         counter = iter(range(1_000_000))
 
-        def e2e(model: str, lpips: bool = False, weights: str | None = None):
+        def e2e(model: str, lpips: bool = False, weights: str | None = None, limit: int | None = None):
             def go() -> None:
                 evaluate(model, data, tmp / f"run-{model}-{next(counter)}", split=args.split, device=device,
                          batch_size=args.batch_size, workers=workers, lpips=lpips, lpips_weights=weights,
-                         previews=0, progress=False, seed=args.seed)
+                         previews=0, progress=False, seed=args.seed, limit=limit)
             return go
 
         # warm-up: imports, worker start-up paths, first kernels
@@ -166,6 +177,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             lpips_ips = n / t_lp
             rows.append(("eval composite, all metrics + LPIPS/fLPIPS", f"{lpips_ips:.1f}", f"{t_lp * 1000 / n:.2f}"))
             note = f"LPIPS weights {weights}"
+        learned: dict[str, float] = {}
+        model_n = max(1, min(n, args.model_n))
+        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+            e2e(name, limit=min(model_n, args.batch_size))()  # warm-up: model build, first kernels
+            t_m = best_times({name: e2e(name, limit=model_n)}, 1)[0][name]
+            learned[name] = model_n / t_m
+            rows.append((f"eval {name} (learned, {model_n} samples), all metrics but LPIPS",
+                         f"{model_n / t_m:.2f}", f"{t_m * 1000 / model_n:.1f}"))
         print(f"{n} samples ({'synthetic ' + str(args.width) + 'x' + str(args.height) if not args.data else data}), "
               f"fixed256, profile harmbench, device {device}, {workers} DataLoader workers, batch {args.batch_size}, "
               f"torch threads {auto_threads(workers)}, best of {args.repeats}")
@@ -183,6 +202,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "reinhard_ratio": round(t_floor / t_rein, 3),
             "lpips_composite_images_per_s": None if lpips_ips is None else round(lpips_ips, 2),
             "lpips_note": note,
+            "learned_images_per_s": {k: round(v, 3) for k, v in learned.items()},
+            "learned_n_images": model_n,
             "n_images": n,
             "workers": workers,
             "batch": args.batch_size,

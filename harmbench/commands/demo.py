@@ -4,7 +4,9 @@ Builds the demo dataset from ``datasets/demo.toml`` (photos bundled with
 scikit-image, hand-drawn masks), evaluates every baseline of
 ``leaderboards/demo/leaderboard.toml`` on its test split and exports the
 leaderboard (tables, charts, qualitative grid) plus a contact sheet of the
-dataset. Finished steps are reused, so a second run is quick.
+dataset into ``--out`` (default ``runs/demo/export``, git-ignored; pass
+``--out leaderboards/demo`` to refresh the committed leaderboard). Finished
+steps are reused, so a second run is quick.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import argparse
 
 NAME = "demo"
-HELP = "build the demo dataset, evaluate every baseline and export leaderboards/demo (the README's main job)"
+HELP = "build the demo dataset, evaluate every baseline and export the demo leaderboard (the README's main job)"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,10 +23,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
     p.add_argument("--restart", action="store_true", help="recompute every cell")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where the tables and figures go (default: runs/<leaderboard>/export beside the runs, "
+                        "git-ignored; leaderboards/demo refreshes the committed leaderboard)")
 
 
 def run(args: argparse.Namespace) -> int:
     import time
+    from pathlib import Path
 
     from harmbench.generate.report import contact_sheet
     from harmbench.leaderboard.definition import load_leaderboard
@@ -39,11 +45,12 @@ def run(args: argparse.Namespace) -> int:
     for note in res.notes:
         print(f"note: {note}")
     print("[2/3] exporting tables and figures")
-    ctx = export_leaderboard(lb)
+    out_dir = Path(args.out) if args.out else lb.runs_dir / "export"
+    ctx = export_leaderboard(lb, out=out_dir)
     print("[3/3] contact sheets of the datasets")
     sheets = []
     for ds in lb.datasets:
-        out = lb.dir / "figures" / f"{ds.name}_dataset.png"
+        out = out_dir / "figures" / f"{ds.name}_dataset.png"
         sheets.append(contact_sheet(ds.path, out, samples=10, split=ds.split))
     md = next((p for p in ctx.written if str(p).endswith("results.md")), None)
     if md is not None:

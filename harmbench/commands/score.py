@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 NAME = "score"
 HELP = "score a dataset folder (iHarmony4 layout or flat triplets) under a metric profile"
@@ -19,9 +20,16 @@ EXIT_SKIPPED = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", metavar="DATASET", help="iHarmony4-layout root, one subset folder, or a flat triplet folder")
+    parser.add_argument("dataset", metavar="DATASET",
+                        help="iHarmony4-layout root, one subset folder, or a flat triplet folder; with --no-reference "
+                             "a folder of composites and masks (composites/ + masks/, or X.png + X_mask.png)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="no real images: print BargainNet's harmony score exp(-0.04212*|z_b - z_f|) per composite")
+    parser.add_argument("--weights", metavar="FILE[,FILE]", default=None,
+                        help="--no-reference extractor: the authors' latest_net_E.pth (or their E.pth,G.pth), a harmbench "
+                             "BargainNet checkpoint or a committed name (default bargainnet-cpu, harmbench's own E)")
     parser.add_argument("--predictions", metavar="DIR", help="folder of predictions named by composite stem (flat or per subset)")
-    parser.add_argument("--profile", default="harmbench", help="metric profile: iharm, dovenet, zhenglab, harmbench (default)")
+    parser.add_argument("--profile", default="harmbench", help="metric profile: iharm, dovenet, zhenglab, pctnet, dccf, harmbench (default)")
     parser.add_argument("--resize", default="fixed256", help="fixed256 (default), limit1024 or none")
     parser.add_argument("--split", default="test", help="split whose split files select composites (default test); 'all' ignores split files")
     parser.add_argument("--lpips", action="store_true", help="also compute LPIPS and foreground LPIPS")
@@ -34,11 +42,48 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
 
+def run_no_reference(args: argparse.Namespace) -> int:
+    """Harmony score of every composite + mask pair of ``args.dataset`` (no real image needed)."""
+    from harmbench.eval.report import write_json
+    from harmbench.models.harmony import load_extractor, score_folder
+
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    ext = load_extractor(args.weights, device=device)
+    skipped: list[dict[str, str]] = []
+
+    def on_skip(exc) -> None:
+        skipped.append({"path": exc.path, "reason": exc.reason})
+        print(f"skipped {exc.path}: {exc.reason}", file=sys.stderr)
+
+    rows = score_folder(args.dataset, ext, on_skip=on_skip)
+    print(f"harmony score exp(-0.04212*|z_b - z_f|), higher = more harmonious; extractor: {ext.label}")
+    width = max([len("composite"), *(len(Path(r.composite).name) for r in rows)])
+    print(f"{'composite':<{width}}  {'score':>8}")
+    for r in rows:
+        print(f"{Path(r.composite).name:<{width}}  {r.score:>8.4f}")
+    mean = sum(r.score for r in rows) / len(rows) if rows else float("nan")
+    print(f"{'mean':<{width}}  {mean:>8.4f}  (N={len(rows)})")
+    if args.json:
+        write_json({"metric": "harmony", "formula": "exp(-0.04212*||z_b - z_f||_2)",
+                    "extractor": {"label": ext.label, "authors": ext.authors, "size": ext.size},
+                    "images": [{"composite": r.composite, "mask": r.mask, "score": r.score} for r in rows],
+                    "mean": mean if rows else None, "n": len(rows), "skipped": skipped}, args.json)
+    if not rows:
+        return EXIT_SKIPPED
+    return EXIT_SKIPPED if args.strict and skipped else EXIT_OK
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.no_reference:
+        return run_no_reference(args)
+    from tqdm import tqdm
+
     from harmbench.eval.report import write_json
     from harmbench.eval.score import ScoreOptions, score_dataset
-
-    from tqdm import tqdm
 
     def report_skip(s) -> None:
         tqdm.write(f"skipped {s.path}: {s.reason}", file=sys.stderr)  # does not break a running progress bar

@@ -34,11 +34,11 @@ import pandas as pd
 
 ALL = "All"
 #: Every metric a per-sample table may hold, in display order.
-METRICS = ("mse", "psnr", "fmse", "fpsnr", "ssim", "fssim", "lpips", "flpips")
-#: True where a lower value is better.
+METRICS = ("mse", "psnr", "fmse", "fpsnr", "ssim", "fssim", "lpips", "flpips", "harmony")
+#: True where a lower value is better (``harmony``: BargainNet's no-reference score, opt-in).
 LOWER_IS_BETTER = {
     "mse": True, "psnr": False, "fmse": True, "fpsnr": False,
-    "ssim": False, "fssim": False, "lpips": True, "flpips": True, "input_mse": True,
+    "ssim": False, "fssim": False, "lpips": True, "flpips": True, "input_mse": True, "harmony": False,
 }
 #: Foreground-ratio bucket edges (SamsungLabs ``evaluate_model_fg_ratios.py``): 0–5 %, 5–15 %, 15–100 %.
 BUCKET_EDGES = (0.0, 0.05, 0.15, 1.0)

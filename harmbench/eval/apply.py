@@ -6,6 +6,11 @@ raw 0–255 and binarised at 128; the model sees 0–1 floats and its output is
 rounded back to 8 bit. Pixels outside the mask are kept from the input when
 ``keep_background`` is set (the default: harmonization only changes the
 foreground).
+
+A model running its authors' protocol (``model.protocol == "official"`` and a
+``predict_uint8(image uint8 (H,W,3), raw mask uint8 (H,W))`` method) is given the
+raw mask and its output is written as the authors' script writes it: at the size
+their script gives, without re-compositing.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,34 +66,45 @@ def plan_jobs(image: PathLike, mask: PathLike, out: PathLike) -> list[Job]:
 
 
 def harmonize_arrays(model, composite: np.ndarray, mask: np.ndarray, device: str = "cpu", keep_background: bool = True) -> np.ndarray:
-    """``uint8 (H, W, 3)`` composite + ``bool (H, W)`` mask -> harmonized ``uint8 (H, W, 3)``."""
+    """``uint8 (H, W, 3)`` composite + ``bool (H, W)`` mask -> harmonized ``uint8 (H, W, 3)``.
+
+    A model under the authors' protocol (``model.protocol == "official"``) returns what their
+    test script writes: its raw output at the script's size (e.g. 256×256), never re-composited.
+    """
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(composite)).permute(2, 0, 1)[None].float().div(255.0).to(device)
+    x = torch.from_numpy(np.require(composite, requirements=["C", "W"])).permute(2, 0, 1)[None].float().div(255.0).to(device)
     m = torch.from_numpy(mask.astype(np.float32))[None, None].to(device)
     with torch.no_grad():
         y = model.harmonize(x, m)
     out = (y[0].clamp(0, 1) * 255.0).round().byte().permute(1, 2, 0).cpu().numpy()
-    if keep_background:
+    if keep_background and getattr(model, "protocol", "harmbench") != "official":
         out = np.where(mask[..., None], out, composite)
     return out
 
 
-def harmonize_files(method: str, jobs: Iterable[Job], *, device: str = "cpu", keep_background: bool = True,
-                    options: dict | None = None, seed: int = 0) -> list[Path]:
-    """Run ``method`` (model name or checkpoint path) on every job; returns the written files."""
-    from harmbench.eval.runner import resolve_model
+def harmonize_files(method: Any, jobs: Iterable[Job], *, device: str = "cpu", keep_background: bool = True,
+                    options: dict | None = None, seed: int = 0, weights: str | None = None) -> list[Path]:
+    """Run ``method`` (model name, checkpoint path or a loaded model; with ``weights``, the registry
+    model those files are for) on every job; returns the written files. A model under the official
+    protocol writes what the authors' script writes (``predict_uint8``)."""
+    from harmbench.models.resolve import resolve_model
 
-    model = resolve_model(method, device=device, seed=seed, options=options).harmonizer
+    model = resolve_model(method, device=device, seed=seed, options=options, weights=weights).harmonizer
+    official = getattr(model, "predict_uint8", None) if getattr(model, "protocol", None) == "official" else None
     written = []
     for job in jobs:
         rgb = read_rgb(job.image)
-        m = binarize(read_mask(job.mask))
+        raw = read_mask(job.mask)
+        m = binarize(raw)
         if m.shape != rgb.shape[:2]:
             raise InputError(str(job.mask), f"mask is {m.shape[1]}x{m.shape[0]} but {job.image.name} is {rgb.shape[1]}x{rgb.shape[0]}")
         if not m.any():
             raise InputError(str(job.mask), "mask is empty (no pixel >= 128)")
-        out = harmonize_arrays(model, rgb, m, device=device, keep_background=keep_background)
+        if official is not None:
+            out = official(rgb, raw)
+        else:
+            out = harmonize_arrays(model, rgb, m, device=device, keep_background=keep_background)
         fmt = "jpg" if job.out.suffix.lower() in (".jpg", ".jpeg") else "png"
         atomic_write_bytes(job.out, encode_image(out, fmt, quality=95))
         written.append(job.out)

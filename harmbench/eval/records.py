@@ -18,17 +18,16 @@ skipped, and a chunk is either completely on disk or not at all.
 from __future__ import annotations
 
 import json
-import math
+
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from harmbench.errors import UserError
-from harmbench.fileio import atomic_path, atomic_write_json
+from harmbench.fileio import atomic_path, atomic_write_json, json_safe
 
 FORMAT_VERSION = 1
 CONFIG = "config.json"
@@ -41,7 +40,7 @@ PREVIEWS = "previews"
 #: Columns every samples table starts with, in order (metrics and timing follow).
 ID_COLUMNS = ("key", "subset", "recipe", "category", "identity", "fg_ratio", "height", "width")
 #: Fields of ``config.json`` that must match for two invocations to share a run directory.
-FINGERPRINT_FIELDS = ("format", "profile", "resize", "pred_8bit", "lpips", "seed", "model", "data")
+FINGERPRINT_FIELDS = ("format", "profile", "resize", "pred_8bit", "lpips", "seed", "model", "data", "harmony")
 
 
 class RunMismatchError(UserError):
@@ -51,21 +50,6 @@ class RunMismatchError(UserError):
 def write_json_atomic(path: Path, doc: Any) -> None:
     """Strict JSON (nan refused), sorted keys, written through a temp file (fsync, rename)."""
     atomic_write_json(path, doc, strict=True)
-
-
-def json_safe(obj: Any) -> Any:
-    """Non-finite floats -> None, tuples -> lists, numpy scalars -> Python (recursively)."""
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {str(k): json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def _describe_difference(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> str | None:

@@ -15,6 +15,8 @@ Schema (every field checked; errors name the field and the file)::
     batch_size = 16
     grid_samples = 6            # rows of the qualitative grid (= previews saved per run)
     published = false           # add the published iHarmony4 numbers (quoted, clearly labelled)
+    harmony = "bargainnet-cpu"  # optional 'harmony' column: BargainNet's no-reference score of every output,
+                                # with this extractor (a committed name, the authors' latest_net_E.pth, a checkpoint)
     runs = "runs"               # where runs (and datasets built from recipes) go
     cpus_per_cell = 1           # Ray resources per cell (GPU cells get one GPU each)
 
@@ -29,8 +31,12 @@ Schema (every field checked; errors name the field and the file)::
     name = "reinhard"           # registered model name
     label = "Reinhard"          # display name (default: name)
     checkpoint = "baselines/weights/dovenet.pt"   # a learned model's weights
+    weights = ["latest_net_E.pth", "latest_net_G.pth"]  # or "E.pth,G.pth": files for `name` (authors' or harmbench)
+    card = "dovenet-official"   # or: the files of this model card in the weights cache (`harmbench weights list`)
+    protocol = "official"       # harmbench | official (the model's protocol option; default: the model's own)
+    seed = 0                    # this model's seed (default: the leaderboard's)
     options = { preset = "small" }
-    optional = true             # skip (with a note) when the checkpoint is absent
+    optional = true             # skip (with a note) when the checkpoint, a weights file or a card's file is absent
 
 Relative input paths are looked up next to the TOML first, then in the project
 root (the folder holding ``leaderboards/``); output paths (``runs``, a
@@ -52,10 +58,11 @@ FILE_NAME = "leaderboard.toml"
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 _LB_KEYS = {
     "title", "description", "profile", "resize", "split", "lpips", "lpips_weights", "seed", "bootstrap", "batch_size",
-    "grid_samples", "published", "runs", "cpus_per_cell", "workers",
+    "grid_samples", "published", "runs", "cpus_per_cell", "workers", "harmony",
 }
 _DS_KEYS = {"name", "recipe", "path", "max_samples", "limit", "split"}
-_MODEL_KEYS = {"name", "label", "checkpoint", "options", "optional"}
+_MODEL_KEYS = {"name", "label", "checkpoint", "weights", "card", "protocol", "seed", "options", "optional"}
+_PROTOCOLS = ("harmbench", "official")
 
 
 def slug(text: str) -> str:
@@ -78,13 +85,22 @@ class DatasetDef:
 
 @dataclass(frozen=True)
 class ModelDef:
-    """One method of a leaderboard: a registered ``name`` or a ``checkpoint``, shown as ``label``."""
+    """One method of a leaderboard: a registered ``name`` or a ``checkpoint``, shown as ``label``.
+
+    ``weights``: files for ``name`` (the authors' checkpoints or a harmbench one); ``card``: a model
+    card whose files come from the weights cache; ``protocol``: the model's ``protocol`` option
+    (None: its default); ``seed``: overrides the leaderboard's.
+    """
 
     name: str
     label: str
     checkpoint: Path | None = None
     options: dict[str, Any] = field(default_factory=dict)
     optional: bool = False
+    weights: tuple[Path, ...] = ()
+    protocol: str | None = None
+    seed: int | None = None
+    card: str | None = None
 
     @property
     def id(self) -> str:
@@ -92,11 +108,36 @@ class ModelDef:
 
     @property
     def spec(self) -> str:
-        """What :func:`harmbench.eval.runner.resolve_model` takes."""
+        """What :func:`harmbench.models.resolve.resolve_model` takes."""
         return str(self.checkpoint) if self.checkpoint is not None else self.name
 
+    @property
+    def weights_spec(self) -> str | None:
+        """``--weights`` for :func:`harmbench.models.resolve.resolve_model` (None without weights)."""
+        if self.card is not None:
+            return self.card
+        return ",".join(str(p) for p in self.weights) if self.weights else None
+
+    def missing_files(self) -> list[Path]:
+        """The checkpoint, weights or card files that are not on disk (a card's: where the cache expects them)."""
+        if self.card is not None:
+            from harmbench.models.weights_cache import missing_files, target_path
+
+            return [target_path(self.card, wf) for wf in missing_files(self.card)]
+        files = ([self.checkpoint] if self.checkpoint is not None else []) + list(self.weights)
+        return [p for p in files if not p.is_file()]
+
     def available(self) -> bool:
-        return self.checkpoint is None or self.checkpoint.is_file()
+        return not self.missing_files()
+
+    def missing_reason(self) -> str:
+        """Why the model cannot run (``checkpoint not found: …`` / ``weights not found: …``)."""
+        if self.card is not None:
+            names = ", ".join(p.name for p in self.missing_files())
+            return (f"model card {self.card!r} not in the weights cache (missing {names}; "
+                    f"`harmbench weights fetch {self.card}` or `harmbench weights import {self.card} FILE…`)")
+        what = "checkpoint" if self.checkpoint is not None else "weights"
+        return f"{what} not found: {', '.join(map(str, self.missing_files()))}"
 
 
 @dataclass(frozen=True)
@@ -122,6 +163,7 @@ class Leaderboard:
     workers: int | None
     datasets: tuple[DatasetDef, ...]
     models: tuple[ModelDef, ...]
+    harmony: str | None = None
 
     @property
     def dir(self) -> Path:
@@ -272,10 +314,36 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
             raise ConfigError(f"models[{i}].name", "is required", path=str(path))
         ck = _get(m, "checkpoint", str, None, wm, path)
         opts = _get(m, "options", dict, {}, wm, path)
+        wts = _get(m, "weights", (str, list), [], wm, path)
+        wts = [w.strip() for w in wts.split(",") if w.strip()] if isinstance(wts, str) else wts
+        if not all(isinstance(w, str) and w for w in wts):
+            raise ConfigError(f"{wm}weights", "must be a file, 'a.pth,b.pth' or a list of files", path=str(path))
+        if wts and ck:
+            raise ConfigError(f"{wm}weights", "give either checkpoint or weights, not both", path=str(path))
+        card = _get(m, "card", str, None, wm, path)
+        if card is not None:
+            if wts or ck:
+                raise ConfigError(f"{wm}card", "give one of checkpoint, weights or card", path=str(path))
+            from harmbench.models.cards import get_card
+
+            try:
+                found = get_card(card)
+            except ConfigError as exc:
+                raise ConfigError(f"{wm}card", str(exc), path=str(path)) from None
+            if found.model != mname:
+                raise ConfigError(f"{wm}card", f"card {card!r} holds weights for {found.model!r}, not {mname!r}",
+                                  path=str(path))
+        proto = _get(m, "protocol", str, None, wm, path)
+        if proto is not None and proto not in _PROTOCOLS:
+            raise ConfigError(f"{wm}protocol", f"must be one of {', '.join(_PROTOCOLS)}, got {proto!r}", path=str(path))
+        mseed = _get(m, "seed", int, None, wm, path)
+        if isinstance(mseed, bool):
+            raise ConfigError(f"{wm}seed", f"must be int, got {mseed!r}", path=str(path))
         models.append(ModelDef(
             name=mname, label=str(_get(m, "label", str, mname, wm, path)),
             checkpoint=_input_path(ck, here, root) if ck else None, options=dict(opts),
             optional=bool(_get(m, "optional", bool, False, wm, path)),
+            weights=tuple(_input_path(w, here, root) for w in wts), protocol=proto, seed=mseed, card=card,
         ))
     if len({m.id for m in models}) != len(models):
         raise ConfigError("models", "model labels must be unique (they name the run folders)", path=str(path))
@@ -287,7 +355,18 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
         bootstrap=ints["bootstrap"], batch_size=ints["batch_size"], grid_samples=ints["grid_samples"],
         published=bool(_get(lb, "published", bool, False, w, path)), runs_dir=runs_dir,
         cpus_per_cell=ints["cpus_per_cell"], workers=ints["workers"], datasets=tuple(datasets), models=tuple(models),
+        harmony=_harmony_spec(_get(lb, "harmony", str, None, w, path), here, root),
     )
+
+
+def _harmony_spec(value: str | None, here: Path, root: Path) -> str | None:
+    """A committed extractor name stays as is; files (``a.pth`` or ``a.pth,b.pth``) are resolved like other inputs."""
+    if not value:
+        return None
+    parts = [v.strip() for v in value.split(",") if v.strip()]
+    if len(parts) == 1 and not any(c in parts[0] for c in "/\\."):
+        return parts[0]
+    return ",".join(str(_input_path(p, here, root)) for p in parts)
 
 
 __all__ = ["DatasetDef", "FILE_NAME", "Leaderboard", "ModelDef", "find_leaderboard", "load_leaderboard", "project_root", "slug"]

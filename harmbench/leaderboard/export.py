@@ -34,9 +34,9 @@ from harmbench.leaderboard.definition import Leaderboard, load_leaderboard
 from harmbench.leaderboard.store import Collected, collect
 
 #: Metrics of ``results.csv`` (and of the main tables), in order.
-TABLE_METRICS = ("mse", "psnr", "fmse", "fpsnr", "ssim", "lpips")
+TABLE_METRICS = ("mse", "psnr", "fmse", "fpsnr", "ssim", "lpips", "harmony")
 LABELS = {"mse": "MSE", "psnr": "PSNR", "fmse": "fMSE", "fpsnr": "fPSNR", "ssim": "SSIM", "fssim": "fSSIM",
-          "lpips": "LPIPS", "flpips": "fLPIPS"}
+          "lpips": "LPIPS", "flpips": "fLPIPS", "harmony": "Harmony"}
 UNITS = {"psnr": "dB", "fpsnr": "dB"}
 DEFAULT_FORMATS = ("csv", "md", "tex", "html", "png", "grid")
 
@@ -49,7 +49,7 @@ def fmt(metric: str, v: Any) -> str:
     """Display precision: 4 decimals for SSIM/LPIPS, 2 otherwise; '–' for missing."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    return f"{v:.4f}" if metric in ("ssim", "fssim", "lpips", "flpips") else f"{v:.2f}"
+    return f"{v:.4f}" if metric in ("ssim", "fssim", "lpips", "flpips", "harmony") else f"{v:.2f}"
 
 
 @dataclass
@@ -126,6 +126,7 @@ def compute_tables(collected: Collected, n_boot: int, seed: int) -> tuple[pd.Dat
                 r.samples, bucket_edges=tuple(prof.get("bucket_edges", (0.0, 0.05, 0.15, 1.0))),
                 bucket_inclusive=prof.get("bucket_inclusive", "half-open"), n_boot=n_boot, seed=seed,
             )
+            b.insert(0, "protocol", r.run.get("protocol", "harmbench"))
             b.insert(0, "method", r.cell.model.label)
             b.insert(0, "dataset", dname)
             parts.append(b)
@@ -143,7 +144,7 @@ def compute_tables(collected: Collected, n_boot: int, seed: int) -> tuple[pd.Dat
                 comps.append(c)
     bd = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     sub = bd[bd["kind"].isin(["all", "subset"])] if len(bd) else bd
-    cols = ["dataset", "method", "subset", "n"]
+    cols = ["dataset", "method", "subset", "n", "protocol"]
     for m in TABLE_METRICS:
         cols += [m, f"{m}_lo", f"{m}_hi"]
     if len(sub):
@@ -205,15 +206,18 @@ def build_tables(ctx: ExportContext, dataset: str) -> list[Table]:
 
     # overall
     allrows = bd[bd["kind"] == "all"].set_index("method")
-    t = Table("Overall (All)", ["Method", "N"] + [f"{LABELS[m]} {arrow(m)}" for m in mets], [])
+    t = Table("Overall (All)", ["Method", "Protocol", "N"] + [f"{LABELS[m]} {arrow(m)}" for m in mets], [])
     for meth in methods:
         r = allrows.loc[meth]
-        t.rows.append([meth, str(int(r["n"]))] + [_ci(m, r) for m in mets])
+        t.rows.append([meth, str(r.get("protocol", "harmbench")), str(int(r["n"]))] + [_ci(m, r) for m in mets])
     for j, m in enumerate(mets):
         b = _best([allrows.loc[x, m] for x in methods], m)
         if b is not None:
-            t.bold.add((b, j + 2))
-    t.note = "mean [95 % bootstrap CI]; best mean in bold"
+            t.bold.add((b, j + 3))
+    t.note = ("mean [95 % bootstrap CI]; best mean in bold; protocol: harmbench (deterministic, any size) or "
+              "official (the authors' test script)")
+    if "harmony" in mets:
+        t.note += "; Harmony: BargainNet's no-reference score of the output (higher = more harmonious)"
     tables.append(t)
 
     # per subset: MSE / PSNR / fMSE per subset (as the iHarmony4 tables)

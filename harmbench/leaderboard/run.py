@@ -70,7 +70,7 @@ def find_lpips_weights(lb: Leaderboard) -> tuple[bool, str | None, str]:
 
 def ensure_dataset(ds: DatasetDef, *, ray_address: str | None = None, progress: bool = False) -> bool:
     """Build ``ds`` from its recipe when its folder holds no built dataset yet; True when built now."""
-    from harmbench.eval.runner import ShardData
+    from harmbench.eval.datasets import ShardData
 
     if ds.path.exists() and ShardData.detect(ds.path) and (ds.recipe is None or (ds.path / "index.json").exists()):
         return False
@@ -84,7 +84,7 @@ def ensure_dataset(ds: DatasetDef, *, ray_address: str | None = None, progress: 
 
 def cell_task(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one cell (a plain function: runs in this process or as a Ray task); returns a small summary."""
-    from harmbench.eval.runner import EvalOptions, evaluate
+    from harmbench.eval.loop import EvalOptions, evaluate
 
     opts = EvalOptions(**spec["options"])
     res = evaluate(spec["model"], spec["data"], spec["out"], opts)
@@ -100,6 +100,11 @@ def cell_task(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _seed(lb: Leaderboard, cell: Cell) -> int:
+    """The model's own seed when its entry sets one, else the leaderboard's."""
+    return lb.seed if cell.model.seed is None else cell.model.seed
+
+
 def _spec(lb: Leaderboard, cell: Cell, lpips: tuple[bool, str | None], workers: int | None, restart: bool,
           progress: bool | None, device: str) -> dict[str, Any]:
     return {
@@ -110,24 +115,32 @@ def _spec(lb: Leaderboard, cell: Cell, lpips: tuple[bool, str | None], workers: 
         "options": {
             "profile": lb.profile, "resize": lb.resize, "split": cell.dataset.split, "device": device,
             "batch_size": lb.batch_size, "workers": workers, "limit": cell.dataset.limit, "lpips": lpips[0],
-            "lpips_weights": lpips[1], "seed": lb.seed, "previews": lb.grid_samples, "progress": progress,
-            "restart": restart, "model_options": dict(cell.model.options),
+            "lpips_weights": lpips[1], "seed": _seed(lb, cell), "previews": lb.grid_samples, "progress": progress,
+            "restart": restart, "model_options": dict(cell.model.options), "weights": cell.model.weights_spec,
+            "protocol": cell.model.protocol, "harmony": lb.harmony,
         },
     }
 
 
 def _expected(lb: Leaderboard, cell: Cell, lpips: bool, data_desc: dict[str, Any]) -> dict[str, Any]:
-    from harmbench.eval.runner import checkpoint_weights_file, file_sha256
     from harmbench.metrics import get_profile
+    from harmbench.models.checkpoints import sha256_file as file_sha256
+    from harmbench.models.resolve import checkpoint_weights_file
 
     prof = get_profile(lb.profile)
     exp: dict[str, Any] = {
-        "profile": prof.to_dict(), "resize": lb.resize, "lpips": lpips, "seed": lb.seed,
+        "profile": prof.to_dict(), "resize": lb.resize, "lpips": lpips, "seed": _seed(lb, cell),
         "pred_8bit": bool(prof.pred_8bit),
         "data": {"index_sha256": data_desc["index_sha256"], "split": data_desc["split"], "limit": cell.dataset.limit},
     }
     if cell.model.checkpoint is not None and cell.model.checkpoint.is_file():
         exp["weights_sha256"] = file_sha256(checkpoint_weights_file(cell.model.checkpoint))
+    elif (cell.model.weights or cell.model.card) and cell.model.available():
+        from harmbench.models.official import split_weights_spec
+        from harmbench.models.resolve import weights_digest
+
+        files = cell.model.weights or split_weights_spec(cell.model.card, cell.model.name)
+        exp["weights_sha256"] = weights_digest(files)
     return exp
 
 
@@ -188,7 +201,7 @@ def run_leaderboard(
     or names to run. Cells that fail are listed; with ``raise_on_failure`` a
     :class:`UserError` naming them is raised after the other cells finished.
     """
-    from harmbench.eval.runner import open_data
+    from harmbench.eval.datasets import open_data
 
     say = report or (lambda msg: print(msg, file=sys.stderr))
     lb = name if isinstance(name, Leaderboard) else load_leaderboard(name)
@@ -219,7 +232,7 @@ def run_leaderboard(
         if only_models and cell.model.label not in only_models and cell.model.name not in only_models:
             continue
         if not cell.model.available():
-            reason = f"checkpoint not found: {cell.model.checkpoint}"
+            reason = cell.model.missing_reason()
             if not cell.model.optional:
                 raise UserError(f"leaderboard {lb.name}, model {cell.model.label!r}: {reason}")
             out.skipped.append((cell.id, reason))

@@ -121,7 +121,7 @@ def collect(lb: Leaderboard) -> Collected:
         if state != "finished":
             why = "not run yet" if state == "missing" else "unfinished (interrupted, or still running elsewhere; run the leaderboard again to resume)"
             if not cell.model.available():
-                why = f"checkpoint not found: {cell.model.checkpoint}"
+                why = cell.model.missing_reason()
             out.missing.append((cell.id, why))
             continue
         store = RunStore(cell.run_dir)

@@ -5,7 +5,7 @@ Public API (stable; ``harmbench score`` is built on it)::
     from harmbench.metrics import get_profile, PROFILES, compute_metrics, METRIC_NAMES, RESIZES
     from harmbench.metrics.lpips import load_lpips
 
-    profile = get_profile("harmbench")             # or "iharm", "dovenet", "zhenglab"
+    profile = get_profile("harmbench")             # or "iharm", "dovenet", "zhenglab", "pctnet", "dccf"
     s = profile.prepare(pred_u8, real_u8, mask_raw_u8, resize="fixed256")
     # s.pred, s.target: float32 (3, H', W') on 0–255; s.mask: float32 (1, H', W') in [0, 1];
     # s.fg_ratio: float; s.size: (H', W')

@@ -105,10 +105,13 @@ def _metrics(
     sq = torch.sub(p, t, out=scratch("metrics.sq", p.shape, work, device))
     sq.mul_(sq)  # (P − T)², exact in float32 for 8-bit values
     out: dict[str, Tensor] = {}
-    out["mse"] = pixel.mse_from_sq(sq, acc)
+    out["mse"], out["fmse"] = pixel.mse_fmse_from_sq(
+        sq, m, profile.mse_formula, profile.fmse_formula, profile.fmse_eps, acc, inplace=True
+    )
     out["psnr"] = pixel.psnr_from_mse(out["mse"], pixel.peak(p, t, profile.psnr_peak).to(acc), profile.psnr_eps)
-    out["fmse"] = pixel.fmse_from_sq(sq, m, profile.fmse_formula, profile.fmse_eps, acc, inplace=True)
     out["fpsnr"] = pixel.psnr_from_mse(out["fmse"], pixel.peak(p, t, profile.fpsnr_peak).to(acc), profile.fpsnr_eps)
+    if profile.ssim_input == "pasted":  # the prediction's foreground on the real background; sq's memory is free now
+        p = pixel.paste(p, t, m, out=sq)
     out["ssim"], out["fssim"] = ssim_fssim(p, t, m, profile.ssim, dtype=acc)
     return out
 

@@ -15,6 +15,8 @@ from torch import Tensor
 
 PEAK_RULES = ("255", "target_max", "pred_range")
 FMSE_FORMULAS = ("masked_sum", "masked_image_mse")
+MSE_FORMULAS = ("mean", "masked_mean")
+SSIM_INPUTS = ("prediction", "pasted")
 
 
 def squared_error(pred: Tensor, target: Tensor) -> Tensor:
@@ -113,3 +115,49 @@ def fmse_from_sq(
     if formula == "masked_sum":
         return per_image_sum(weighted, dtype) / (c * area + eps)
     return per_image_sum(weighted, dtype) / (c * h * w) * (h * w) / area
+
+
+def mse_fmse_from_sq(
+    sq: Tensor, mask: Tensor, mse_formula: str = "mean", fmse_formula: str = "masked_sum", fmse_eps: float = 0.0,
+    dtype: torch.dtype | None = None, inplace: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Per-image ``(mse, fmse)`` from a precomputed ``(P − T)²`` ``(N, C, H, W)``; sums in ``dtype``.
+
+    ``mse_formula``:
+
+    * ``"mean"``: ``mean((P−T)²)`` over all channels and pixels.
+    * ``"masked_mean"``: ``mean(M·(P−T)²)`` over all channels and pixels — the
+      background error is ignored but the sum is still divided by ``C·H·W``
+      (PCT-Net and DCCF ``MSE``).
+
+    ``fmse_formula``/``fmse_eps`` as in :func:`fmse`. ``inplace``: ``sq`` may be
+    overwritten (its values are lost) instead of copied.
+    """
+    if mse_formula not in MSE_FORMULAS:
+        raise ValueError(f"unknown MSE formula {mse_formula!r} (expected one of {MSE_FORMULAS})")
+    if fmse_formula not in FMSE_FORMULAS:
+        raise ValueError(f"unknown fMSE formula {fmse_formula!r} (expected one of {FMSE_FORMULAS})")
+    dtype = dtype or sq.dtype
+    if mse_formula == "mean":
+        err = mse_from_sq(sq, dtype)
+        return err, fmse_from_sq(sq, mask, fmse_formula, fmse_eps, dtype, inplace=inplace)
+    _, c, h, w = sq.shape
+    m = mask.to(sq.dtype)
+    weighted = sq.mul_(m) if inplace else sq * m  # M·(P − T)²
+    wsum = per_image_sum(weighted, dtype)
+    area = per_image_sum(m, dtype)
+    err = wsum / (c * h * w)
+    if fmse_formula == "masked_sum":
+        return err, wsum / (c * area + fmse_eps)
+    return err, per_image_sum(weighted.mul_(m), dtype) / (c * h * w) * (h * w) / area  # M²·(P − T)²
+
+
+def paste(pred: Tensor, target: Tensor, mask: Tensor, out: Tensor | None = None) -> Tensor:
+    """``P·M + T·(1 − M)``: the prediction's foreground on the real background (PCT-Net/DCCF SSIM input).
+
+    ``pred``, ``target``: ``(N, C, H, W)`` 0–255; ``mask``: ``(N, 1, H, W)`` in [0, 1]. Computed
+    in that order (as the scripts do), into ``out`` when given.
+    """
+    m = mask.to(pred.dtype)
+    out = torch.mul(pred, m, out=out) if out is not None else pred * m
+    return out.addcmul_(target, 1.0 - m)

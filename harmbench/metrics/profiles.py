@@ -54,6 +54,25 @@ foreground-ratio buckets — and records them with :meth:`Profile.to_dict`.
     * Buckets 0–5 %, 5–15 %, 15–100 % are half-open ``[lo, hi)`` (the last one
       includes 100 %), so every image falls in exactly one bucket.
 
+``pctnet``
+    rakutentech ``PCT-Net-Image-Harmonization`` ``scripts/evaluate_iHarmony4.py``
+    with ``iharm/inference/metrics.py`` (a Samsung fork). Preparation as ``iharm``
+    (OpenCV ``INTER_LINEAR`` to 256 for the images, the mask ``raw / 255`` resized
+    as a float image and kept continuous); the script reports the same metrics at
+    low resolution (``fixed256``) and at the photo's own size (``none``: the raw
+    image and the raw ``/ 255`` mask, no resize). ``MSE = mean(M·(P−T)²)`` over all
+    pixels and channels (background error ignored, divided by the full image size),
+    ``PSNR = 10·log10(255² / (MSE + 1e-6))`` on that value, ``fMSE = Σ M·(P−T)² /
+    (3·ΣM + 1e-6)``, SSIM from ``pytorch_msssim.ssim`` (Gaussian 11, σ 1.5, data
+    range 255, valid windows) between ``P·M + T·(1−M)`` and ``T``. float32 torch,
+    float predictions (clamped to 0–255, not rounded).
+``dccf``
+    rockeyben ``DCCF`` ``scripts/evaluate_upsample_refiner.py`` with
+    ``iharm/inference/metrics.py``: as ``pctnet`` except the PSNR peak, ``max(T)``
+    (Samsung's). Full resolution is the raw photo (the network's full-resolution
+    branch sees a 768×1024 resize, but the output is brought back to the raw size
+    and scored against the raw real image and mask).
+
 SSIM is not defined by the ``iharm`` and ``dovenet`` codebases; those profiles
 use the ``harmbench`` SSIM convention and say so in ``to_dict()``. LPIPS (alex,
 v0.1) is the same in every profile.
@@ -66,6 +85,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from harmbench.errors import UserError
+from harmbench.metrics.pixel import FMSE_FORMULAS, MSE_FORMULAS, PEAK_RULES, SSIM_INPUTS
 from harmbench.metrics.resize import IMAGE_FILTERS, MASK_RULES, RESIZES, resize_image, target_size
 from harmbench.metrics.ssim import PYTORCH_SSIM, WANG_VALID, SSIMConvention
 
@@ -101,6 +121,13 @@ class Profile:
     """A complete metric protocol. Build samples with :meth:`prepare`, score with
     :func:`harmbench.metrics.compute_metrics`.
 
+    ``mse_formula``: ``"mean"`` (``mean((P−T)²)``) or ``"masked_mean"`` (``mean(M·(P−T)²)``,
+    PCT-Net/DCCF); PSNR is computed from that value. ``ssim_input``: ``"prediction"`` or
+    ``"pasted"`` (SSIM between ``P·M + T·(1−M)`` and ``T``). ``resolutions``: the
+    ``(label, resize)`` pairs at which the codebase's evaluation script reports metrics
+    (one ``harmbench`` run scores one ``resize``; a protocol with a ``"full"`` entry also
+    defines full-resolution numbers).
+
     ``pred_8bit``: the codebase scores saved 8-bit results, so a model's float output is
     rounded to 8 bits (0–255 integers) before scoring (``harmbench eval``); ``False``: the
     output is scored as floats, as SamsungLabs scores its network's tensors.
@@ -122,12 +149,26 @@ class Profile:
     pred_8bit: bool
     ssim: SSIMConvention
     ssim_origin: str
+    mse_formula: str = "mean"
+    ssim_input: str = "prediction"
+    resolutions: tuple[tuple[str, str], ...] = (("low", "fixed256"),)
     bucket_edges: tuple[float, ...] = BUCKET_EDGES
     bucket_inclusive: str = "half-open"
     empty_mask: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        for what, value, known in (
+            ("mse_formula", self.mse_formula, MSE_FORMULAS),
+            ("fmse_formula", self.fmse_formula, FMSE_FORMULAS),
+            ("psnr_peak", self.psnr_peak, PEAK_RULES),
+            ("fpsnr_peak", self.fpsnr_peak, PEAK_RULES),
+            ("ssim_input", self.ssim_input, SSIM_INPUTS),
+        ):
+            if value not in known:
+                raise ValueError(f"profile {self.name}: {what} {value!r} is not one of {known}")
+        if not self.resolutions or any(r not in RESIZES for _, r in self.resolutions):
+            raise ValueError(f"profile {self.name}: resolutions must map labels to {RESIZES}, got {self.resolutions!r}")
         if self.image_filter not in IMAGE_FILTERS:
             raise ValueError(f"profile {self.name}: unknown image filter {self.image_filter!r}")
         if self.mask_rule not in MASK_RULES:
@@ -207,6 +248,7 @@ class Profile:
         d["bucket_edges"] = list(self.bucket_edges)
         d["bucket_names"] = list(self.bucket_names)
         d["notes"] = list(self.notes)
+        d["resolutions"] = dict(self.resolutions)
         d["fg_ratio_rule"] = FG_RATIO_RULE
         d["image_filter_doc"] = _first_line(IMAGE_FILTERS[self.image_filter].__doc__)
         d["mask_rule_doc"] = " ".join((MASK_RULES[self.mask_rule].__doc__ or "").split())
@@ -235,6 +277,17 @@ def _check_mask(a, where: str) -> np.ndarray:
 
 
 _SAME_SSIM = "not defined by this codebase; uses the harmbench convention"
+
+_DCCF_FAMILY_NOTES = (
+    "fPSNR is not defined by this script; computed with this profile's PSNR rule on fMSE",
+    "fSSIM is not defined by this script; the mask-weighted mean of the same SSIM map (pasted prediction)",
+    "buckets are not defined by this script; harmbench's half-open rule is used",
+    "the script accumulates in float32 torch; this profile accumulates in float64 (relative difference < 1e-6)",
+    (
+        "low resolution = resize fixed256, full resolution = resize none (the script reports both from one run; "
+        "harmbench scores one resize per run)"
+    ),
+)
 
 PROFILES: dict[str, Profile] = {
     p.name: p
@@ -331,8 +384,84 @@ PROFILES: dict[str, Profile] = {
                 "buckets are not defined by the script; harmbench's half-open rule is used",
             ),
         ),
+        Profile(
+            name="pctnet",
+            source="rakutentech/PCT-Net-Image-Harmonization @ 1572176e scripts/evaluate_iHarmony4.py "
+            "(runs/test_PCTNet.sh: --resize-strategy Fixed256 --res FR|LR), iharm/inference/{metrics,evaluation}.py, "
+            "iharm/data/{hdataset,transforms,base}.py",
+            image_filter="cv2_linear",
+            mask_rule="cv2_linear_float",
+            mask_binary=False,
+            mask_threshold="none (continuous mask; raw / 255 at full resolution; > 0.5 only for the foreground ratio)",
+            psnr_peak="255",
+            psnr_eps=1e-6,
+            fmse_formula="masked_sum",
+            fmse_eps=1e-6,
+            fpsnr_peak="255",
+            fpsnr_eps=1e-6,
+            dtype="float64",
+            pred_8bit=False,
+            ssim=WANG_VALID,
+            ssim_origin="PCT-Net: pytorch_msssim.ssim(P*M + T*(1-M), T) with its defaults (data_range 255, Gaussian "
+            "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
+            bucket_inclusive="half-open",
+            empty_mask="mse = 0 (background ignored), psnr = 10*log10(255^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
+            mse_formula="masked_mean",
+            ssim_input="pasted",
+            resolutions=(("low", "fixed256"), ("full", "none")),
+            notes=(
+                (
+                    "MSE = mean(M*(P-T)^2) over all pixels and channels: background error ignored, divided by the "
+                    "full image size; PSNR uses that MSE"
+                ),
+                *_DCCF_FAMILY_NOTES,
+                "the script's SE column (sum of M*(P-T)^2 / 1e6 = mse * 3*H*W / 1e6) is not reported",
+            ),
+        ),
+        Profile(
+            name="dccf",
+            source="rockeyben/DCCF @ 96188d1 scripts/evaluate_upsample_refiner.py (runs/test_dccf_*_pretrain.sh: "
+            "--resize-strategy Fixed256, --res HR|LR), iharm/inference/{metrics,evaluation}.py, iharm/data/*.py",
+            image_filter="cv2_linear",
+            mask_rule="cv2_linear_float",
+            mask_binary=False,
+            mask_threshold="none (continuous mask; raw / 255 at full resolution; > 0.5 only for the foreground ratio)",
+            psnr_peak="target_max",
+            psnr_eps=1e-6,
+            fmse_formula="masked_sum",
+            fmse_eps=1e-6,
+            fpsnr_peak="target_max",
+            fpsnr_eps=1e-6,
+            dtype="float64",
+            pred_8bit=False,
+            ssim=WANG_VALID,
+            ssim_origin="DCCF: pytorch_msssim.ssim(P*M + T*(1-M), T) with its defaults (data_range 255, Gaussian "
+            "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
+            bucket_inclusive="half-open",
+            empty_mask="mse = 0 (background ignored), psnr = 10*log10(max(T)^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
+            mse_formula="masked_mean",
+            ssim_input="pasted",
+            resolutions=(("low", "fixed256"), ("full", "none")),
+            notes=(
+                (
+                    "MSE = mean(M*(P-T)^2) over all pixels and channels: background error ignored, divided by the "
+                    "full image size; PSNR uses that MSE with peak max(T)"
+                ),
+                *_DCCF_FAMILY_NOTES,
+                (
+                    "full resolution: the network's full-resolution input is resized to 768x1024, its output is at "
+                    "the raw size and scored against the raw real image and raw / 255 mask"
+                ),
+                (
+                    "DCCF's low-resolution config reads HAdobe5k pre-shrunk to a longest side of 1024 "
+                    "(notebooks/resize_dataset.py: cv2 INTER_LANCZOS4, JPEG quality 90) before the 256 resize; "
+                    "that is dataset preparation, not part of this profile"
+                ),
+            ),
+        ),
     )
 }
+
 
 DEFAULT_PROFILE = "harmbench"
 

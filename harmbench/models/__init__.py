@@ -5,8 +5,10 @@
 
 Registered: ``composite`` (identity), ``reinhard``, ``histmatch``, ``ychist``, ``xiao``,
 ``idt`` (colour transfer with the background as reference), ``hen-ctn``, ``dovenet``,
-``bargainnet``. Learned models take ``preset="full"|"small"``, their config fields and
-``seed``.
+``bargainnet``, ``idih``, ``issam``. Learned models take ``preset="full"|"small"``, their config fields and
+``seed``. ``load_weights(name, "E.pth,G.pth", protocol="official")`` loads the authors'
+checkpoints (or a harmbench checkpoint); ``list_cards()`` says where such weights come from;
+``load_extractor``/``harmony_scores`` give BargainNet's no-reference harmony score.
 """
 
 from harmbench.models.base import (
@@ -16,13 +18,18 @@ from harmbench.models.base import (
     ModelInputError,
     available_models,
     get_model,
+    load_factory,
     register_model,
     validate_inputs,
 )
+from harmbench.models.cards import ModelCard, get_card, list_cards
+from harmbench.models.harmony import harmony_scores, load_extractor
+from harmbench.models.official import load_weights, save_converted
 from harmbench.models.bargainnet import BargainNet, BargainNetConfig
 from harmbench.models.classical import CompositeBaseline, TransferHarmonizer
 from harmbench.models.dovenet import DoveNet, DoveNetConfig, DoveNetDiscriminator
 from harmbench.models.hen_ctn import HENCTN, HENCTNConfig
+from harmbench.models.iharm import IDIH, ISSAM, IDIHConfig, ISSAMConfig
 
 __all__ = [
     "HENCTN",
@@ -35,11 +42,23 @@ __all__ = [
     "DoveNetDiscriminator",
     "HENCTNConfig",
     "Harmonizer",
+    "IDIH",
+    "IDIHConfig",
+    "ISSAM",
+    "ISSAMConfig",
     "LearnedHarmonizer",
+    "ModelCard",
     "ModelInputError",
     "TransferHarmonizer",
     "available_models",
+    "get_card",
     "get_model",
+    "harmony_scores",
+    "list_cards",
+    "load_extractor",
+    "load_factory",
+    "load_weights",
     "register_model",
+    "save_converted",
     "validate_inputs",
 ]

@@ -8,6 +8,19 @@ Every method, classical or learned, implements :meth:`Harmonizer.harmonize`:
 
 Any ``H, W`` is accepted: networks pad to their stride (replicate) and crop back.
 
+Two optional parts of the contract, for models ported from the authors' code:
+
+* ``protocol`` (attribute): ``"harmbench"`` (default: deterministic, eval mode, any size, output
+  the input's size) or ``"official"`` (exactly the authors' test script: their resize, run mode,
+  seeded dropout and uint8 rounding). Under ``"official"``, ``harmonize`` returns what each model
+  documents: the script's size (DoveNet, BargainNet: 256×256, uint8 values / 255) or the input's
+  size (iDIH/iSSAM: the prediction resized back); ``predict_uint8(image_u8 (H,W,3), mask (H,W)
+  0–255)`` returns exactly what the script writes (``harmbench harmonize`` writes that).
+* ``accepts_real`` (class attribute): when ``True``, ``harmonize(composite, mask, real=…)`` also
+  takes the ground-truth image ``(N, 3, H, W)`` on 0–1, because the authors' test script reads
+  it (BargainNet takes the background code from it). Evaluation passes it when available;
+  without it the model falls back to the composite. Models that leave it ``False`` never get it.
+
 Learned models derive from :class:`LearnedHarmonizer` (an ``nn.Module``). Each has a
 frozen config dataclass with a ``full`` (as published) and a ``small`` (CPU) preset;
 ``model.config_dict()`` records it in checkpoints and ``model.check_config(saved)``
@@ -140,6 +153,13 @@ class Harmonizer(ABC):
     """A harmonization method. See the module docstring for the tensor contract."""
 
     name: ClassVar[str] = ""
+    #: ``harmonize`` takes ``real=`` (the ground truth, (N,3,H,W) on 0–1); see the module docstring.
+    accepts_real: ClassVar[bool] = False
+
+    @property
+    def protocol(self) -> str:
+        """``"harmbench"`` (deterministic, output at the input's size) or ``"official"`` (the authors' test script)."""
+        return "harmbench"
 
     @abstractmethod
     def harmonize(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -155,6 +175,10 @@ class LearnedHarmonizer(nn.Module, Harmonizer):
     ``recomposite`` pastes the prediction into the composite's background
     (``out·M + comp·(1−M)``); DoveNet/BargainNet default to the raw output, as in
     their evaluation protocol.
+
+    A config class may list ``RUNTIME_FIELDS`` (e.g. ``("protocol", "seed")``): fields that say
+    how to run the network, not what its weights are. :meth:`check_config` accepts checkpoints
+    that do not record them (they take the defaults), and loaders let them be overridden.
     """
 
     config_class: ClassVar[type]
@@ -173,6 +197,11 @@ class LearnedHarmonizer(nn.Module, Harmonizer):
         """The frozen config dataclass this model was built from."""
         return self._config
 
+    @property
+    def protocol(self) -> str:  # type: ignore[override]
+        """The config's ``protocol`` field (``"harmbench"`` for models without one)."""
+        return str(getattr(self._config, "protocol", "harmbench"))
+
     def config_dict(self) -> dict[str, Any]:
         """``{"model": name, **fields}``: what a checkpoint records."""
         return {"model": self.name, **config_to_dict(self._config)}
@@ -183,22 +212,17 @@ class LearnedHarmonizer(nn.Module, Harmonizer):
         return cls(make_config(cls.config_class, config, **overrides))
 
     def check_config(self, saved: Mapping[str, Any]) -> None:
-        """Raise :class:`ConfigError` naming the first field where ``saved`` differs from this model's config.
-
-        A field absent from ``saved`` is accepted when this model has the field's default (checkpoints
-        written before the field existed, e.g. the run-time ``protocol`` option).
-        """
+        """Raise :class:`ConfigError` naming the first field where ``saved`` differs from this model's config."""
         saved = dict(saved)
         model = saved.pop("model", self.name)
         if model != self.name:
             raise ConfigError("model", f"checkpoint is for {model!r}, this model is {self.name!r}")
         mine = config_to_dict(self._config)
-        defaults = {f.name: f.default for f in dataclasses.fields(self._config)}
+        runtime = set(getattr(self.config_class, "RUNTIME_FIELDS", ()))
         for key in sorted(set(mine) | set(saved)):
+            if key not in saved and key in runtime:
+                continue  # how to run, not what the weights are: older checkpoints do not record it
             if key not in saved:
-                # a field added after the checkpoint was written: fine while this model keeps its default
-                if key in defaults and _normalise(mine[key]) == _normalise(defaults[key]):
-                    continue
                 raise ConfigError(f"{self.name}.{key}", "missing from the checkpoint's config")
             if key not in mine:
                 raise ConfigError(f"{self.name}.{key}", "unknown field in the checkpoint's config")
@@ -303,7 +327,7 @@ class PresetMixin:
 
 MODELS: dict[str, Callable[..., Harmonizer]] = {}
 
-_MODULES = ("classical", "hen_ctn", "hen_ctn_official", "dovenet", "bargainnet", "pretrained")
+_MODULES = ("classical", "hen_ctn", "hen_ctn_official", "dovenet", "bargainnet", "iharm", "pretrained")
 
 
 def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[..., Harmonizer]]:
@@ -318,9 +342,67 @@ def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[
     return deco
 
 
+#: Entry-point group through which installed packages register models: ``name = "pkg.mod:factory"``.
+ENTRY_POINT_GROUP = "harmbench.models"
+
+
 def _load_all() -> None:
     for mod in _MODULES:
         importlib.import_module(f"harmbench.models.{mod}")
+    _load_entry_points()
+
+
+def _load_entry_points() -> None:
+    """Register the models of installed packages (group :data:`ENTRY_POINT_GROUP`); loaded on first use."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in MODELS:
+            MODELS[ep.name] = _lazy_entry_point(ep)
+
+
+def _lazy_entry_point(ep: Any) -> Callable[..., Harmonizer]:
+    def build(**config: Any) -> Harmonizer:
+        try:
+            factory = ep.load()
+        except Exception as exc:  # noqa: BLE001 - a broken plugin names itself
+            raise ConfigError("model", f"plugin model {ep.name!r} ({ep.value}) cannot be imported: {exc}") from exc
+        return check_harmonizer(factory(**config), ep.value)
+
+    build.__name__ = f"plugin_{ep.name}"
+    return build
+
+
+def check_harmonizer(obj: Any, where: str) -> Any:
+    """``obj`` if it has a callable ``harmonize``, else :class:`ConfigError` naming ``where``."""
+    if not callable(getattr(obj, "harmonize", None)):
+        raise ConfigError("model", f"{where} returned {type(obj).__name__}, which has no harmonize() method")
+    return obj
+
+
+def load_factory(spec: str, **options: Any) -> Any:
+    """Build a model from ``"package.module:factory"``: import the module, call ``factory(**options)``.
+
+    The result must have ``harmonize(composite, mask)`` (see :class:`Harmonizer`). Errors name the spec.
+    """
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ConfigError("model", f"{spec!r}: expected 'package.module:factory'")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError("model", f"{spec!r}: cannot import {module!r} ({exc})") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError("model", f"{spec!r}: {module!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError("model", f"{spec!r} is not callable")
+    try:
+        built = obj(**options)
+    except TypeError as exc:
+        raise ConfigError("model", f"{spec!r} does not accept the options {sorted(options)}: {exc}") from None
+    return check_harmonizer(built, spec)
 
 
 def available_models() -> list[str]:
@@ -333,7 +415,9 @@ def get_model(name: str, *, seed: int | None = None, **config: Any) -> Harmonize
     """Build the model registered as ``name`` with ``config`` options.
 
     Learned models take their config fields and ``preset`` (``full``/``small``); for them
-    ``seed`` makes weight initialisation reproducible without touching the global RNG.
+    ``seed`` makes weight initialisation reproducible without touching the global RNG, and
+    is also stored in the config when it has a ``seed`` field (e.g. the dropout seed of the
+    authors' test protocol).
     Builders marked ``takes_seed`` (randomised classical ops) receive ``seed`` themselves.
     Unknown names or options raise :class:`ConfigError`.
     """
@@ -344,6 +428,11 @@ def get_model(name: str, *, seed: int | None = None, **config: Any) -> Harmonize
         raise ConfigError("model", f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}") from None
     if getattr(builder, "takes_seed", False):
         return builder(**config) if seed is None else builder(seed=seed, **config)
+    config_class = getattr(builder, "config_class", None)
+    if seed is not None and dataclasses.is_dataclass(config_class) and "seed" in {
+        f.name for f in dataclasses.fields(config_class)
+    }:
+        config.setdefault("seed", seed)
     if seed is None:
         return builder(**config)
     with torch.random.fork_rng(devices=[]):
@@ -352,6 +441,7 @@ def get_model(name: str, *, seed: int | None = None, **config: Any) -> Harmonize
 
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "MODELS",
     "Harmonizer",
     "LearnedHarmonizer",
@@ -360,7 +450,9 @@ __all__ = [
     "available_models",
     "config_to_dict",
     "crop_padding",
+    "check_harmonizer",
     "get_model",
+    "load_factory",
     "make_config",
     "pad_to_multiple",
     "register_model",

@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ import torch
 from harmbench.errors import ConfigError, UserError
 
 FORMAT = "harmbench-checkpoint-v1"
+
+StateDict = dict[str, torch.Tensor]
+
+#: Tensor names the authors' own loaders skip when absent (pix2pix's ``patch_instance_norm_state_dict``).
+BN_COUNTER = re.compile(r"(^|\.)num_batches_tracked$")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -69,23 +75,70 @@ def read_sidecar(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]:
     return jp, meta
 
 
+def _short(names: Iterable[str], n: int = 6) -> str:
+    names = sorted(names)
+    return ", ".join(names[:n]) + (f" … (+{len(names) - n} more)" if len(names) > n else "")
+
+
+def remap_state_dict(
+    sd: Mapping[str, torch.Tensor],
+    rename: Callable[[str], str | None],
+    target: Mapping[str, torch.Tensor] | torch.nn.Module,
+    *,
+    where: str,
+    tolerate: re.Pattern[str] | None = BN_COUNTER,
+    official_name: Callable[[str], str] | None = None,
+) -> StateDict:
+    """Map the authors' names onto ``target``'s (a module or its ``state_dict()``) and check everything.
+
+    ``rename(official_name)`` returns the harmbench name, or ``None`` for a tensor the authors'
+    model holds but never uses (it is dropped). Raises :class:`ConfigError` (field ``weights``,
+    message starting with ``where``) listing every missing, unexpected or mis-shaped tensor by
+    its official name (missing ones through ``official_name(harmbench_name)`` when given, else
+    by their harmbench name); nothing is loaded in that case. Returns the mapped dict, cast to
+    the target's dtypes, with tolerated absent tensors filled from the target.
+    """
+    own = target.state_dict() if isinstance(target, torch.nn.Module) else dict(target)
+    mapped: StateDict = {}
+    origin: dict[str, str] = {}
+    unexpected: list[str] = []
+    for k, v in sd.items():
+        new = rename(k)
+        if new is None:
+            continue
+        if new not in own:
+            if not (tolerate is not None and tolerate.search(k)):
+                unexpected.append(k)
+            continue
+        mapped[new] = v
+        origin[new] = k
+    missing = [k for k in own if k not in mapped and not (tolerate is not None and tolerate.search(k))]
+    shapes = [
+        f"{origin[k]} {tuple(v.shape)} (expected {tuple(own[k].shape)})"
+        for k, v in mapped.items()
+        if tuple(v.shape) != tuple(own[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing: {_short(official_name(k) for k in missing) if official_name else _short(missing)}")
+    if unexpected:
+        problems.append(f"unexpected: {_short(unexpected)}")
+    if shapes:
+        problems.append(f"wrong shape: {_short(shapes, 4)}")
+    if problems:
+        raise ConfigError("weights", f"{where}: tensors do not fit ({'; '.join(problems)})")
+    for k, v in own.items():
+        if k not in mapped:
+            mapped[k] = v
+    return {k: mapped[k].to(own[k].dtype) for k in own}
+
+
 def load_weights_into(model: torch.nn.Module, weights: str | os.PathLike, *, where: str = "") -> None:
     """Load a safetensors state dict into ``model`` (cast to the model's dtypes); names every missing/extra/misshaped tensor."""
     from safetensors.torch import load_file
 
     tensors = load_file(str(weights))
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    extra = sorted(set(tensors) - set(own))
-    if missing or extra:
-        raise ConfigError(
-            "weights", f"{where or weights}: tensors do not match the model "
-            f"(missing: {missing[:5]}{' …' if len(missing) > 5 else ''}; unexpected: {extra[:5]}{' …' if len(extra) > 5 else ''})",
-        )
-    for k, v in tensors.items():
-        if tuple(v.shape) != tuple(own[k].shape):
-            raise ConfigError(f"weights.{k}", f"{where or weights}: shape {tuple(v.shape)} != model's {tuple(own[k].shape)}")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in tensors.items()})
+    model.load_state_dict(remap_state_dict(tensors, lambda k: k, model, where=where or str(weights), tolerate=None))
 
 
 def load_checkpoint(
@@ -105,7 +158,7 @@ def load_checkpoint(
     against the sidecar when ``verify_hash``. ``overrides``: run-time config fields to change
     (e.g. ``protocol``); the checkpoint's other fields must still match the model.
     """
-    from harmbench.models import get_model
+    from harmbench.models.base import get_model
 
     jp, meta = read_sidecar(path)
     wpath = jp.with_name(meta["weights"])
@@ -129,4 +182,4 @@ def load_checkpoint(
     return model.to(device)  # type: ignore[return-value]
 
 
-__all__ = ["FORMAT", "latest_checkpoint", "load_checkpoint", "load_weights_into", "read_sidecar", "sha256_file"]
+__all__ = ["BN_COUNTER", "FORMAT", "StateDict", "remap_state_dict", "latest_checkpoint", "load_checkpoint", "load_weights_into", "read_sidecar", "sha256_file"]

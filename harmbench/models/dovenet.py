@@ -16,14 +16,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from harmbench.models.base import LearnedHarmonizer, PresetMixin, register_model
+from harmbench.models.cards import ModelCard, WeightFile, register_card
 from harmbench.models.layers import PartialConv2d, init_normal, norm_layer, spectral, uses_bias
+from harmbench.models.official import OfficialFormat, StateDict, register_official_format, remap_state_dict
+from harmbench.models.pix2pix import (
+    authors_train_mode,
+    check_protocol,
+    check_uint8_pair,
+    merge_inferred,
+    official_uint8,
+    resize_pillow,
+    run_official,
+    unet_options,
+)
 from harmbench.models.unet import AttentionUNet
 
 NORMS = ("batch", "instance")
@@ -38,12 +52,18 @@ class DoveNetConfig(PresetMixin):
         ngf: generator base width (64).
         num_downs: U-Net downsamplings (8 -> input multiple of 256; 7 -> 128).
         norm: ``batch`` or ``instance`` (generator and discriminator).
-        dropout: Dropout(0.5) in the intermediate ngf·8 blocks.
+        dropout: Dropout(0.5) in the intermediate ngf·8 blocks (training, and the official protocol).
         attention: the three attention gates.
         ndf: discriminator base width (64).
         d_layers: stride-2 layers of each discriminator encoder (6 -> 1×1 codes at 256 px).
         discriminator: build the discriminator (not needed for inference).
-        recomposite: ``harmonize`` returns ``out·M + comp·(1−M)`` instead of the raw output.
+        recomposite: ``harmonize`` returns ``out·M + comp·(1−M)`` instead of the raw output (harmbench
+            protocol only; the authors evaluate the raw output).
+        protocol: ``harmbench`` (eval mode, batched, replicate-padded, any size) or ``official``
+            (the authors' ``test.py``: Pillow resize to 256×256, train-mode BatchNorm per image,
+            Dropout active when ``dropout``, uint8 truncation; output at 256×256).
+        seed: dropout seed of the ``official`` protocol (``torch.manual_seed(seed)`` right before
+            each image's forward).
     """
 
     ngf: int = 64
@@ -55,11 +75,15 @@ class DoveNetConfig(PresetMixin):
     d_layers: int = 6
     discriminator: bool = True
     recomposite: bool = False
+    protocol: str = "harmbench"
+    seed: int = 0
 
     PRESETS: ClassVar[dict] = {
         "full": {},
         "small": {"ngf": 16, "num_downs": 7, "ndf": 16, "d_layers": 5},
     }
+    #: How to run, not what the weights are (checkpoints written before these fields existed still load).
+    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("protocol", "seed")
 
     def validate(self) -> None:
         from harmbench.errors import ConfigError
@@ -72,6 +96,9 @@ class DoveNetConfig(PresetMixin):
             raise ConfigError("dovenet.ngf", "widths must be positive")
         if self.d_layers < 1:
             raise ConfigError("dovenet.d_layers", f"must be >= 1, got {self.d_layers}")
+        check_protocol("dovenet", self.protocol, self.seed)
+        if self.protocol == "official" and self.num_downs != 8:
+            raise ConfigError("dovenet.protocol", f"the official protocol runs at 256×256 and needs num_downs 8, got {self.num_downs}")
 
 
 class DiscriminatorOutput(NamedTuple):
@@ -178,8 +205,87 @@ class DoveNet(LearnedHarmonizer):
             raise RuntimeError("this DoveNet was built with discriminator=False")
         return self.discriminator(image, mask)
 
+    def harmonize(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """See :class:`~harmbench.models.base.Harmonizer`. Under ``protocol="official"`` the output is
+        the authors' ``test.py`` result at 256×256 (its uint8 values divided by 255)."""
+        if self.protocol != "official":
+            return super().harmonize(composite, mask)
+        return run_official(self, composite, mask, None, resize=resize_pillow, forward=self._official_forward)
+
+    def predict_uint8(self, image_u8: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """What the authors' ``test.py`` writes for one photo: ``image_u8`` (H,W,3) RGB uint8 and the mask
+        file's pixels (H,W) uint8 0–255 (soft masks dithered by ``convert('1')``, as theirs) ->
+        uint8 (256, 256, 3). Follows the config's ``dropout`` and ``seed``."""
+        rgb, raw = check_uint8_pair(image_u8, mask)
+        out = official_uint8(self, rgb, raw, None, resize=resize_pillow, forward=self._official_forward)
+        return out[0].permute(1, 2, 0).numpy()
+
+    def _official_forward(self, x: torch.Tensor, mask: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+        with authors_train_mode(self.generator, dropout=self.config.dropout, seed=self.config.seed):
+            return self.forward(x, mask)
+
     def _harmonize(self, composite: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         return (self.forward(composite * 2 - 1, mask) + 1) / 2
+
+
+# --------------------------------------------------------------------------- the authors' checkpoint
+
+_G_PREFIX = "generator."
+
+
+def _identify_official(sd: Mapping[str, torch.Tensor]) -> str | None:
+    """``"G"`` for the authors' generator file (``model.model.…``; BargainNet's G also has ``weight``)."""
+    if "weight" in sd or not any(k.startswith("model.model.") for k in sd):
+        return None
+    return "G"
+
+
+def _build_official(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> DoveNet:
+    """DoveNet (no discriminator) from the authors' ``latest_net_G.pth``; widths from the tensor shapes."""
+    sd = parts["G"]
+    where = "dovenet G file (latest_net_G.pth)"
+    inferred = unet_options(sd, where=where)
+    inferred.pop("input_nc")  # a wrong input width shows up as a wrong-shape error below
+    opts = merge_inferred("dovenet", {**inferred, "discriminator": False}, options, where=where)
+    with torch.random.fork_rng(devices=[]):
+        model = DoveNet(**opts)
+    state = remap_state_dict(
+        sd, lambda k: _G_PREFIX + k, model, where=where, official_name=lambda k: k[len(_G_PREFIX) :]
+    )
+    model.load_state_dict(state)
+    return model
+
+
+register_official_format(OfficialFormat("dovenet", ("G",), _identify_official, _build_official))
+
+register_card(ModelCard(
+    name="dovenet-official",
+    model="dovenet",
+    source="https://github.com/bcmi/Image-Harmonization-Dataset-iHarmony4 (folder DoveNet/)",
+    commit="0bdb51ddda979f5a38536d80c161fa5733480f25",
+    code_license="MIT (Copyright (c) 2022 BCMI)",
+    weights_license="no separate licence stated; released with the MIT-licensed code",
+    files=(WeightFile(
+        role="G",
+        filename="latest_net_G.pth",
+        manual=("no direct link: download latest_net_G.pth (the batch-norm generator; no discriminator is released) "
+                "from Baidu Cloud https://pan.baidu.com/s/12oGrBF88O-x0BlWGVkMjag (extraction code 8q8a) or "
+                "https://bcmi.cloud:5001/sharing/WQkB0OnXK; no size or checksum is published (about 219 MB "
+                "expected: 54,759,939 float32 values)"),
+    ),),
+    input_size=(256, 256),
+    interpolation="bilinear (Pillow, antialiased); mask nearest",
+    protocol="official",
+    published={"iHarmony4 MSE": 50.87, "iHarmony4 PSNR": 34.83, "HCOCO MSE": 33.65, "HCOCO PSNR": 35.95,
+               "HAdobe5k MSE": 55.99, "HAdobe5k PSNR": 34.26, "HFlickr MSE": 125.73, "HFlickr PSNR": 30.58,
+               "Hday2night MSE": 56.26, "Hday2night PSNR": 34.76},
+    published_source=("DoveNet/README.md of bcmi/Image-Harmonization-Dataset-iHarmony4 (released batch-norm model, "
+                      "iHarmony4 test set at 256×256)"),
+    options={"protocol": "official", "norm": "batch", "discriminator": False},
+    notes=("Generator only (norm batch, ngf 64, 8 downsamplings). The authors' test.py runs it in train mode "
+           "(per-image BatchNorm statistics, Dropout active): --protocol official reproduces that, with "
+           "torch.manual_seed(seed) before each image's forward."),
+))
 
 
 __all__ = ["DiscriminatorOutput", "DoveNet", "DoveNetConfig", "DoveNetDiscriminator"]

@@ -76,6 +76,7 @@ class HENCTNConfig(PresetMixin):
     residual: bool = False
     protocol: str = "harmbench"
 
+    RUNTIME_FIELDS: ClassVar[tuple[str, ...]] = ("protocol",)
     PRESETS: ClassVar[dict] = {
         "full": {},
         "small": {"width": 16, "hen_width": 32, "code_dim": 16, "hist_bins": 32, "pad_margin": 8},

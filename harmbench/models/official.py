@@ -18,8 +18,7 @@ harmbench model from them (mapping names, inferring widths from shapes). Then
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +26,16 @@ from typing import Any
 import torch
 
 from harmbench.errors import ConfigError, UserError
+from harmbench.models.checkpoints import (
+    BN_COUNTER,
+    FORMAT,
+    StateDict,
+    _short,
+    load_checkpoint,
+    remap_state_dict,
+    sha256_file,
+)
 
-StateDict = dict[str, torch.Tensor]
-
-#: Tensor names the authors' own loaders skip when absent (pix2pix's ``patch_instance_norm_state_dict``).
-BN_COUNTER = re.compile(r"(^|\.)num_batches_tracked$")
 
 
 @dataclass(frozen=True)
@@ -85,64 +89,6 @@ def read_state_dict(path: str | os.PathLike) -> StateDict:
     return sd
 
 
-def _short(names: Iterable[str], n: int = 6) -> str:
-    names = sorted(names)
-    return ", ".join(names[:n]) + (f" … (+{len(names) - n} more)" if len(names) > n else "")
-
-
-def remap_state_dict(
-    sd: Mapping[str, torch.Tensor],
-    rename: Callable[[str], str | None],
-    target: Mapping[str, torch.Tensor] | torch.nn.Module,
-    *,
-    where: str,
-    tolerate: re.Pattern[str] | None = BN_COUNTER,
-    official_name: Callable[[str], str] | None = None,
-) -> StateDict:
-    """Map the authors' names onto ``target``'s (a module or its ``state_dict()``) and check everything.
-
-    ``rename(official_name)`` returns the harmbench name, or ``None`` for a tensor the authors'
-    model holds but never uses (it is dropped). Raises :class:`ConfigError` (field ``weights``,
-    message starting with ``where``) listing every missing, unexpected or mis-shaped tensor by
-    its official name (missing ones by ``official_name(harmbench_name)`` when given, else by the
-    harmbench name); nothing is loaded in that case. Returns the mapped dict, cast to the
-    target's dtypes, with tolerated absent tensors filled from the target.
-    """
-    own = target.state_dict() if isinstance(target, torch.nn.Module) else dict(target)
-    mapped: StateDict = {}
-    origin: dict[str, str] = {}
-    unexpected: list[str] = []
-    for k, v in sd.items():
-        new = rename(k)
-        if new is None:
-            continue
-        if new not in own:
-            if not (tolerate is not None and tolerate.search(k)):
-                unexpected.append(k)
-            continue
-        mapped[new] = v
-        origin[new] = k
-    missing = [k for k in own if k not in mapped and not (tolerate is not None and tolerate.search(k))]
-    shapes = [
-        f"{origin[k]} {tuple(v.shape)} (expected {tuple(own[k].shape)})"
-        for k, v in mapped.items()
-        if tuple(v.shape) != tuple(own[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"missing: {_short(missing if official_name is None else map(official_name, missing))}")
-    if unexpected:
-        problems.append(f"unexpected: {_short(unexpected)}")
-    if shapes:
-        problems.append(f"wrong shape: {_short(shapes, 4)}")
-    if problems:
-        raise ConfigError("weights", f"{where}: checkpoint does not fit ({'; '.join(problems)})")
-    for k, v in own.items():
-        if k not in mapped:
-            mapped[k] = v
-    return {k: mapped[k].to(own[k].dtype) for k in own}
-
-
 def identify_files(model: str, paths: Sequence[str | os.PathLike]) -> dict[str, StateDict]:
     """Read ``paths`` and assign each to a role of ``model``'s format (any order).
 
@@ -168,6 +114,11 @@ def identify_files(model: str, paths: Sequence[str | os.PathLike]) -> dict[str, 
     return parts
 
 
+def identify_role(model: str, sd: Mapping[str, torch.Tensor]) -> str | None:
+    """The role (``"E"``, ``"G"`` …) state dict ``sd`` plays among ``model``'s authors' files, or ``None``."""
+    return _format(model).identify(sd)
+
+
 def _format(model: str) -> OfficialFormat:
     from harmbench.models.base import _load_all
 
@@ -179,15 +130,32 @@ def _format(model: str) -> OfficialFormat:
                           f"those that can: {', '.join(sorted(FORMATS))}") from None
 
 
-def split_weights_spec(spec: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
-    """``"a.pth,b.pth"`` or a list -> paths."""
+def split_weights_spec(spec: str | os.PathLike | Sequence[str | os.PathLike], model: str | None = None) -> list[Path]:
+    """``"a.pth,b.pth"`` or a list -> paths.
+
+    A model card's name (``"dovenet-official"``; not an existing path) stands for the card's
+    files in the weights cache (:func:`harmbench.models.weights_cache.resolve_card_weights`):
+    an error says how to fetch or import them when they are not all there, or, with ``model``,
+    when the card is for another model.
+    """
     if isinstance(spec, (str, os.PathLike)):
-        return [Path(s.strip()) for s in str(spec).split(",") if s.strip()]
-    return [Path(s) for s in spec]
+        text = str(spec).strip()
+        if text and "," not in text and not Path(text).expanduser().exists():
+            from harmbench.models.weights_cache import resolve_card_weights
+
+            files = resolve_card_weights(text, model)
+            if files is not None:
+                return files
+        return [Path(s.strip()).expanduser() for s in text.split(",") if s.strip()]
+    return [Path(s).expanduser() for s in spec]
 
 
 def is_harmbench_checkpoint(paths: Sequence[Path]) -> bool:
-    """One ``.safetensors``/``.json``/directory path = a harmbench checkpoint."""
+    """One ``.safetensors``/``.json``/directory path, or a ``.safetensors`` + ``.json`` pair of one
+    stem in one folder (a card listing both files), = a harmbench checkpoint."""
+    if len(paths) == 2:
+        a, b = sorted(paths, key=lambda q: q.suffix)  # .json before .safetensors
+        return (a.suffix, b.suffix) == (".json", ".safetensors") and a.with_suffix("") == b.with_suffix("")
     return len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix in (".safetensors", ".json"))
 
 
@@ -199,21 +167,20 @@ def load_official(model: str, paths: Sequence[str | os.PathLike], **options: Any
 
 
 def load_weights(model: str, spec: str | os.PathLike | Sequence[str | os.PathLike], **options: Any) -> torch.nn.Module:
-    """What ``--weights`` does: a harmbench checkpoint, or the authors' file(s) for ``model``."""
-    paths = split_weights_spec(spec)
+    """What ``--weights`` does: a harmbench checkpoint, the authors' file(s) for ``model``, or the
+    name of a model card whose files are in the weights cache (see :func:`split_weights_spec`)."""
+    paths = split_weights_spec(spec, model)
     if not paths:
         raise ConfigError("weights", "no file given")
     if is_harmbench_checkpoint(paths):
-        from harmbench.models.checkpoints import load_checkpoint
-
-        return load_checkpoint(paths[0], expect_model=model, overrides=options)
+        sidecar = next((p for p in paths if p.suffix == ".json"), paths[0])
+        return load_checkpoint(sidecar, expect_model=model, overrides=options)
     return load_official(model, paths, **options)
 
 
 def save_converted(model: torch.nn.Module, path: str | os.PathLike, *, source: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` as ``<path>.safetensors`` + ``<path>.json`` (harmbench checkpoint); returns the sidecar."""
     from harmbench.fileio import atomic_path, atomic_write_json
-    from harmbench.models.checkpoints import FORMAT, sha256_file
 
     from safetensors.torch import save_file
 
@@ -245,6 +212,7 @@ __all__ = [
     "FORMATS",
     "OfficialFormat",
     "identify_files",
+    "identify_role",
     "is_harmbench_checkpoint",
     "load_official",
     "load_weights",

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harmbench.errors import ConfigError
+from harmbench.recipes.registry import get_recipe, recipe_names
 from harmbench.recipes.schema import from_table, opt
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -397,8 +398,6 @@ def _check_source_signature(fn: Any, options: dict, where: str, path: str) -> No
 def _load_recipes(
     table: Any, filters: FilterConfig, sources: Mapping[str, SourceConfig], path: str
 ) -> tuple[RecipeConfig, ...]:
-    from harmbench.recipes.registry import get_recipe, recipe_names
-
     if not isinstance(table, list) or not table:
         raise ConfigError("recipes", "must be a non-empty array of [[recipes]] tables", path=path)
     out: list[RecipeConfig] = []

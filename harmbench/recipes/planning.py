@@ -16,6 +16,7 @@ from typing import Any
 from harmbench.errors import ConfigError
 from harmbench.recipes.base import SampleSpec
 from harmbench.recipes.config import BuildConfig, RecipeConfig
+from harmbench.recipes.registry import get_recipe
 from harmbench.recipes.splits import assign_split
 
 
@@ -143,8 +144,6 @@ def plan_dataset(cfg: BuildConfig, max_samples: int | None = None) -> Plan:
     Returns:
         :class:`Plan` with specs sorted by ``(split, key)``.
     """
-    from harmbench.recipes.registry import get_recipe
-
     ctx = PlanContext(cfg)
     specs: list[SampleSpec] = []
     names: dict[str, str] = {}

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 from harmbench.recipes.base import SampleArrays, SampleSpec
 
-if TYPE_CHECKING:
-    from harmbench.recipes.config import RecipeConfig
-    from harmbench.recipes.planning import PlanContext
+# The registry sits below the config and planning modules (they look recipes up here), so it
+# names their types only in docstrings: ``rc`` is a :class:`harmbench.recipes.config.RecipeConfig`,
+# ``ctx`` a :class:`harmbench.recipes.planning.PlanContext`.
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,10 @@ class Recipe:
     filters: ClassVar[frozenset[str]] = frozenset({"fg_ratio", "min_fmse"})
     max_per_object: ClassVar[int | None] = None
 
-    def validate(self, rc: RecipeConfig, path: str | None) -> None:
+    def validate(self, rc: Any, path: str | None) -> None:
         """Cross-field checks beyond types and ranges; raise ConfigError naming the field."""
 
-    def plan(self, ctx: PlanContext, rc: RecipeConfig, records: Sequence[Any]) -> list[SampleSpec]:
+    def plan(self, ctx: Any, rc: Any, records: Sequence[Any]) -> list[SampleSpec]:
         """Records -> specs (cheap, deterministic); report rejected inputs with ``ctx.skip``."""
         raise NotImplementedError
 
@@ -69,11 +70,9 @@ def _load_all() -> None:
     import importlib
     import pkgutil
 
-    import harmbench.recipes as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if info.name not in ("base", "registry", "schema", "config", "planning", "common", "splits") and not info.name.startswith("_"):
-            importlib.import_module(f"{pkg.__name__}.{info.name}")
+            importlib.import_module(f"harmbench.recipes.{info.name}")
 
 
 def get_recipe(name: str) -> Recipe:

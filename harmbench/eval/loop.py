@@ -1,0 +1,418 @@
+"""``harmbench eval``: run a model over a dataset and score every output (the library behind it).
+
+Pipeline, per sample:
+
+1. DataLoader workers decode the composite, real image and raw mask (uint8) and
+   ``profile.prepare`` them: the real image and the composite are resized to the
+   profile's evaluation size with its filter, the mask follows its mask rule.
+2. The model sees the composite at that size as ``float (N, 3, H, W)`` on 0–1 and
+   the mask binarised at 0.5 (``(N, 1, H, W)`` in {0, 1}); samples are batched by
+   size (``none``/``limit1024`` give many sizes).
+3. Its output (checked: shape, finite, on 0–1) goes to the 0–255 scale, rounded to
+   8 bits when the profile scores saved 8-bit results, and
+   :func:`harmbench.metrics.compute_metrics` scores it against the real image on the device.
+
+Each row of ``samples.parquet``: ``key``, ``subset``, ``recipe``, ``category``,
+``identity`` (composite = real), ``fg_ratio`` (0–1, at evaluation size),
+``height``/``width`` (evaluation size), every metric (0–255 scale for (f)MSE, dB
+for (f)PSNR), ``input_mse`` (output vs the model's input, 0–255 scale) and
+``seconds`` (model time per image: batch time / batch size).
+
+Rows are written in chunks (``parts/``, atomic) so an interrupted run resumes;
+see :mod:`harmbench.eval.records` for the run directory. Datasets: built shard
+directories (``index.json`` / ``*.tar``), iHarmony4 roots and flat triplet
+folders (:data:`DATA_KINDS`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harmbench import __version__
+from harmbench.errors import UserError
+from harmbench.eval.datasets import EvalData, open_data
+from harmbench.eval.outputs import ModelOutputError, check_output, preview_keys, save_previews
+from harmbench.eval.provenance import environment, git_info, now_utc
+from harmbench.eval.records import FORMAT_VERSION, ID_COLUMNS, RunStore, json_safe
+from harmbench.eval.score import SizeBatcher, progress_bar, resolve_device, with_overrides
+from harmbench.models.resolve import ResolvedModel, resolve_model
+
+PathLike = str | os.PathLike
+
+# --------------------------------------------------------------------------- options and result
+
+
+@dataclass
+class EvalOptions:
+    """How to evaluate. ``workers=None``: 0 for small runs, else up to 4 DataLoader workers.
+    ``threads``: torch CPU threads of the scoring process on CPU (None: :func:`auto_threads`).
+    ``weights``: files for the named model (the authors' ``"E.pth,G.pth"`` or a harmbench checkpoint);
+    ``protocol``: the model's ``protocol`` option (``harmbench``/``official``; None: the model's
+    default); ``harmony``: BargainNet extractor for the opt-in ``harmony`` column (the no-reference
+    score of each output; see :mod:`harmbench.models.harmony`), None: no column."""
+
+    profile: str = "harmbench"
+    resize: str = "fixed256"
+    split: str | None = "test"
+    device: str = "auto"
+    batch_size: int = 16
+    workers: int | None = None
+    limit: int | None = None
+    lpips: bool = False
+    lpips_weights: str | None = None
+    seed: int = 0
+    threads: int | None = None
+    chunk_size: int = 64
+    previews: int = 8
+    max_batch_pixels: int = 1 << 24
+    progress: bool | None = None
+    restart: bool = False
+    model_options: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    protocol: str | None = None
+    harmony: str | None = None
+
+
+@dataclass
+class EvalResult:
+    """A finished run: its directory, per-sample table and ``run.json`` document."""
+
+    run_dir: Path
+    samples: Any  # pandas.DataFrame
+    run: dict[str, Any]
+    new_samples: int = 0
+    reused: bool = False
+
+
+
+def auto_workers(n: int, batch_size: int) -> int:
+    """DataLoader workers for ``n`` samples: 0 for small runs, else up to 4, leaving one CPU to the scoring process."""
+    if n < 2 * batch_size:
+        return 0
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
+
+
+def auto_threads(workers: int) -> int:
+    """Torch CPU threads of the scoring process: half the CPUs the workers leave free, at least 1
+    (oversubscribed intra-op threads slow small-image kernels down many times on busy machines)."""
+    return max(1, ((os.cpu_count() or 1) - workers) // 2)
+
+
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def make_loader(dataset: Any, workers: int) -> Any:
+    """One prepared item per iteration, decoded by ``workers`` processes (0: in this process)."""
+    from torch.utils.data import DataLoader
+
+    kw: dict[str, Any] = {"batch_size": None, "num_workers": int(workers), "collate_fn": _as_is}
+    if workers > 0:
+        kw["prefetch_factor"] = 4
+        kw["persistent_workers"] = False
+    return DataLoader(dataset, **kw)
+
+
+
+def run_config(model: ResolvedModel, data: EvalData, profile: Any, opts: EvalOptions, n_selected: int,
+               harmony: str | None = None) -> dict[str, Any]:
+    """``config.json``: the fingerprint (see :data:`harmbench.eval.records.FINGERPRINT_FIELDS`), the paths,
+    the model's ``protocol`` and the harmony extractor's label (``harmony``, None when off)."""
+    return {
+        "format": FORMAT_VERSION,
+        "model": model.fingerprint(),
+        "data": {**data.describe(), "limit": opts.limit, "n_selected": n_selected},
+        "profile": profile.to_dict(),
+        "resize": opts.resize,
+        "pred_8bit": bool(profile.pred_8bit),
+        "lpips": bool(opts.lpips),
+        "seed": int(opts.seed),
+        "harmony": harmony,
+        "protocol": getattr(model.harmonizer, "protocol", "harmbench"),
+        "data_path": str(data.path.resolve()),
+        "model_source": model.source,
+    }
+
+
+def evaluate(
+    model: Any,
+    data: PathLike | EvalData,
+    out: PathLike,
+    options: EvalOptions | None = None,
+    *,
+    on_batch: Callable[[int], None] | None = None,
+    **overrides: Any,
+) -> EvalResult:
+    """Run ``model`` on ``data`` and score it into the run directory ``out`` (resuming it).
+
+    ``model``: registered name, checkpoint path or an object with ``harmonize``;
+    ``data``: shard directory, iHarmony4 root or triplet folder (or an :class:`EvalData`).
+    Keyword ``overrides`` set :class:`EvalOptions` fields. ``on_batch(n_done)`` is
+    called after each scored batch. Raises :class:`ModelOutputError` /
+    :class:`~harmbench.models.resolve.ModelLoadError` /
+    :class:`~harmbench.eval.records.RunMismatchError`; finished chunks stay on disk for the next run.
+    """
+    import torch
+
+    from harmbench.metrics import RESIZES, get_profile
+
+    opts = with_overrides(options or EvalOptions(), overrides, "eval")
+    t_start = time.perf_counter()
+    profile = get_profile(opts.profile)
+    if opts.resize not in RESIZES:
+        raise UserError(f"unknown resize {opts.resize!r}; known: {', '.join(RESIZES)}")
+    if opts.limit is not None and opts.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {opts.limit}")
+    device = torch.device(resolve_device(opts.device))
+    torch.manual_seed(int(opts.seed))
+    np.random.seed(int(opts.seed) & 0xFFFFFFFF)
+
+    ds = data if isinstance(data, EvalData) else open_data(data, opts.split)
+    all_keys = ds.keys()
+    selected = all_keys[: opts.limit] if opts.limit else list(all_keys)
+    model_options = dict(opts.model_options)
+    if opts.protocol is not None:
+        model_options["protocol"] = opts.protocol
+    resolved = resolve_model(model, str(device), opts.seed, model_options, weights=opts.weights)
+    extractor = None
+    if opts.harmony:
+        from harmbench.models.harmony import load_extractor
+
+        extractor = load_extractor(opts.harmony, device=device)
+    config = run_config(resolved, ds, profile, opts, len(selected), extractor.label if extractor else None)
+    store = RunStore(out)
+    store.open(config, restart=opts.restart)
+    if store.is_finished():
+        return EvalResult(store.root, store.read_samples(), store.read_run(), 0, reused=True)
+
+    done = store.done_keys()
+    todo = [k for k in selected if k not in done]
+    scorer = _BatchScorer(resolved, profile, opts, device, store, preview_keys(selected, opts.previews), on_batch)
+    scorer.extractor = extractor
+    bs = max(1, int(opts.batch_size))
+    workers = auto_workers(len(todo), bs) if opts.workers is None else max(0, int(opts.workers))
+    old_threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(opts.threads)) if opts.threads else min(old_threads, auto_threads(workers)))
+    scorer.bar = progress_bar(len(selected), opts.progress, "eval", initial=len(selected) - len(todo))
+    session = {"started": now_utc(), "device": str(device), "workers": workers, "batch_size": bs, "todo": len(todo),
+               "torch_threads": torch.get_num_threads()}
+    t_loop = time.perf_counter()
+    try:
+        if todo:
+            _run_loader(ds.torch_dataset(set(todo), profile, opts.resize), workers, bs, opts.max_batch_pixels, scorer)
+    finally:
+        torch.set_num_threads(old_threads)
+        scorer.bar.close()
+        scorer.flush(force=True)
+        session["wall_s"] = round(time.perf_counter() - t_start, 4)
+        session["loop_s"] = round(time.perf_counter() - t_loop, 4)
+        session["samples"] = scorer.n_new
+        session["model_s"] = round(scorer.model_s, 4)
+        store.add_session(session)
+    names = scorer.names + (("harmony",) if extractor is not None else ())
+    return _finish(store, ds, config, opts, device, names, scorer.lpips_source, profile, scorer.n_new)
+
+
+def _run_loader(dataset: Any, workers: int, batch_size: int, max_pixels: int, scorer: _BatchScorer) -> None:
+    """Feed prepared items from the DataLoader to ``scorer`` in same-size batches; error items become skips."""
+    batches = SizeBatcher(batch_size, max_pixels)
+    for item in make_loader(dataset, workers):
+        if item is None:
+            continue
+        if item.get("error"):
+            scorer.skip(item["error"])
+            continue
+        full = batches.add(tuple(item["target"].shape[1:]), item)
+        if full:
+            scorer.run(full)
+    for group in batches.drain():
+        scorer.run(group)
+
+
+class _BatchScorer:
+    """Runs the model on one batch, checks and scores its output, and buffers the rows and skips
+    that :meth:`flush` writes to the run store in chunks."""
+
+    ID_COLS = ("key", "subset", "recipe", "category", "identity", "fg_ratio")
+
+    def __init__(self, resolved: ResolvedModel, profile: Any, opts: EvalOptions, device: Any, store: RunStore,
+                 previews: list[str], on_batch: Callable[[int], None] | None):
+        from harmbench.metrics import LPIPS_NAMES, METRIC_NAMES
+
+        self.resolved, self.profile, self.opts, self.device, self.store = resolved, profile, opts, device, store
+        self.previews = set(previews)
+        self.on_batch = on_batch
+        self.pred_8bit = bool(profile.pred_8bit)
+        self.names: tuple[str, ...] = tuple(METRIC_NAMES)
+        self.lpips_model = None
+        self.lpips_source = None
+        if opts.lpips:
+            from harmbench.metrics.lpips import load_lpips
+
+            self.lpips_model = load_lpips(weights=opts.lpips_weights, device=device)
+            self.lpips_source = getattr(self.lpips_model, "harmbench_weights", None)
+            self.names = self.names + tuple(LPIPS_NAMES)
+        self.value_cols = (*self.names, "input_mse")
+        self.row_cols = (*self.value_cols, "harmony") if opts.harmony else self.value_cols
+        self.rows: list[dict[str, Any]] = []
+        self.skips: list[dict[str, str]] = []
+        self.n_new = 0
+        self.model_s = 0.0
+        self.bar: Any = None
+        self.extractor: Any = None  # harmony column (see EvalOptions.harmony)
+
+    def skip(self, error: dict[str, str]) -> None:
+        self.skips.append(error)
+        self.bar.update(1)
+
+    def flush(self, force: bool = False) -> None:
+        """Write buffered rows once a chunk is full (or whatever is buffered when ``force``)."""
+        if self.rows and (force or len(self.rows) >= self.opts.chunk_size):
+            self.store.write_part(self.rows, self.skips)
+            self.rows, self.skips = [], []
+        elif force and self.skips:
+            self.store.write_part([], self.skips)
+            self.skips = []
+
+    def _predict(self, comp: Any, mask: Any, keys: list[str], real: Any = None) -> tuple[Any, float]:
+        """The model's output for a batch (checked) and the seconds it took. ``real`` (N,3,H,W, 0–1)
+        goes to models that take it (``accepts_real``: their authors' test script reads it)."""
+        import torch
+
+        h = self.resolved.harmonizer
+        extra = {"real": real} if real is not None and getattr(h, "accepts_real", False) else {}
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                out = h.harmonize(comp, mask, **extra)
+        except UserError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a model failure names the model and the samples
+            shown = ", ".join(repr(k) for k in keys[:4])
+            raise ModelOutputError(
+                f"model {self.resolved.name!r} failed on samples {shown}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        dt = time.perf_counter() - t0
+        if getattr(h, "protocol", "harmbench") == "official" and tuple(out.shape[2:]) != tuple(comp.shape[2:]):
+            raise UserError(
+                f"model {self.resolved.name!r} under protocol 'official' returns {out.shape[3]}x{out.shape[2]} images "
+                f"(the authors' test size) but the samples are {comp.shape[3]}x{comp.shape[2]}: evaluate at that size "
+                "(--resize fixed256)"
+            )
+        check_output(out, comp, keys, self.resolved.name)
+        return out.detach(), dt
+
+    def _score(self, out: Any, comp_u8: Any, target: Any, mask: Any, keys: list[str]) -> list[list[float]]:
+        """Per-image metric values (rows in ``value_cols`` order); saves the previews on the way."""
+        import torch
+
+        from harmbench.metrics import compute_metrics, pixel
+        from harmbench.metrics.compute import chunk_size
+        from harmbench.metrics.scratch import scratch
+
+        per_image: list[Any] = []
+        step = chunk_size(comp_u8)  # on CPU a few images at a time: their passes stay in cache
+        for i in range(0, len(keys), step):
+            part = slice(i, i + step)
+            # clamp(x, 0, 1)·255 == clamp(x·255, 0, 255), computed in place in scratch memory
+            pred = scratch("eval.pred", tuple(out[part].shape), torch.float32, self.device).copy_(out[part])
+            pred.mul_(255.0).clamp_(0.0, 255.0)
+            if self.pred_8bit:
+                pred.round_()
+            with torch.no_grad():
+                vals = compute_metrics(pred, target[part], mask[part], self.profile, lpips_model=self.lpips_model)
+                sq = torch.sub(pred, comp_u8[part], out=scratch("eval.sq", tuple(pred.shape), torch.float32, self.device))
+                vals["input_mse"] = pixel.mse_from_sq(sq.mul_(sq), torch.float64)  # output vs the model's input
+            per_image.append(torch.stack([vals[k].detach().double() for k in self.value_cols], dim=1))
+            for j, key in enumerate(keys[part]):
+                if key in self.previews:
+                    save_previews(self.store, key, comp_u8[i + j], pred[j], target[i + j], mask[i + j])
+        return torch.cat(per_image).cpu().tolist()  # one transfer: (N, metrics + input_mse) Python floats
+
+    def run(self, items: list[dict[str, Any]]) -> None:
+        """Predict, score and buffer one same-size batch of prepared items."""
+        import torch
+
+        dev = self.device
+        keys = [it["key"] for it in items]
+        comp_u8 = torch.from_numpy(np.stack([it["composite"] for it in items])).to(dev, non_blocking=True)
+        target = torch.from_numpy(np.stack([it["target"] for it in items])).to(dev, non_blocking=True)
+        mask = torch.from_numpy(np.stack([it["mask"] for it in items])).to(dev, non_blocking=True)
+        comp = comp_u8.to(torch.float32).div_(255.0)
+        mbin = mask if self.profile.mask_binary else (mask > 0.5).to(torch.float32)  # binary profiles: already {0, 1}
+        real = target.to(torch.float32).div(255.0) if getattr(self.resolved.harmonizer, "accepts_real", False) else None
+        out, dt = self._predict(comp, mbin, keys, real)
+        values = self._score(out, comp_u8, target, mask, keys)
+        if self.extractor is not None:
+            from harmbench.models.harmony import harmony_scores
+
+            pred = out.clamp(0.0, 1.0)
+            if self.pred_8bit:
+                pred = pred.mul(255.0).round_().div_(255.0)
+            for row, score in zip(values, harmony_scores(self.extractor, pred, mbin).tolist()):
+                row.append(score)
+        self.model_s += dt
+        secs = dt / len(items)
+        for it, vals_i in zip(items, values):
+            row = {c: it[c] for c in self.ID_COLS}
+            row["height"], row["width"] = int(it["target"].shape[1]), int(it["target"].shape[2])
+            row.update(zip(self.row_cols, vals_i))
+            row["seconds"] = secs
+            self.rows.append(row)
+        self.n_new += len(items)
+        self.bar.update(len(items))
+        if self.on_batch is not None:
+            self.on_batch(self.n_new)
+        self.flush()
+
+
+def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOptions, device: Any,
+            names: tuple[str, ...], lpips_source: Any, profile: Any, n_new: int) -> EvalResult:
+    """Merge the run's parts into ``samples.parquet`` and write ``run.json`` (provenance, timing, summary)."""
+    from harmbench.eval.aggregate import summary_dict
+
+    sessions = store.sessions()
+    skipped = ds.skipped + store.skipped()
+    df_cols = [*ID_COLUMNS, *(n for n in names if n != "harmony"), "input_mse", *(n for n in names if n == "harmony"),
+               "seconds"]
+    run_doc: dict[str, Any] = {
+        **config,
+        "harmbench_version": __version__,
+        "git": git_info(),
+        "finished": now_utc(),
+        "environment": environment(device),
+        "options": {k: v for k, v in asdict(opts).items() if k not in ("progress", "restart")},
+        "lpips_weights": lpips_source,
+        "metrics": list(names),
+        "skipped": skipped,
+    }
+    samples = store.merge_parts(columns=df_cols)
+    wall = sum(float(s.get("loop_s", 0.0)) for s in sessions)
+    run_doc["n_samples"] = int(len(samples))
+    run_doc["n_skipped"] = len(skipped)
+    run_doc["timing"] = {
+        "wall_s": round(sum(float(s.get("wall_s", 0.0)) for s in sessions), 4),
+        "loop_s": round(wall, 4),
+        "images_per_s": round(len(samples) / wall, 4) if wall > 0 else None,
+        "model_s": round(float(samples["seconds"].sum()), 4) if "seconds" in samples else 0.0,
+        "sessions": sessions,
+    }
+    edges = tuple(profile.bucket_edges)
+    run_doc["summary"] = (
+        summary_dict(samples, bucket_edges=edges, bucket_inclusive=profile.bucket_inclusive) if len(samples) else {}
+    )
+    store.write_run(run_doc)
+    return EvalResult(store.root, samples, json_safe(run_doc), n_new, reused=False)
+
+
+__all__ = ["EvalOptions", "EvalResult", "auto_threads", "auto_workers", "evaluate", "make_loader", "run_config"]
