@@ -21,7 +21,7 @@ from harmbench.cli import main
 from harmbench.errors import ConfigError
 from harmbench.models import get_model
 from harmbench.models.cards import get_card
-from harmbench.models.hen_ctn_official import histogram_official, nlab_official
+from harmbench.models.hen_ctn_protocol import histogram_official, nlab_official
 from harmbench.models.official import load_weights
 from harmbench.transfer import transfer
 
@@ -143,7 +143,7 @@ def test_cli_writes_the_authors_colour_transfer_output(official_files, tmp_path,
     assert "wrote" in capsys.readouterr().out
     _within_one_level(_png(out), _png(root / "out_03_output.png"))  # 370x270: their resize, padding and crop
     # the histograms that drove it are the authors' (the reference went through their 700 px rule: 560x800 -> 489x700)
-    from harmbench.models.hen_ctn_official import resize_official
+    from harmbench.models.hen_ctn_protocol import resize_official
 
     outs = _load(root / "outputs.pt")
     ref = resize_official(nlab_official(_png(root / "ref.png"))).float()

@@ -61,7 +61,7 @@ class HENCTNConfig(PresetMixin):
         protocol: ``"harmbench"`` (deterministic, any size, batched: pad to a multiple of 32 with
             ``pad_margin``, torch Lab) or ``"official"`` (the authors' test chain per image: skimage Lab,
             longer side <= 700 px, exactly 30 px padding, uint8 rounding as they save; see
-            :mod:`harmbench.models.hen_ctn_official`). A run-time choice, not part of the weights.
+            :mod:`harmbench.models.hen_ctn_protocol`). A run-time choice, not part of the weights.
     """
 
     width: int = 64
@@ -420,12 +420,12 @@ class HENCTN(LearnedHarmonizer):
     # -- harmonization -------------------------------------------------------------
     def harmonize(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """See :class:`Harmonizer`. ``protocol="official"``: the authors' chain per image (module
-        :mod:`~harmbench.models.hen_ctn_official`) with the foreground as the source region and the
+        :mod:`~harmbench.models.hen_ctn_protocol`) with the foreground as the source region and the
         background as the reference region, the correct crop, pasted into the composite; images the
         700 px rule shrank are resized back (bilinear). The result is on the 8-bit grid (k/255)."""
         if self.config.protocol != "official":
             return super().harmonize(composite, mask)
-        from harmbench.models.hen_ctn_official import RegionPairs, official_transfer
+        from harmbench.models.hen_ctn_protocol import RegionPairs, official_transfer
 
         composite, mask = validate_inputs(composite, mask)
         outs = []

@@ -167,7 +167,15 @@ def _load_all() -> None:
             importlib.import_module(f"{__name__}.{info.name}")
 
 
-from harmbench.transfer._apply import transfer  # noqa: E402  (photo-to-photo and region-to-region transfer)
+
+def __getattr__(name: str):
+    """``transfer`` (photo-to-photo and region-to-region transfer) is loaded on first use."""
+    if name == "transfer":
+        import importlib
+
+        return importlib.import_module(f"{__name__}._apply").transfer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SAMPLERS",

@@ -18,7 +18,7 @@ Methods: the classical ops of :mod:`harmbench.transfer` (``histmatch``, ``reinha
 ``xiao``, ``idt``: each region is matched to its reference region), and ``hen-ctn``, where HEN
 encodes the histograms of the regions into codes that are painted on the source regions for the
 CTN. ``hen-ctn`` runs under ``protocol="harmbench"`` (torch, any size) or ``"official"`` (the
-authors' test chain: :mod:`harmbench.models.hen_ctn_official`; the output is then the authors'
+authors' test chain: :mod:`harmbench.models.hen_ctn_protocol`; the output is then the authors'
 crop, (H'−30)×(W'−30) of the source after their 700 px rule).
 
 Images are ``uint8 (H, W, 3)`` RGB on 0–255; masks ``bool (H, W)``; the result is ``uint8``.
@@ -84,8 +84,8 @@ def region_pairs(
     reference_labels: Any = None,
     names: Mapping[str, str] | None = None,
 ):
-    """Validate masks/labels and return :class:`~harmbench.models.hen_ctn_official.RegionPairs`."""
-    from harmbench.models.hen_ctn_official import RegionPairs
+    """Validate masks/labels and return :class:`~harmbench.models.hen_ctn_protocol.RegionPairs`."""
+    from harmbench.models.hen_ctn_protocol import RegionPairs
 
     n = {"source": "source", "reference": "reference", "source_mask": "source_mask",
          "reference_mask": "reference_mask", "source_labels": "source_labels",
@@ -168,7 +168,7 @@ def _hen_ctn(model, source: np.ndarray, reference: np.ndarray, pairs, protocol: 
 
     changed = None if keep_all else _changed(pairs)
     if protocol == "official":
-        from harmbench.models.hen_ctn_official import official_transfer
+        from harmbench.models.hen_ctn_protocol import official_transfer
 
         res = official_transfer(model, source, reference, pairs, crop_bug=True)
         if changed is None:
