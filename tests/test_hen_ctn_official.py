@@ -306,3 +306,14 @@ def test_protocol_option_is_validated_and_committed_weights_still_load():
         get_model("hen-ctn", preset="small", protocol="authors")
     assert load_pretrained("hen-ctn-cpu").config.protocol == "harmbench"  # sidecar written before the field
     assert load_weights("hen-ctn", pretrained_path("hen-ctn-cpu"), protocol="official").config.protocol == "official"
+
+
+def test_card_files_from_the_weights_cache(narrow, tmp_path, monkeypatch, capsys):
+    _, _, _, d = narrow
+    monkeypatch.setenv("HARMBENCH_WEIGHTS", str(tmp_path / "cache"))
+    assert main(["weights", "fetch", "hen-ctn-official"]) != 0  # no direct link: says how to get the files
+    assert "checkpoints.zip" in capsys.readouterr().err
+    assert main(["weights", "import", "hen-ctn-official", str(d / "latest_net_G_A.pth"),
+                 str(d / "latest_net_C_A.pth")]) == 0
+    model = load_weights("hen-ctn", "hen-ctn-official")
+    assert (model.config.width, model.config.code_dim) == (8, 8)

@@ -164,10 +164,7 @@ register_official_format(OfficialFormat(model="hen-ctn", roles=ROLES, identify=i
 
 # --------------------------------------------------------------------------- model card
 
-_MANUAL = (
-    "Download checkpoints.zip from {url} (a folder per model; no direct link to the single file), unzip it and "
-    "pass the file with --weights (or `harmbench weights import hen-ctn-official FILE`)."
-)
+_MANUAL = "download checkpoints.zip from {url} (mirror: {mirror}) and unzip it: the file is inside"
 _DROPBOX = "https://www.dropbox.com/s/lkwo9xg168e650i/checkpoints.zip?dl=1"
 _ONEDRIVE = "https://onedrive.live.com/download?resid=94530B7E5F49D254%21484&authkey=!AIw6wh6Vjo-IFWs"
 
@@ -181,8 +178,8 @@ HEN_CTN_OFFICIAL = register_card(
                      "HEN/CTN is an independent implementation and contains none of that code",
         weights_license="not stated (distributed from the AGPL-3.0 repository's README; no separate weight licence)",
         files=(
-            WeightFile("C", "latest_net_C_A.pth", manual=_MANUAL.format(url=_DROPBOX) + f" Mirror: {_ONEDRIVE}"),
-            WeightFile("G", "latest_net_G_A.pth", manual=_MANUAL.format(url=_DROPBOX) + f" Mirror: {_ONEDRIVE}"),
+            WeightFile("C", "latest_net_C_A.pth", manual=_MANUAL.format(url=_DROPBOX, mirror=_ONEDRIVE)),
+            WeightFile("G", "latest_net_G_A.pth", manual=_MANUAL.format(url=_DROPBOX, mirror=_ONEDRIVE)),
         ),
         input_size=None,
         mean=(0.5, 0.5, 0.5),
