@@ -421,8 +421,9 @@ class HENCTN(LearnedHarmonizer):
     def harmonize(self, composite: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """See :class:`Harmonizer`. ``protocol="official"``: the authors' chain per image (module
         :mod:`~harmbench.models.hen_ctn_protocol`) with the foreground as the source region and the
-        background as the reference region, the correct crop, pasted into the composite; images the
-        700 px rule shrank are resized back (bilinear). The result is on the 8-bit grid (k/255)."""
+        background as the reference region, the correct crop, pasted into the composite (``recomposite``);
+        images the 700 px rule shrank are resized back (bilinear). The result is at the input's size, on
+        the 8-bit grid (k/255) where not resized back."""
         if self.config.protocol != "official":
             return super().harmonize(composite, mask)
         from harmbench.models.hen_ctn_protocol import RegionPairs, official_transfer
@@ -439,8 +440,10 @@ class HENCTN(LearnedHarmonizer):
             out = torch.from_numpy(res.output).permute(2, 0, 1).float() / 255.0
             if out.shape[-2:] != img.shape[-2:]:
                 out = F.interpolate(out[None], size=tuple(img.shape[-2:]), mode="bilinear", align_corners=False)[0]
-            keep = torch.from_numpy(fg)[None]
-            outs.append(torch.where(keep, out, torch.from_numpy(u8).permute(2, 0, 1).float() / 255.0))
+            if self.config.recomposite:
+                keep = torch.from_numpy(fg)[None]
+                out = torch.where(keep, out, torch.from_numpy(u8).permute(2, 0, 1).float() / 255.0)
+            outs.append(out)
         return torch.stack(outs).to(device=composite.device, dtype=composite.dtype)
 
     def _harmonize(self, composite: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
