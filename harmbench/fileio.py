@@ -20,6 +20,20 @@ import numpy as np
 
 PathLike = str | os.PathLike
 
+#: Testing hook: ``before:N`` ends the process (status 99, no cleanup) just before the N-th atomic
+#: rename of this process, ``after:N`` just after it — a kill at a reproducible point of any stage.
+CRASH_ENV = "HARMBENCH_CRASH_AT"
+_renames = 0
+
+
+def _crash_point(when: str) -> None:
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    kind, _, n = spec.partition(":")
+    if kind == when and n.isdigit() and _renames == int(n):
+        os._exit(99)
+
 
 def temp_path(final: PathLike) -> Path:
     """A unique temporary sibling of ``final`` (same directory, so the rename is atomic)."""
@@ -36,6 +50,7 @@ def atomic_path(final: PathLike, *, fsync: bool = True) -> Iterator[Path]:
         with atomic_path(out) as tmp:
             table.to_parquet(tmp)
     """
+    global _renames
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(final)
@@ -47,7 +62,10 @@ def atomic_path(final: PathLike, *, fsync: bool = True) -> Iterator[Path]:
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        _renames += 1
+        _crash_point("before")
         os.replace(tmp, final)
+        _crash_point("after")
     finally:
         if tmp.exists():
             tmp.unlink()

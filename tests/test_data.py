@@ -129,3 +129,55 @@ def test_card_features_keep_fields_of_later_samples(tmp_path):
     (tmp_path / "README.md").write_text(card)
     ds = load_hf(tmp_path, "train", cache_dir=str(tmp_path / "hf"))
     assert ds[7]["json"]["params"]["b"] == "late" and ds[0]["json"]["params"]["a"] == 1
+
+
+def test_indexed_access_matches_the_stream(built):
+    """wids random access gives the same items as the streaming pipeline, addressable by index and key."""
+    from harmbench.data.indexed import IndexedShards
+    from harmbench.data.shards import iter_tar_samples
+
+    out, keys = built
+    streamed = {i["key"]: i for i in HarmonizationShards(out, "train")}
+    ds = IndexedShards(out, "train")
+    assert len(ds) == len(keys["train"]) and sorted(ds.keys()) == keys["train"]
+    for idx in (0, len(ds) - 1, -1):
+        item = ds[idx]
+        ref = streamed[item["key"]]
+        for k in ("composite", "mask", "real"):
+            assert torch.equal(item[k], ref[k])
+        assert item["meta"] == ref["meta"]
+    key = keys["train"][3]
+    assert ds[ds.index_of(key)]["key"] == key
+    raw = ds.raw(ds.index_of(key))  # bytes exactly as stored in the tar
+    stored = next(s for shard in shard_files(out, "train") for s in iter_tar_samples(shard) if s["__key__"] == key)
+    assert raw == stored
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+    with pytest.raises(KeyError, match="no sample"):
+        ds.index_of("absent")
+
+
+def test_indexed_dataset_with_a_sampler(built):
+    from torch.utils.data.distributed import DistributedSampler
+
+    from harmbench.data.indexed import IndexedShards
+
+    out, keys = built
+    ds = IndexedShards(out, "train", resize=(24, 36))
+    seen = []
+    for rank in range(2):
+        sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=3, drop_last=True)
+        seen += [ds[i]["key"] for i in sampler]
+    assert len(seen) == len(set(seen)) == 2 * (len(ds) // 2)
+    assert ds[0]["composite"].shape == (3, 24, 36)
+
+
+def test_indexed_errors_name_the_folder(built, tmp_path):
+    from harmbench.data.indexed import IndexedShards
+    from harmbench.errors import UserError
+
+    out, _ = built
+    with pytest.raises(UserError, match="no index.json"):
+        IndexedShards(tmp_path)
+    with pytest.raises(UserError, match="no samples for split 'val'"):
+        IndexedShards(out, "val")

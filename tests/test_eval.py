@@ -149,7 +149,7 @@ def test_dataset_without_masks_is_a_clear_error(shards, tmp_path):
             if not m.name.endswith(".mask.png"):
                 tout.addfile(m, tin.extractfile(m))
     first = sorted(tarfile.open(src).getnames())[0].split(".")[0]
-    with pytest.raises(UserError, match=f"sample '{first}' has no mask"):
+    with pytest.raises(UserError, match=f"no usable sample .* sample {first}: missing field mask.png"):
         evaluate("composite", out, tmp_path / "run", **FAST)
 
 

@@ -40,8 +40,10 @@ def test_harmonize_folders_and_errors(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
     assert np.array_equal(read_rgb(tmp_path / "out" / "a.png"), read_rgb(tmp_path / "img" / "a.png"))
     (tmp_path / "msk" / "b.png").unlink()
-    assert main(["harmonize", str(tmp_path / "img"), str(tmp_path / "msk"), "-o", str(tmp_path / "o2")]) == 2
+    # a folder with one unusable pair: it is skipped with its reason, the others are written, status 1
+    assert main(["harmonize", str(tmp_path / "img"), str(tmp_path / "msk"), "-o", str(tmp_path / "o2")]) == 1
     assert "b.png: no mask named b" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["a.png"]
     assert main(["harmonize", "--method", "nope", str(tmp_path / "img" / "a.png"), str(tmp_path / "msk" / "a.png"),
                  "-o", str(tmp_path / "x.png")]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err

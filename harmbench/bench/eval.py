@@ -35,7 +35,7 @@ NAME = "eval"
 HELP = "end-to-end harmbench eval images/s (composite, reinhard) against the decode floor of the same data (target ratio >= 0.5)"
 TARGET = 0.5
 #: learned models timed by default (registry names)
-LEARNED = ("idih", "issam")
+LEARNED = ("idih", "issam", "pctnet-cnn", "pctnet-vit")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

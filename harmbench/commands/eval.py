@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harmbench.commands._args import non_negative, positive
+
 NAME = "eval"
 HELP = "run a model (name or checkpoint) over a dataset and score every output into a run folder"
 DESCRIPTION = (
@@ -32,17 +34,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", default="fixed256", help="fixed256 (default), limit1024 or none")
     p.add_argument("--split", default="test", help="split to evaluate (default test; 'all' for every sample)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
-    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="samples per batch (default 16)")
-    p.add_argument("--workers", type=int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=positive, default=16, metavar="B", help="samples per batch (default 16)")
+    p.add_argument("--workers", type=non_negative, default=None, metavar="N",
                    help="DataLoader decoding processes (default: 0 for small runs, else up to 4)")
-    p.add_argument("--limit", type=int, default=None, metavar="K", help="evaluate only the first K samples")
+    p.add_argument("--limit", type=positive, default=None, metavar="K", help="evaluate only the first K samples")
     p.add_argument("--lpips", action="store_true", help="also compute LPIPS and foreground LPIPS")
     p.add_argument("--lpips-weights", metavar="FILE", help="local AlexNet backbone weights for LPIPS (offline use)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and randomness (default 0)")
     p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
                    help="model option, e.g. --option preset=small (repeatable; values parsed as TOML, else strings)")
-    p.add_argument("--previews", type=int, default=8, metavar="K", help="keep K preview images per run (default 8)")
+    p.add_argument("--previews", type=non_negative, default=8, metavar="K", help="keep K preview images per run (default 8)")
     p.add_argument("--restart", action="store_true", help="discard whatever RUN_DIR holds and start over")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when any shard is broken or any sample was skipped (default: only when nothing was scored)")
     p.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
 
@@ -97,8 +101,20 @@ def run(args: argparse.Namespace) -> int:
     t = run.get("timing", {})
     state = "reused finished run" if res.reused else f"{res.new_samples} new samples"
     ips = t.get("images_per_s")
+    broken = run.get("broken_shards", [])
     print(f"{len(res.samples)} samples ({state}); {run.get('n_skipped', 0)} skipped"
+          + (f"; {len(broken)} broken shard(s) left out" if broken else "")
           + (f"; {ips:.2f} images/s" if ips else ""))
-    for s in run.get("skipped", [])[:10]:
-        print(f"  skipped {s.get('key') or s.get('path')}: {s.get('reason')}", file=sys.stderr)
+    for s in run.get("skipped", []):
+        where = s.get("path") or ""
+        key = s.get("key") or ""
+        print(f"  skipped {where}{': ' + key if key and key not in where else ''}: {s.get('reason')}", file=sys.stderr)
+    for b in broken:
+        member = f" member {b['member']}" if b.get("member") else ""
+        print(f"  broken shard {b.get('shard')}{member}: {b.get('reason')}", file=sys.stderr)
+    if len(res.samples) == 0:
+        print(f"harmbench eval: nothing could be scored in {args.data}", file=sys.stderr)
+        return 1
+    if args.strict and (broken or run.get("skipped")):
+        return 1
     return 0

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 NAME = "harmonize"
 HELP = "apply a harmonization method (classical, learned or a checkpoint) to a photo and its mask, or to folders"
 DESCRIPTION = (
     "Pulls the masked region's colours toward the rest of the photo. IMAGE and MASK are files (OUT a file or folder) "
     "or folders (masks matched by file stem; OUT a folder). Example: harmbench harmonize --method histmatch face.png "
-    "inpainted_mask.png -o fixed.png"
+    "inpainted_mask.png -o fixed.png. With folders, an unusable pair is skipped with its reason and the exit "
+    "status is 1."
 )
 
 
@@ -46,9 +48,17 @@ def run(args: argparse.Namespace) -> int:
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
     out = Path(args.out)
-    if Path(args.image).is_dir():
+    folder = Path(args.image).is_dir()
+    if folder:
         out.mkdir(parents=True, exist_ok=True)
-    jobs = plan_jobs(args.image, args.mask, out)
+    skipped = []
+
+    def report(exc) -> None:  # folders: a bad pair is reported and left out, the others are written
+        skipped.append(exc)
+        print(f"skipped {exc.path}: {exc.reason}", file=sys.stderr)
+
+    on_skip = report if folder else None
+    jobs = plan_jobs(args.image, args.mask, out, on_skip=on_skip)
     options = parse_options(args.options)
     if args.protocol is not None:
         options["protocol"] = args.protocol
@@ -66,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             weights = args.weights
     written = harmonize_files(method, jobs, device=device, keep_background=not args.keep_all, options=options,
-                              seed=args.seed, weights=weights)
+                              seed=args.seed, weights=weights, on_skip=on_skip)
     for p in written:
         print(f"wrote {p}")
+    if skipped:
+        print(f"{len(skipped)} input(s) skipped, {len(written)} written", file=sys.stderr)
+        return 1
     return 0

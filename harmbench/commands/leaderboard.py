@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from harmbench.commands._args import non_negative, positive
 
 NAME = "leaderboard"
 HELP = "run a leaderboard (leaderboards/NAME/leaderboard.toml) or export its tables and figures"
@@ -19,19 +22,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("name", help="leaderboard name (leaderboards/NAME/), folder or TOML file")
     r.add_argument("--ray-address", default=None, help="run cells as Ray tasks on this cluster (default: $RAY_ADDRESS)")
     r.add_argument("--device", default="auto", help="device of local cells: auto (CUDA when available), cpu, cuda …")
-    r.add_argument("--workers", type=int, default=None, help="DataLoader decoding processes per cell")
+    r.add_argument("--workers", type=non_negative, default=None, help="DataLoader decoding processes per cell")
     r.add_argument("--model", dest="models", action="append", default=None, metavar="LABEL",
                    help="only this model (repeatable)")
     r.add_argument("--restart", action="store_true", help="discard existing runs of the selected cells")
     r.add_argument("--export", default=None, metavar="FORMATS", help="export afterwards in these formats")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--strict", action="store_true",
+                   help="exit 1 when a cell run now met a broken shard or skipped a sample (default: only when "
+                        "no cell scored anything)")
     e = sub.add_parser("export", help="write tables, charts and the qualitative grid")
     e.add_argument("name", help="leaderboard name, folder or TOML file")
     e.add_argument("--format", default=None, metavar="FORMATS",
                    help="comma-separated: csv,md,tex,html,png,grid (default: all); results.csv is always written")
     e.add_argument("--out", default=None, metavar="DIR", help="output folder (default: the leaderboard's folder)")
-    e.add_argument("--bootstrap", type=int, default=None, metavar="B", help="bootstrap resamples (default: the definition's)")
-    e.add_argument("--grid-samples", type=int, default=None, metavar="K", help="rows of the qualitative grid")
+    e.add_argument("--bootstrap", type=positive, default=None, metavar="B", help="bootstrap resamples (default: the definition's)")
+    e.add_argument("--grid-samples", type=non_negative, default=None, metavar="K", help="rows of the qualitative grid")
 
 
 def _export(name: str, formats: str | None, out: str | None = None, n_boot: int | None = None,
@@ -43,6 +49,20 @@ def _export(name: str, formats: str | None, out: str | None = None, n_boot: int 
         print(f"wrote {p}")
     for c, why in ctx.collected.missing:
         print(f"  missing {c}: {why}")
+
+
+def finished_runs(lb, only_models: list[str] | None) -> list[dict]:
+    """``run.json`` of every finished cell of ``lb`` (of ``only_models`` when given)."""
+    from harmbench.eval.records import RunStore
+    from harmbench.leaderboard.store import cells
+
+    out = []
+    for c in cells(lb):
+        if only_models and c.model.label not in only_models and c.model.name not in only_models:
+            continue
+        if c.state() == "finished":
+            out.append(RunStore(c.run_dir).read_run())
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,8 +77,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"note: {n}")
         for c, why in res.skipped:
             print(f"skipped {c}: {why}")
+        docs = finished_runs(res.leaderboard, args.models)
+        broken = {(b.get("shard"), b.get("member"), b.get("reason")) for d in docs for b in d.get("broken_shards") or []}
+        for shard, member, reason in sorted(broken, key=str):
+            print(f"broken shard {shard}{' member ' + member if member else ''}: {reason} (left out)", file=sys.stderr)
         if args.export:
             _export(args.name, args.export)
+        if docs and not any(d.get("n_samples") for d in docs):
+            print("harmbench leaderboard: nothing could be scored", file=sys.stderr)
+            return 1
+        if args.strict and (broken or any(d.get("n_skipped") for d in docs)):
+            return 1
         return 0
     if action == "export":
         _export(args.name, args.format, args.out, args.bootstrap, args.grid_samples)

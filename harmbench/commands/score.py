@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from harmbench.commands._args import non_negative, positive
+
 NAME = "score"
 HELP = "score a dataset folder (iHarmony4 layout or flat triplets) under a metric profile"
 DESCRIPTION = (
@@ -36,9 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lpips-weights", metavar="FILE", help="local AlexNet backbone weights for LPIPS (offline use)")
     parser.add_argument("--json", metavar="OUT", help="write aggregates, per-sample values and skips to this JSON file")
     parser.add_argument("--strict", action="store_true", help="exit non-zero when any sample was skipped")
-    parser.add_argument("--batch-size", type=int, default=16, metavar="B", help="samples per metric batch (default 16)")
-    parser.add_argument("--workers", type=int, default=4, metavar="N", help="decoding threads (default 4)")
+    parser.add_argument("--batch-size", type=positive, default=16, metavar="B", help="samples per metric batch (default 16)")
+    parser.add_argument("--workers", type=positive, default=4, metavar="N", help="decoding threads (default 4)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
+    parser.add_argument("--palette-index", type=non_negative, default=None, metavar="K",
+                        help="palette (mode P) masks: only index K is foreground (default: every index but 0)")
     parser.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
 
@@ -99,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         device=args.device,
         progress=False if args.no_progress else None,
+        palette_index=args.palette_index,
     )
     result = score_dataset(args.dataset, opts, on_skip=report_skip)
     print(result.format_table())
@@ -107,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(result.to_dict(), args.json)
     if result.n == 0:
-        print(f"harmbench score: nothing could be scored in {args.dataset}", file=sys.stderr)
+        why = "" if result.skipped else (
+            " (no triplet found: expected an iHarmony4 layout, SUBSET/{composite_images,masks,real_images}, or a flat "
+            "folder of N + N-gt + N-mask or <real>_<mask>_<k> + <real>_<mask> + <real> images)")
+        print(f"harmbench score: nothing could be scored in {args.dataset}{why}", file=sys.stderr)
         return EXIT_SKIPPED
     if args.strict and result.skipped:
         return EXIT_SKIPPED

@@ -34,7 +34,6 @@ def card_features_of(root: PathLike) -> Any:
     only and silently drops fields that appear later.
     """
     import datasets
-
     from harmbench.generate.card import card_features
 
     card = Path(root) / "README.md"

@@ -1,4 +1,4 @@
-"""A torch ``IterableDataset`` over harmbench shards.
+"""A torch ``IterableDataset`` over harmbench shards, built on ``webdataset``'s pipeline.
 
 Tensors: ``composite`` and ``real`` are ``float32 (3, H, W)`` on the **0–1**
 scale (RGB); ``mask`` is ``float32 (1, H, W)`` with values in **{0, 1}**
@@ -12,11 +12,18 @@ DataLoader workers of each node. With at least as many shards as
 ``world_size × num_workers`` each slot reads whole shards; otherwise every
 slot reads all shards and keeps every n-th sample. Either way each sample is
 yielded exactly once per epoch across all slots (slots may get unequal counts).
+
+The stream is a ``webdataset.DataPipeline``: shard list → this slot's shards →
+samples → ``webdataset.shuffle`` buffer → decode. Tar members are expanded into
+samples by :func:`harmbench.data.shards.iter_tar_samples` rather than webdataset's
+own expander, because a damaged shard must be reported with the shard and the
+member (and a tar cut between two members must not pass for a shorter one),
+which webdataset's expander does not tell. For random access by index see
+:mod:`harmbench.data.indexed` (``wids``).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import random
@@ -26,10 +33,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import IterableDataset, get_worker_info
 
-from harmbench.data.shards import PathLike, iter_tar_samples, shard_files
+from harmbench.data.shards import PathLike, ShardError, iter_tar_samples, shard_files
+from harmbench.imaging import binarize, read_mask, read_rgb
 
 Size = int | tuple[int, int]
 
@@ -38,15 +45,17 @@ def _hw(size: Size) -> tuple[int, int]:
     return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def decode_image(data: bytes) -> torch.Tensor:
-    """Encoded RGB image -> ``float32 (3, H, W)`` on 0–1."""
-    arr = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1).float().div_(255.0)
+def decode_image(data: bytes, name: str = "<bytes>") -> torch.Tensor:
+    """Encoded RGB image -> ``float32 (3, H, W)`` on 0–1 (:func:`harmbench.imaging.read_rgb`; ``name`` in errors)."""
+    arr = read_rgb(data, name)
+    if not arr.flags.writeable:  # a view of Pillow's buffer; torch wants memory it may write
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(255.0)
 
 
-def decode_mask(data: bytes) -> torch.Tensor:
-    """Encoded 0/255 mask -> ``float32 (1, H, W)`` in {0, 1} (threshold 128)."""
-    arr = np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=np.uint8) >= 128
+def decode_mask(data: bytes, name: str = "<bytes>") -> torch.Tensor:
+    """Encoded mask -> ``float32 (1, H, W)`` in {0, 1} (:func:`harmbench.imaging.read_mask`, threshold 128)."""
+    arr = binarize(read_mask(data, name))
     return torch.from_numpy(arr.astype(np.float32))[None]
 
 
@@ -124,51 +133,58 @@ class HarmonizationShards(IterableDataset):
         wid, nw = (info.id, info.num_workers) if info is not None else (0, 1)
         return rank * nw + wid, world * nw
 
-    def _raw(self, slot: int, nslots: int) -> Iterator[dict[str, Any]]:
+    def _ordered_shards(self) -> list[str]:
         shards = list(self.shards)
         if self.shuffle:
             random.Random(f"{self.seed}:{self.epoch}:shards").shuffle(shards)
-        if len(shards) >= nslots:
-            for s in shards[slot::nslots]:
-                yield from iter_tar_samples(s)
-        else:
-            i = 0
-            for s in shards:
-                for sample in iter_tar_samples(s):
-                    if i % nslots == slot:
-                        yield sample
-                    i += 1
+        return shards
 
-    def _shuffled(self, it: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
-        if self.shuffle <= 1:
-            yield from it
-            return
-        buf: list[dict[str, Any]] = []
-        for s in it:
-            if len(buf) < self.shuffle:
-                buf.append(s)
-                continue
-            j = rng.randrange(len(buf))
-            buf[j], s = s, buf[j]
-            yield s
-        rng.shuffle(buf)
-        yield from buf
+    def _samples(self, shard: str) -> Iterator[dict[str, Any]]:
+        """Raw samples of one shard (a damaged shard raises :class:`~harmbench.data.shards.ShardError`)."""
+        return iter_tar_samples(shard)
+
+    def pipeline(self, slot: int, nslots: int, rng: random.Random) -> Iterator[dict[str, Any]]:
+        """The decoded items of slot ``slot`` of ``nslots`` (see the module docstring)."""
+        import webdataset as wds
+
+        shards = self._ordered_shards()
+        by_shard = len(shards) >= nslots
+        stages: list[Any] = [wds.SimpleShardList(shards)]
+        if by_shard:
+            stages.append(_every(slot, nslots))
+        stages.append(self._expand)
+        if not by_shard:
+            stages.append(_every(slot, nslots))
+        if self.shuffle > 1:
+            stages.append(wds.shuffle(self.shuffle, initial=self.shuffle, rng=rng))
+        stages.append(wds.map(lambda sample: self.decode(sample, rng)))
+        return iter(wds.DataPipeline(*stages))
+
+    def _expand(self, sources: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for src in sources:
+            yield from self._samples(src["url"])
 
     def decode(self, sample: dict[str, Any], rng: random.Random | None = None) -> dict[str, Any]:
         """Raw sample (field -> bytes) -> item dict of tensors (see the module docstring)."""
         comp, real, mask = _field(sample, "composite"), _field(sample, "real"), sample.get("mask.png")
+        where = f"{sample['__url__']}: {sample['__key__']}"
         if comp is None or real is None or mask is None:
-            raise ValueError(f"{sample['__url__']}: sample {sample['__key__']} lacks composite, real or mask.png")
+            missing = [n for n, v in (("composite", comp), ("real", real), ("mask.png", mask)) if v is None]
+            raise ShardError(sample["__url__"], f"missing field {', '.join(missing)}", sample["__key__"])
+        try:
+            meta = json.loads(sample["json"]) if "json" in sample else {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ShardError(sample["__url__"], f"not JSON ({exc})", f"{sample['__key__']}.json") from exc
         item: dict[str, Any] = {
             "key": sample["__key__"],
-            "composite": decode_image(comp),
-            "mask": decode_mask(mask),
-            "real": decode_image(real),
-            "meta": json.loads(sample["json"]) if "json" in sample else {},
+            "composite": decode_image(comp, f"{where}.composite"),
+            "mask": decode_mask(mask, f"{where}.mask.png"),
+            "real": decode_image(real, f"{where}.real"),
+            "meta": meta,
         }
         ref = _field(sample, "reference") if self.with_reference else None
         if ref is not None:
-            item["reference"] = decode_image(ref)
+            item["reference"] = decode_image(ref, f"{where}.reference")
         pix = ["composite", "mask", "real"]
         if self.resize is not None:
             for k in pix:
@@ -196,9 +212,18 @@ class HarmonizationShards(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         slot, nslots = self._slot()
-        rng = random.Random(f"{self.seed}:{self.epoch}:{slot}")
-        for sample in self._shuffled(self._raw(slot, nslots), rng):
-            yield self.decode(sample, rng)
+        return self.pipeline(slot, nslots, random.Random(f"{self.seed}:{self.epoch}:{slot}"))
+
+
+def _every(slot: int, nslots: int) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """Pipeline stage keeping the items ``slot``, ``slot + nslots``, … of a stream."""
+
+    def stage(items: Iterator[Any]) -> Iterator[Any]:
+        for i, item in enumerate(items):
+            if i % nslots == slot:
+                yield item
+
+    return stage
 
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ their script gives, without re-compositing.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,8 +39,12 @@ class Job:
     out: Path
 
 
-def plan_jobs(image: PathLike, mask: PathLike, out: PathLike) -> list[Job]:
-    """One job for a file pair, or one per image of a folder whose mask (same stem) is in the mask folder."""
+def plan_jobs(image: PathLike, mask: PathLike, out: PathLike,
+              on_skip: Callable[[InputError], None] | None = None) -> list[Job]:
+    """One job for a file pair, or one per image of a folder whose mask (same stem) is in the mask folder.
+
+    In a folder, an image without a mask is an error, or with ``on_skip`` reported to it and left out.
+    """
     image, mask, out = Path(image), Path(mask), Path(out)
     if image.is_file():
         if not mask.is_file():
@@ -58,9 +62,12 @@ def plan_jobs(image: PathLike, mask: PathLike, out: PathLike) -> list[Job]:
             continue
         m = masks.get(p.stem) or masks.get(f"{p.stem}_mask") or masks.get(f"{p.stem}-mask")
         if m is None:
-            raise UserError(f"{p}: no mask named {p.stem}.* in {mask}")
+            if on_skip is None:
+                raise UserError(f"{p}: no mask named {p.stem}.* in {mask}")
+            on_skip(InputError(str(p), f"no mask named {p.stem}.* in {mask}"))
+            continue
         jobs.append(Job(p, m, out / f"{p.stem}.png"))
-    if not jobs:
+    if not jobs and on_skip is None:
         raise UserError(f"{image}: no images found")
     return jobs
 
@@ -83,24 +90,41 @@ def harmonize_arrays(model, composite: np.ndarray, mask: np.ndarray, device: str
     return out
 
 
+def _read_job(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rgb, raw mask 0–255, binary mask)`` of a job; :class:`InputError` naming the file when unusable."""
+    rgb = read_rgb(job.image)
+    raw = read_mask(job.mask)
+    m = binarize(raw)
+    if m.shape != rgb.shape[:2]:
+        raise InputError(str(job.mask), f"mask is {m.shape[1]}x{m.shape[0]} but {job.image.name} is {rgb.shape[1]}x{rgb.shape[0]}")
+    if not m.any():
+        raise InputError(str(job.mask), "mask is empty (no pixel >= 128)")
+    return rgb, raw, m
+
+
 def harmonize_files(method: Any, jobs: Iterable[Job], *, device: str = "cpu", keep_background: bool = True,
-                    options: dict | None = None, seed: int = 0, weights: str | None = None) -> list[Path]:
+                    options: dict | None = None, seed: int = 0, weights: str | None = None,
+                    on_skip: Callable[[InputError], None] | None = None) -> list[Path]:
     """Run ``method`` (model name, checkpoint path or a loaded model; with ``weights``, the registry
     model those files are for) on every job; returns the written files. A model under the official
-    protocol writes what the authors' script writes (``predict_uint8``)."""
+    protocol writes what the authors' script writes (``predict_uint8``).
+
+    An unusable image or mask raises :class:`InputError`, or with ``on_skip`` is reported to it
+    and the other jobs go on.
+    """
     from harmbench.models.resolve import resolve_model
 
     model = resolve_model(method, device=device, seed=seed, options=options, weights=weights).harmonizer
     official = getattr(model, "predict_uint8", None) if getattr(model, "protocol", None) == "official" else None
     written = []
     for job in jobs:
-        rgb = read_rgb(job.image)
-        raw = read_mask(job.mask)
-        m = binarize(raw)
-        if m.shape != rgb.shape[:2]:
-            raise InputError(str(job.mask), f"mask is {m.shape[1]}x{m.shape[0]} but {job.image.name} is {rgb.shape[1]}x{rgb.shape[0]}")
-        if not m.any():
-            raise InputError(str(job.mask), "mask is empty (no pixel >= 128)")
+        try:
+            rgb, raw, m = _read_job(job)
+        except InputError as exc:
+            if on_skip is None:
+                raise
+            on_skip(exc)
+            continue
         if official is not None:
             out = official(rgb, raw)
         else:

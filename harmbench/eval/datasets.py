@@ -19,7 +19,7 @@ import numpy as np
 
 from harmbench.data.loader import HarmonizationShards
 from harmbench.data.loader import _field as image_field
-from harmbench.data.shards import list_tar_samples
+from harmbench.data.shards import ShardError, iter_tar_samples, list_tar_samples
 from harmbench.errors import InputError, UserError
 from harmbench.eval.score import load_sample
 from harmbench.models.checkpoints import sha256_file as file_sha256
@@ -60,26 +60,49 @@ def _error_item(key: str, path: str, reason: str) -> dict[str, Any]:
     return {"key": key, "error": {"key": key, "path": path, "reason": reason}}
 
 
+def _member(sample: Mapping[str, Any], stem: str) -> str:
+    return next((k for k in sample if k.split(".", 1)[0] == stem), stem)
+
+
+def broken_entry(exc: ShardError) -> dict[str, Any]:
+    """``{"shard", "member", "reason"}`` of a damaged shard, as ``run.json`` lists it."""
+    return {"shard": exc.shard, "member": exc.member, "reason": exc.detail}
+
+
 def prepare_shard_sample(sample: Mapping[str, Any], profile: Any, resize: str, default_subset: str) -> dict[str, Any]:
-    """Decode one raw shard sample (field -> bytes) and prepare it; an error item when unusable."""
+    """Decode one raw shard sample (field -> bytes) and prepare it; an error item when unusable.
+
+    Error items name the shard and the member (``shard.tar: key.composite.jpg``).
+    """
     from harmbench.imaging import read_mask, read_rgb
 
     key = str(sample["__key__"])
-    where = f"{sample.get('__url__', '?')}:{key}"
-
+    shard = str(sample.get("__url__", "?"))
+    where = f"{shard}: {key}"
+    if "__error__" in sample:  # the shard broke while streaming
+        exc = sample["__error__"]
+        return _error_item(key, exc.shard, exc.reason)
     comp_b, real_b, mask_b = image_field(sample, "composite"), image_field(sample, "real"), sample.get("mask.png")
     if comp_b is None or real_b is None or mask_b is None:
         missing = [n for n, b in (("composite", comp_b), ("real", real_b), ("mask.png", mask_b)) if b is None]
-        return _error_item(key, where, f"sample has no {', '.join(missing)}")
+        return _error_item(key, shard, f"sample {key}: missing field {', '.join(missing)}")
+    orient = bool(getattr(profile, "exif_orientation", True))
     try:
-        meta = json.loads(sample["json"]) if "json" in sample else {}
-        comp = read_rgb(comp_b, f"{where}.composite")
-        real = read_rgb(real_b, f"{where}.real")
-        mask = read_mask(mask_b, f"{where}.mask.png")
+        try:
+            meta = json.loads(sample["json"]) if "json" in sample else {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputError(f"{where}.json", f"not JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise InputError(f"{where}.json", "not a JSON object")
+        comp = read_rgb(comp_b, f"{where}.{_member(sample, 'composite')}", orient=orient)
+        real = read_rgb(real_b, f"{where}.{_member(sample, 'real')}", orient=orient)
+        mask = read_mask(mask_b, f"{where}.mask.png", orient=orient)
         if not (comp.shape[:2] == real.shape[:2] == mask.shape[:2]):
             return _error_item(key, where, f"size mismatch: composite {comp.shape[:2]}, real {real.shape[:2]}, mask {mask.shape[:2]}")
         prepared = profile.prepare(comp, real, mask, resize=resize, name=key)
-    except (InputError, UserError, ValueError, OSError) as exc:
+    except InputError as exc:  # names the member: "shard.tar: key.composite.jpg"
+        return _error_item(key, exc.path, exc.reason)
+    except (UserError, ValueError, OSError) as exc:
         return _error_item(key, where, str(exc))
     return _to_item(key, _meta_fields(meta, default_subset), prepared)
 
@@ -110,15 +133,27 @@ class EvalData:
 class _EvalShards(HarmonizationShards):
     """Shard stream yielding prepared eval items for ``wanted`` keys only (others are not decoded)."""
 
-    def __init__(self, shards: list[str], wanted: set[str], profile: Any, resize: str, default_subset: str):
+    def __init__(self, shards: list[str], wanted: set[str], profile: Any, resize: str, default_subset: str,
+                 owner: Mapping[str, str] | None = None):
         super().__init__(shards, split=None)
         self.wanted = wanted
+        self.owner = dict(owner or {})  # key -> the shard whose copy is used (a key in two shards: the first)
         self.profile = profile
         self.resize_rule = resize
         self.default_subset = default_subset
 
+    def _samples(self, shard: str) -> Any:
+        try:
+            yield from iter_tar_samples(shard)
+        except ShardError as exc:  # damage found while streaming: one error item, the other shards go on
+            yield {"__key__": "", "__url__": shard, "__error__": exc}
+
     def decode(self, sample: dict[str, Any], rng: Any = None) -> dict[str, Any] | None:
+        if "__error__" in sample:
+            return prepare_shard_sample(sample, self.profile, self.resize_rule, self.default_subset)
         if sample["__key__"] not in self.wanted:
+            return None
+        if self.owner and self.owner.get(sample["__key__"]) != sample["__url__"]:
             return None
         return prepare_shard_sample(sample, self.profile, self.resize_rule, self.default_subset)
 
@@ -140,26 +175,51 @@ class ShardData(EvalData):
 
         self.shards = shard_files(self.path, split) if self.path.is_dir() else [str(self.path)]
         self._keys: list[str] | None = None
+        self._owner: dict[str, str] = {}
+        self.broken: list[dict[str, Any]] = []
 
     def keys(self) -> list[str]:
+        """Keys of every intact shard in order. A damaged shard (bad header, member cut short) is left
+        out whole and listed in :attr:`broken`; a sample without a composite, real or mask, or with a
+        key an earlier shard holds, is listed in :attr:`skipped`."""
         if self._keys is None:
             keys: list[str] = []
-            seen: set[str] = set()
+            seen: dict[str, str] = {}
+            self.broken = []
             for shard in self.shards:
-                for key, fields in list_tar_samples(shard):
-                    if "mask.png" not in fields:
-                        raise UserError(
-                            f"{shard}: sample {key!r} has no mask (fields: {', '.join(sorted(fields))}); "
-                            "harmbench eval needs a composite, a mask and a real image per sample"
-                        )
-                    if not any(f.startswith("composite.") for f in fields) or not any(f.startswith("real.") for f in fields):
-                        raise UserError(f"{shard}: sample {key!r} lacks a composite or real image (fields: {', '.join(sorted(fields))})")
+                try:
+                    listing = list_tar_samples(shard)
+                except ShardError as exc:
+                    self.broken.append(broken_entry(exc))
+                    continue
+                for key, fields in listing:
+                    missing = [n for n, ok in (
+                        ("composite", any(f.startswith("composite.") for f in fields)),
+                        ("real", any(f.startswith("real.") for f in fields)),
+                        ("mask.png", "mask.png" in fields),
+                    ) if not ok]
+                    if missing:
+                        self.skipped.append({"key": key, "path": shard, "reason": (
+                            f"sample {key}: missing field {', '.join(missing)} (has {', '.join(sorted(fields))})")})
+                        continue
                     if key in seen:
-                        raise UserError(f"{shard}: sample key {key!r} occurs twice in the dataset")
-                    seen.add(key)
+                        self.skipped.append({"key": key, "path": shard,
+                                             "reason": f"sample key {key!r} also in {seen[key]}; the first is kept"})
+                        continue
+                    seen[key] = shard
                     keys.append(key)
+            self._owner = seen
+            if not keys:
+                why = [f"{b['shard']}: {b['member'] + ': ' if b.get('member') else ''}{b['reason']}" for b in self.broken]
+                why += [f"{s['path']}: {s['reason']}" for s in self.skipped]
+                raise UserError(f"{self.path}: no usable sample in {len(self.shards)} shard(s)"
+                                + (f" ({len(why)} problem(s), e.g. {why[0]})" if why else ""))
             self._keys = keys
         return self._keys
+
+    def describe(self) -> dict[str, Any]:
+        self.keys()
+        return {**super().describe(), "broken_shards": sorted(Path(b["shard"]).name for b in self.broken)}
 
     def index_hash(self) -> str:
         h = hashlib.sha256()
@@ -175,7 +235,11 @@ class ShardData(EvalData):
         return h.hexdigest()
 
     def torch_dataset(self, wanted: set[str], profile: Any, resize: str) -> Any:
-        return _EvalShards(self.shards, wanted, profile, resize, self.path.name if self.path.is_dir() else self.path.stem)
+        self.keys()
+        broken = {b["shard"] for b in self.broken}
+        intact = [s for s in self.shards if s not in broken]  # a broken shard is left out whole
+        return _EvalShards(intact, wanted, profile, resize, self.path.name if self.path.is_dir() else self.path.stem,
+                           owner=self._owner)
 
 
 class _TripletDataset:

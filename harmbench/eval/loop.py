@@ -15,7 +15,9 @@ Pipeline, per sample:
 Each row of ``samples.parquet``: ``key``, ``subset``, ``recipe``, ``category``,
 ``identity`` (composite = real), ``fg_ratio`` (0–1, at evaluation size),
 ``height``/``width`` (evaluation size), every metric (0–255 scale for (f)MSE, dB
-for (f)PSNR), ``input_mse`` (output vs the model's input, 0–255 scale) and
+for (f)PSNR), at ``--resize none`` with a profile that also reports a lower resolution
+(``pctnet``, ``dccf``) the same metrics there as ``<metric>_low``
+(:mod:`harmbench.eval.multires`), ``input_mse`` (output vs the model's input, 0–255 scale) and
 ``seconds`` (model time per image: batch time / batch size).
 
 Rows are written in chunks (``parts/``, atomic) so an interrupted run resumes;
@@ -38,6 +40,7 @@ import numpy as np
 from harmbench import __version__
 from harmbench.errors import UserError
 from harmbench.eval.datasets import EvalData, open_data
+from harmbench.eval.multires import extra_columns, extra_resolutions, score_extra
 from harmbench.eval.outputs import ModelOutputError, check_output, preview_keys, save_previews
 from harmbench.eval.provenance import environment, git_info, now_utc
 from harmbench.eval.records import FORMAT_VERSION, ID_COLUMNS, RunStore, json_safe
@@ -217,7 +220,7 @@ def evaluate(
         session["samples"] = scorer.n_new
         session["model_s"] = round(scorer.model_s, 4)
         store.add_session(session)
-    names = scorer.names + (("harmony",) if extractor is not None else ())
+    names = scorer.names + (("harmony",) if extractor is not None else ()) + scorer.extra_cols
     return _finish(store, ds, config, opts, device, names, scorer.lpips_source, profile, scorer.n_new)
 
 
@@ -262,6 +265,9 @@ class _BatchScorer:
             self.names = self.names + tuple(LPIPS_NAMES)
         self.value_cols = (*self.names, "input_mse")
         self.row_cols = (*self.value_cols, "harmony") if opts.harmony else self.value_cols
+        # full-resolution runs of a profile that also reports a lower resolution score both (multires.py)
+        self.extra = extra_resolutions(profile, opts.resize)
+        self.extra_cols = extra_columns(self.extra)
         self.rows: list[dict[str, Any]] = []
         self.skips: list[dict[str, str]] = []
         self.n_new = 0
@@ -282,17 +288,23 @@ class _BatchScorer:
             self.store.write_part([], self.skips)
             self.skips = []
 
-    def _predict(self, comp: Any, mask: Any, keys: list[str], real: Any = None) -> tuple[Any, float]:
-        """The model's output for a batch (checked) and the seconds it took. ``real`` (N,3,H,W, 0–1)
-        goes to models that take it (``accepts_real``: their authors' test script reads it)."""
+    def _predict(self, comp: Any, mask: Any, keys: list[str], real: Any = None) -> tuple[Any, Any, float]:
+        """The model's output for a batch (checked), its own low-resolution result when the run
+        scores one (else ``None``) and the seconds it took. ``real`` (N,3,H,W, 0–1) goes to models
+        that take it (``accepts_real``: their authors' test script reads it)."""
         import torch
 
         h = self.resolved.harmonizer
         extra = {"real": real} if real is not None and getattr(h, "accepts_real", False) else {}
         t0 = time.perf_counter()
+        low = None
+        multires = getattr(h, "harmonize_multires", None) if self.extra else None
         try:
             with torch.no_grad():
-                out = h.harmonize(comp, mask, **extra)
+                if multires is not None:
+                    out, low = multires(comp, mask)
+                else:
+                    out = h.harmonize(comp, mask, **extra)
         except UserError:
             raise
         except Exception as exc:  # noqa: BLE001 - a model failure names the model and the samples
@@ -310,7 +322,7 @@ class _BatchScorer:
                 "(--resize fixed256)"
             )
         check_output(out, comp, keys, self.resolved.name)
-        return out.detach(), dt
+        return out.detach(), low, dt
 
     def _score(self, out: Any, comp_u8: Any, target: Any, mask: Any, keys: list[str]) -> list[list[float]]:
         """Per-image metric values (rows in ``value_cols`` order); saves the previews on the way."""
@@ -351,7 +363,7 @@ class _BatchScorer:
         comp = comp_u8.to(torch.float32).div_(255.0)
         mbin = mask if self.profile.mask_binary else (mask > 0.5).to(torch.float32)  # binary profiles: already {0, 1}
         real = target.to(torch.float32).div(255.0) if getattr(self.resolved.harmonizer, "accepts_real", False) else None
-        out, dt = self._predict(comp, mbin, keys, real)
+        out, low, dt = self._predict(comp, mbin, keys, real)
         values = self._score(out, comp_u8, target, mask, keys)
         if self.extractor is not None:
             from harmbench.models.harmony import harmony_scores
@@ -361,12 +373,15 @@ class _BatchScorer:
                 pred = pred.mul(255.0).round_().div_(255.0)
             for row, score in zip(values, harmony_scores(self.extractor, pred, mbin).tolist()):
                 row.append(score)
+        extra = score_extra(self.profile, self.extra, out, low, target, mask) if self.extra else None
         self.model_s += dt
         secs = dt / len(items)
-        for it, vals_i in zip(items, values):
+        for i, (it, vals_i) in enumerate(zip(items, values)):
             row = {c: it[c] for c in self.ID_COLS}
             row["height"], row["width"] = int(it["target"].shape[1]), int(it["target"].shape[2])
             row.update(zip(self.row_cols, vals_i))
+            if extra is not None:
+                row.update(zip(self.extra_cols, extra[i]))
             row["seconds"] = secs
             self.rows.append(row)
         self.n_new += len(items)
@@ -382,7 +397,8 @@ def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOpt
     from harmbench.eval.aggregate import summary_dict
 
     sessions = store.sessions()
-    skipped = ds.skipped + store.skipped()
+    skipped = sorted(ds.skipped + store.skipped(),  # same order however many sessions the run took
+                     key=lambda s: (str(s.get("path", "")), str(s.get("key", "")), str(s.get("reason", ""))))
     df_cols = [*ID_COLUMNS, *(n for n in names if n != "harmony"), "input_mse", *(n for n in names if n == "harmony"),
                "seconds"]
     run_doc: dict[str, Any] = {
@@ -395,11 +411,13 @@ def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOpt
         "lpips_weights": lpips_source,
         "metrics": list(names),
         "skipped": skipped,
+        "broken_shards": list(getattr(ds, "broken", [])),
     }
     samples = store.merge_parts(columns=df_cols)
     wall = sum(float(s.get("loop_s", 0.0)) for s in sessions)
     run_doc["n_samples"] = int(len(samples))
     run_doc["n_skipped"] = len(skipped)
+    run_doc["n_broken_shards"] = len(run_doc["broken_shards"])
     run_doc["timing"] = {
         "wall_s": round(sum(float(s.get("wall_s", 0.0)) for s in sessions), 4),
         "loop_s": round(wall, 4),
@@ -409,7 +427,8 @@ def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOpt
     }
     edges = tuple(profile.bucket_edges)
     run_doc["summary"] = (
-        summary_dict(samples, bucket_edges=edges, bucket_inclusive=profile.bucket_inclusive) if len(samples) else {}
+        summary_dict(samples, list(names), bucket_edges=edges, bucket_inclusive=profile.bucket_inclusive)
+        if len(samples) else {}
     )
     store.write_run(run_doc)
     return EvalResult(store.root, samples, json_safe(run_doc), n_new, reused=False)

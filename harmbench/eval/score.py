@@ -34,7 +34,7 @@ from harmbench.errors import InputError, UserError
 from harmbench.eval.aggregate import ALL, breakdown, summary_dict
 from harmbench.eval.records import json_safe
 from harmbench.eval.report import format_breakdown
-from harmbench.imaging import IMAGE_EXTENSIONS, image_size, read_mask, read_rgb
+from harmbench.imaging import IMAGE_EXTENSIONS, image_info, image_size, read_mask, read_rgb
 from harmbench.sources.base import TripletRecord
 from harmbench.sources.iharmony4 import SkippedInput, scan_triplets
 
@@ -59,6 +59,7 @@ class ScoreOptions:
     device: str = "auto"
     progress: bool | None = None
     max_batch_pixels: int = 1 << 26  # cap on N·H·W per batch (full-resolution images)
+    palette_index: int | None = None  # palette masks: the one foreground index (default: every index but 0)
 
 
 @dataclass
@@ -165,27 +166,43 @@ def _size_text(shape: tuple[int, ...]) -> str:
     return f"{shape[1]}x{shape[0]}"
 
 
-def load_sample(record: TripletRecord, prediction: Path | None, profile: Any, resize: str) -> Any:
+def _orientation_note(path: str | Path, orient: bool) -> str:
+    try:
+        o = image_info(path, limit=0).orientation
+    except InputError:
+        return ""
+    if o == 1:
+        return ""
+    return f" (EXIF orientation {o} applied)" if orient else f" (EXIF orientation {o} not applied)"
+
+
+def load_sample(
+    record: TripletRecord, prediction: Path | None, profile: Any, resize: str, palette_index: int | None = None
+) -> Any:
     """Decode one triplet (and its prediction) and ``profile.prepare`` it.
 
+    Files are read as displayed or as stored by ``profile.exif_orientation``.
     Raises :class:`InputError` naming the offending file: unreadable or truncated
-    image, size mismatch between composite / real / mask (or prediction / real),
+    image, image over the pixel limit, size mismatch between composite / real /
+    mask (after orientation; the reason gives every size) or prediction / real,
     empty mask, or a foreground that vanishes after resizing.
     """
-    real = read_rgb(record.real_path)
-    mask = read_mask(record.mask_path)
+    orient = bool(getattr(profile, "exif_orientation", True))
+    real = read_rgb(record.real_path, orient=orient)
+    mask = read_mask(record.mask_path, orient=orient, palette_index=palette_index)
     if prediction is None:
-        pred = read_rgb(record.composite_path)
+        pred = read_rgb(record.composite_path, orient=orient)
         comp_hw = pred.shape[:2]
     else:
-        w, h = image_size(record.composite_path)
+        w, h = image_size(record.composite_path, orient=orient)
         comp_hw = (h, w)
-        pred = read_rgb(prediction)
+        pred = read_rgb(prediction, orient=orient)
     if not (comp_hw == real.shape[:2] == mask.shape[:2]):
         raise InputError(
             record.composite_path,
-            f"size mismatch: composite {_size_text(comp_hw)}, real {_size_text(real.shape)} ({record.real_path}), "
-            f"mask {_size_text(mask.shape)} ({record.mask_path})",
+            f"size mismatch: composite {_size_text(comp_hw)}{_orientation_note(record.composite_path, orient)}, "
+            f"real {_size_text(real.shape)}{_orientation_note(record.real_path, orient)} ({record.real_path}), "
+            f"mask {_size_text(mask.shape)}{_orientation_note(record.mask_path, orient)} ({record.mask_path})",
         )
     if prediction is not None and pred.shape[:2] != real.shape[:2]:
         from harmbench.metrics.resize import target_size
@@ -217,12 +234,13 @@ def _iter_loaded(
     resize: str,
     workers: int,
     skipped: list[SkippedInput],
+    palette_index: int | None = None,
 ) -> Iterator[_Loaded]:
     """Decode in a thread pool, yielding in record order; failures go to ``skipped``."""
 
     def job(rec: TripletRecord) -> _Loaded:
         pred_path = predictions.find(rec) if predictions is not None else None
-        return _Loaded(rec, load_sample(rec, pred_path, profile, resize))
+        return _Loaded(rec, load_sample(rec, pred_path, profile, resize, palette_index))
 
     ahead = max(2, 2 * workers)
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="harmbench-score") as pool:
@@ -353,7 +371,8 @@ def score_records(
         seen = len(new_skips)
 
     with progress_bar(len(records), options.progress, "scoring") as bar:
-        for loaded in _iter_loaded(records, preds, profile, options.resize, options.workers, new_skips):
+        for loaded in _iter_loaded(records, preds, profile, options.resize, options.workers, new_skips,
+                                   options.palette_index):
             full = batches.add(loaded.sample.size, loaded)
             if full:
                 run_batch(full)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from harmbench.data.shards import iter_tar_samples, shard_files
-from harmbench.errors import UserError
+from harmbench.data.shards import ShardError, iter_tar_samples, shard_files
+from harmbench.errors import InputError, UserError
+from harmbench.imaging import read_rgb
 
 
 def load_stats(root: str | Path) -> dict[str, Any]:
@@ -19,7 +19,13 @@ def load_stats(root: str | Path) -> dict[str, Any]:
     p = Path(root) / "stats.json"
     if not p.exists():
         raise UserError(f"{root}: no stats.json (not a finished harmbench build)")
-    return json.loads(p.read_text())
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{p}: unreadable ({type(exc).__name__}: {exc})") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"{p}: not a JSON object")
+    return doc
 
 
 def _block(title: str, d: Mapping[str, int], total: int, limit: int = 12) -> list[str]:
@@ -56,8 +62,8 @@ def summarize(stats: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _thumb(data: bytes, height: int) -> Image.Image:
-    img = Image.open(io.BytesIO(data)).convert("RGB")
+def _thumb(data: bytes, height: int, name: str = "<bytes>") -> Image.Image:
+    img = Image.fromarray(read_rgb(data, name))
     w = max(1, round(img.width * height / img.height))
     return img.resize((w, height), Image.BILINEAR)
 
@@ -79,17 +85,32 @@ def _pick_round_robin(metas: list[tuple[Path, str, dict]], samples: int) -> list
     return picked
 
 
+def _meta(sample: Mapping[str, Any]) -> dict:
+    try:
+        doc = json.loads(sample["json"]) if "json" in sample else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ShardError(sample["__url__"], f"not JSON ({exc})", f"{sample['__key__']}.json") from exc
+    return doc if isinstance(doc, dict) else {}
+
+
 def contact_sheet(root: str | Path, out: str | Path, *, samples: int = 8, split: str | None = None,
-                  height: int = 160, scan_limit: int = 5000) -> Path:
+                  height: int = 160, scan_limit: int = 5000,
+                  on_skip: Callable[[InputError], None] | None = None) -> Path:
     """Write a PNG with one row per sample: composite | mask | real, labelled with key/method/category.
 
     Samples are chosen in turn from each (recipe, method) group among the first
     ``scan_limit`` samples, so a sheet of K rows shows every kind of composite.
+    A damaged shard or sample is left out and reported through ``on_skip``
+    (a :class:`~harmbench.data.shards.ShardError` / :class:`InputError` naming the shard and member).
     """
+    skip = on_skip or (lambda exc: None)
     metas: list[tuple[Path, str, dict]] = []
     for shard in shard_files(root, split):
-        for s in iter_tar_samples(shard, suffixes=("json",)):
-            metas.append((Path(shard), s["__key__"], json.loads(s["json"]) if "json" in s else {}))
+        try:
+            for s in iter_tar_samples(shard, suffixes=("json",)):
+                metas.append((Path(shard), s["__key__"], _meta(s)))
+        except ShardError as exc:
+            skip(exc)
         if len(metas) >= scan_limit:
             break
     chosen = _pick_round_robin(metas, samples)
@@ -98,19 +119,37 @@ def contact_sheet(root: str | Path, out: str | Path, *, samples: int = 8, split:
         wanted.setdefault(shard, set()).add(key)
     found: dict[str, dict] = {}
     for shard, keys in wanted.items():
-        for s in iter_tar_samples(shard):
-            if s["__key__"] in keys:
-                found[s["__key__"]] = s
+        try:
+            for s in iter_tar_samples(shard):
+                if s["__key__"] in keys:
+                    found[s["__key__"]] = s
+        except ShardError as exc:
+            skip(exc)
     rows: list[tuple[str, list[Image.Image]]] = []
     for _, key, meta in chosen:
         s = found.get(key, {})
         comp = next((s[k] for k in s if k.startswith("composite.")), None)
         real = next((s[k] for k in s if k.startswith("real.")), None)
-        if comp is None or real is None or "mask.png" not in s:
+        if not s:
             continue
+        where = f"{s['__url__']}: {key}"
+        if comp is None or real is None or "mask.png" not in s:
+            missing = [n for n, v in (("composite", comp), ("real", real), ("mask.png", s.get("mask.png"))) if v is None]
+            skip(ShardError(s["__url__"], f"missing field {', '.join(missing)}", key))
+            continue
+        try:
+            fg = 100 * float(meta.get("fg_ratio", 0))
+        except (TypeError, ValueError):
+            fg = float("nan")
         label = (f"{key}  [{meta.get('split', '?')}]  method={meta.get('method', '?')}  "
-                 f"category={meta.get('category', '?')}  fg={100 * float(meta.get('fg_ratio', 0)):.1f}%")
-        rows.append((label, [_thumb(comp, height), _thumb(s["mask.png"], height), _thumb(real, height)]))
+                 f"category={meta.get('category', '?')}  fg={fg:.1f}%")
+        try:
+            thumbs = [_thumb(comp, height, f"{where}.composite"), _thumb(s["mask.png"], height, f"{where}.mask.png"),
+                      _thumb(real, height, f"{where}.real")]
+        except InputError as exc:
+            skip(exc)
+            continue
+        rows.append((label, thumbs))
     if not rows:
         raise UserError(f"{root}: no samples to show")
     font = ImageFont.load_default()

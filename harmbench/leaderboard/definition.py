@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from harmbench.errors import ConfigError, UserError
+from harmbench.recipes.schema import reject_non_finite
 
 FILE_NAME = "leaderboard.toml"
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
@@ -223,6 +224,9 @@ def _check_keys(table: dict[str, Any], allowed: set[str], where: str, path: Path
 
 def _get(table: dict[str, Any], key: str, typ: type | tuple[type, ...], default: Any, where: str, path: Path) -> Any:
     v = table.get(key, default)
+    types = typ if isinstance(typ, tuple) else (typ,)
+    if isinstance(v, bool) and bool not in types:  # TOML true/false is not an integer here
+        raise ConfigError(f"{where}{key}", f"must be {' or '.join(t.__name__ for t in types)}, got {v!r}", path=str(path))
     if v is not None and not isinstance(v, typ):
         names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
         raise ConfigError(f"{where}{key}", f"must be {names}, got {type(v).__name__} {v!r}", path=str(path))
@@ -237,7 +241,10 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("toml", str(exc), path=str(path)) from exc
+        raise ConfigError("toml", str(exc), path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("<file>", f"cannot read ({exc})", path=str(path)) from None
+    reject_non_finite(raw, str(path))
     here = path.parent
     root = project_root(here)
     lb = raw.get("leaderboard", {})
@@ -265,8 +272,11 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
     for k in ("bootstrap", "batch_size", "cpus_per_cell"):
         if ints[k] < 1:
             raise ConfigError(f"leaderboard.{k}", f"must be at least 1, got {ints[k]}", path=str(path))
-    if ints["grid_samples"] < 0:
-        raise ConfigError("leaderboard.grid_samples", "must be >= 0", path=str(path))
+    for k in ("grid_samples", "seed", "workers"):
+        if ints[k] is not None and ints[k] < 0:
+            raise ConfigError(f"leaderboard.{k}", f"must be >= 0, got {ints[k]}", path=str(path))
+    if lw is not None and not _input_path(lw, here, root).is_file():
+        raise ConfigError("leaderboard.lpips_weights", f"file not found: {_input_path(lw, here, root)}", path=str(path))
 
     lb_name = here.name if path.name == FILE_NAME else path.stem
     runs_dir = (here / str(_get(lb, "runs", str, "runs", w, path))).resolve()
@@ -277,6 +287,8 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
         raise ConfigError("datasets", "at least one [[datasets]] table is required", path=str(path))
     for i, d in enumerate(raw_ds):
         wd = f"datasets[{i}]."
+        if not isinstance(d, dict):
+            raise ConfigError(f"datasets[{i}]", f"must be a table, got {d!r}", path=str(path))
         _check_keys(d, _DS_KEYS, f"datasets[{i}]", path)
         dname = _get(d, "name", str, None, wd, path)
         if not dname:
@@ -290,12 +302,19 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
             raise ConfigError(f"datasets[{i}].recipe", f"recipe file not found: {recipe_p}", path=str(path))
         if dpath is not None:
             data_p = _input_path(dpath, here, root) if recipe is None else (here / dpath).resolve()
+            if recipe is None and not data_p.exists():
+                raise ConfigError(f"datasets[{i}].path", f"data not found: {data_p} (give a 'recipe' to build it)",
+                                  path=str(path))
         else:
             data_p = runs_dir / "data" / slug(dname)
         dsplit = _get(d, "split", str, split, wd, path)
+        counts = {k: _get(d, k, int, None, wd, path) for k in ("max_samples", "limit")}
+        for k, v in counts.items():
+            if v is not None and v < 1:
+                raise ConfigError(f"datasets[{i}].{k}", f"must be at least 1, got {v}", path=str(path))
         datasets.append(DatasetDef(
-            name=dname, path=data_p, recipe=recipe_p, max_samples=_get(d, "max_samples", int, None, wd, path),
-            limit=_get(d, "limit", int, None, wd, path), split=None if dsplit in ("", "all") else dsplit,
+            name=dname, path=data_p, recipe=recipe_p, max_samples=counts["max_samples"],
+            limit=counts["limit"], split=None if dsplit in ("", "all") else dsplit,
         ))
     if len({slug(d.name) for d in datasets}) != len(datasets):
         raise ConfigError("datasets", "dataset names must be unique", path=str(path))
@@ -308,6 +327,8 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
         wm = f"models[{i}]."
         if isinstance(m, str):
             m = {"name": m}
+        if not isinstance(m, dict):
+            raise ConfigError(f"models[{i}]", f"must be a table or a model name, got {m!r}", path=str(path))
         _check_keys(m, _MODEL_KEYS, f"models[{i}]", path)
         mname = _get(m, "name", str, None, wm, path)
         if not mname:

@@ -197,6 +197,16 @@ def _best(values: list[float], metric: str) -> int | None:
     return int(np.nanargmin(arr) if LOWER_IS_BETTER.get(metric, True) else np.nanargmax(arr))
 
 
+def broken_shards(ctx: ExportContext, dataset: str) -> dict[str, str]:
+    """``{shard file name: what is wrong}`` over the runs of ``dataset`` (from their ``run.json``)."""
+    out: dict[str, str] = {}
+    for r in ctx.collected.by_dataset().get(dataset, []):
+        for b in r.run.get("broken_shards") or []:
+            member = f"member {b['member']}: " if b.get("member") else ""
+            out.setdefault(Path(str(b.get("shard", "?"))).name, f"{member}{b.get('reason', '?')}")
+    return dict(sorted(out.items()))
+
+
 def build_tables(ctx: ExportContext, dataset: str) -> list[Table]:
     """The tables of one dataset: overall, per subset, per fg bucket, identity, comparisons."""
     bd = ctx.breakdown[ctx.breakdown["dataset"] == dataset]
@@ -218,6 +228,10 @@ def build_tables(ctx: ExportContext, dataset: str) -> list[Table]:
               "official (the authors' test script)")
     if "harmony" in mets:
         t.note += "; Harmony: BargainNet's no-reference score of the output (higher = more harmonious)"
+    broken = broken_shards(ctx, dataset)
+    if broken:
+        t.note += (f"; {len(broken)} broken shard(s) left out, their samples not scored: "
+                   + ", ".join(f"{name} ({why})" for name, why in broken.items()))
     tables.append(t)
 
     # per subset: MSE / PSNR / fMSE per subset (as the iHarmony4 tables)
@@ -551,6 +565,9 @@ def export_leaderboard(
         methods=[m.label for m in lb.models if any(r.cell.model.label == m.label for r in collected.results)],
         metrics=_present_metrics(bd), grid_samples=int(grid_samples if grid_samples is not None else lb.grid_samples),
     )
+    for ds in ctx.datasets():
+        for name, why in broken_shards(ctx, ds).items():
+            ctx.notes.append(f"{ds}: shard {name} is broken and was left out ({why})")
     for f in fmts:
         ctx.written.extend(EXPORTERS[f](ctx))
     return ctx

@@ -95,6 +95,8 @@ def cell_task(spec: dict[str, Any]) -> dict[str, Any]:
         "n": int(len(res.samples)),
         "new": res.new_samples,
         "images_per_s": (res.run.get("timing") or {}).get("images_per_s"),
+        "broken_shards": list(res.run.get("broken_shards") or []),
+        "n_skipped": int(res.run.get("n_skipped") or 0),
         "node": env.get("ray_node_id") or env.get("hostname"),
         "device": env.get("device_name"),
     }
@@ -218,6 +220,13 @@ def run_leaderboard(
             out.notes.append(f"LPIPS weights from {where}" if found else "LPIPS off: no AlexNet weights found offline "
                              f"(set {LPIPS_ENV} or lpips_weights)")
     out.lpips = lp[0]
+
+    for m in lb.models:  # a required file that is missing is an error before any dataset is built
+        if only_models and m.label not in only_models and m.name not in only_models:
+            continue
+        if not m.optional and not m.available():
+            raise UserError(f"leaderboard {lb.name}, model {m.label!r}: {m.missing_reason()} "
+                            "(set optional = true to skip it)")
 
     t0 = time.perf_counter()
     descs: dict[str, dict[str, Any]] = {}

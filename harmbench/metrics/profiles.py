@@ -80,6 +80,7 @@ v0.1) is the same in every profile.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -131,6 +132,10 @@ class Profile:
     ``pred_8bit``: the codebase scores saved 8-bit results, so a model's float output is
     rounded to 8 bits (0–255 integers) before scoring (``harmbench eval``); ``False``: the
     output is scored as floats, as SamsungLabs scores its network's tensors.
+
+    ``exif_orientation``: files are read as displayed (the EXIF orientation tag applied,
+    as OpenCV ``imread`` does) or as stored (PIL ``Image.open``); ``reader`` says which
+    reader the codebase uses.
     """
 
     name: str
@@ -155,6 +160,8 @@ class Profile:
     bucket_edges: tuple[float, ...] = BUCKET_EDGES
     bucket_inclusive: str = "half-open"
     empty_mask: str = ""
+    exif_orientation: bool = True
+    reader: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
@@ -289,6 +296,73 @@ _DCCF_FAMILY_NOTES = (
     ),
 )
 
+_PCTNET = Profile(
+    name="pctnet",
+    source="rakutentech/PCT-Net-Image-Harmonization @ 1572176e scripts/evaluate_iHarmony4.py "
+    "(runs/test_PCTNet.sh: --resize-strategy Fixed256 --res FR|LR), iharm/inference/{metrics,evaluation}.py, "
+    "iharm/data/{hdataset,transforms,base}.py",
+    image_filter="cv2_linear",
+    mask_rule="cv2_linear_float",
+    mask_binary=False,
+    mask_threshold="none (continuous mask; raw / 255 at full resolution; > 0.5 only for the foreground ratio)",
+    psnr_peak="255",
+    psnr_eps=1e-6,
+    fmse_formula="masked_sum",
+    fmse_eps=1e-6,
+    fpsnr_peak="255",
+    fpsnr_eps=1e-6,
+    dtype="float64",
+    pred_8bit=False,
+    ssim=WANG_VALID,
+    ssim_origin="PCT-Net: pytorch_msssim.ssim(P*M + T*(1-M), T) with its defaults (data_range 255, Gaussian "
+    "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
+    bucket_inclusive="half-open",
+    empty_mask="mse = 0 (background ignored), psnr = 10*log10(255^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
+    exif_orientation=True,
+    reader="cv2.imread (iharm's data loader; IMREAD_COLOR applies the EXIF orientation)",
+    mse_formula="masked_mean",
+    ssim_input="pasted",
+    resolutions=(("low", "fixed256"), ("full", "none")),
+    notes=(
+        (
+            "MSE = mean(M*(P-T)^2) over all pixels and channels: background error ignored, divided by the "
+            "full image size; PSNR uses that MSE"
+        ),
+        *_DCCF_FAMILY_NOTES,
+        "the script's SE column (sum of M*(P-T)^2 / 1e6 = mse * 3*H*W / 1e6) is not reported",
+    ),
+)
+
+# DCCF scores as PCT-Net does except for the PSNR peak (max of the target)
+_DCCF = dataclasses.replace(
+    _PCTNET,
+    name="dccf",
+    source="rockeyben/DCCF @ 96188d1 scripts/evaluate_upsample_refiner.py (runs/test_dccf_*_pretrain.sh: "
+    "--resize-strategy Fixed256, --res HR|LR), iharm/inference/{metrics,evaluation}.py, iharm/data/*.py",
+    psnr_peak="target_max",
+    fpsnr_peak="target_max",
+    ssim_origin="DCCF: pytorch_msssim.ssim(P*M + T*(1-M), T) with its defaults (data_range 255, Gaussian "
+    "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
+    empty_mask="mse = 0 (background ignored), psnr = 10*log10(max(T)^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
+    notes=(
+        (
+            "MSE = mean(M*(P-T)^2) over all pixels and channels: background error ignored, divided by the "
+            "full image size; PSNR uses that MSE with peak max(T)"
+        ),
+        *_DCCF_FAMILY_NOTES,
+        (
+            "full resolution: the network's full-resolution input is resized to 768x1024, its output is at "
+            "the raw size and scored against the raw real image and raw / 255 mask"
+        ),
+        (
+            "DCCF's low-resolution config reads HAdobe5k pre-shrunk to a longest side of 1024 "
+            "(notebooks/resize_dataset.py: cv2 INTER_LANCZOS4, JPEG quality 90) before the 256 resize; "
+            "that is dataset preparation, not part of this profile"
+        ),
+    ),
+)
+
+
 PROFILES: dict[str, Profile] = {
     p.name: p
     for p in (
@@ -311,6 +385,8 @@ PROFILES: dict[str, Profile] = {
             ssim_origin="harmbench: Wang et al. 2004 (skimage/torchmetrics convention)",
             bucket_inclusive="half-open",
             empty_mask="fmse, fpsnr, fssim, flpips are nan (undefined); mse, psnr, ssim, lpips unaffected",
+            exif_orientation=True,
+            reader="harmbench.imaging: files as displayed (EXIF orientation applied)",
         ),
         Profile(
             name="iharm",
@@ -332,6 +408,8 @@ PROFILES: dict[str, Profile] = {
             ssim_origin=_SAME_SSIM,
             bucket_inclusive="both",
             empty_mask="fmse = 0 (epsilon in the denominator), fpsnr finite",
+            exif_orientation=True,
+            reader="cv2.imread (IMREAD_COLOR applies the EXIF orientation)",
             notes=("fPSNR is not defined by SamsungLabs; computed with this profile's PSNR rule on fMSE",),
         ),
         Profile(
@@ -353,6 +431,8 @@ PROFILES: dict[str, Profile] = {
             ssim_origin=_SAME_SSIM,
             bucket_inclusive="half-open",
             empty_mask="fmse = nan (0/0 as in the script)",
+            exif_orientation=False,
+            reader="PIL Image.open (EXIF orientation not applied)",
             notes=(
                 "fPSNR is not defined by these scripts; computed with this profile's PSNR rule on fMSE",
                 "buckets are not defined by these scripts; harmbench's half-open rule is used",
@@ -379,86 +459,15 @@ PROFILES: dict[str, Profile] = {
             ssim_origin="zhenglab: pytorch_ssim.ssim(window_size=11, mask=mask) -> (ssim, fssim)",
             bucket_inclusive="half-open",
             empty_mask="fmse = nan, fpsnr = nan (0/0 as in the script)",
+            exif_orientation=False,
+            reader="PIL Image.open (EXIF orientation not applied)",
             notes=(
                 "the script hard-codes 256*256 in fMSE; H*W is used (identical at 256)",
                 "buckets are not defined by the script; harmbench's half-open rule is used",
             ),
         ),
-        Profile(
-            name="pctnet",
-            source="rakutentech/PCT-Net-Image-Harmonization @ 1572176e scripts/evaluate_iHarmony4.py "
-            "(runs/test_PCTNet.sh: --resize-strategy Fixed256 --res FR|LR), iharm/inference/{metrics,evaluation}.py, "
-            "iharm/data/{hdataset,transforms,base}.py",
-            image_filter="cv2_linear",
-            mask_rule="cv2_linear_float",
-            mask_binary=False,
-            mask_threshold="none (continuous mask; raw / 255 at full resolution; > 0.5 only for the foreground ratio)",
-            psnr_peak="255",
-            psnr_eps=1e-6,
-            fmse_formula="masked_sum",
-            fmse_eps=1e-6,
-            fpsnr_peak="255",
-            fpsnr_eps=1e-6,
-            dtype="float64",
-            pred_8bit=False,
-            ssim=WANG_VALID,
-            ssim_origin="PCT-Net: pytorch_msssim.ssim(P*M + T*(1-M), T) with its defaults (data_range 255, Gaussian "
-            "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
-            bucket_inclusive="half-open",
-            empty_mask="mse = 0 (background ignored), psnr = 10*log10(255^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
-            mse_formula="masked_mean",
-            ssim_input="pasted",
-            resolutions=(("low", "fixed256"), ("full", "none")),
-            notes=(
-                (
-                    "MSE = mean(M*(P-T)^2) over all pixels and channels: background error ignored, divided by the "
-                    "full image size; PSNR uses that MSE"
-                ),
-                *_DCCF_FAMILY_NOTES,
-                "the script's SE column (sum of M*(P-T)^2 / 1e6 = mse * 3*H*W / 1e6) is not reported",
-            ),
-        ),
-        Profile(
-            name="dccf",
-            source="rockeyben/DCCF @ 96188d1 scripts/evaluate_upsample_refiner.py (runs/test_dccf_*_pretrain.sh: "
-            "--resize-strategy Fixed256, --res HR|LR), iharm/inference/{metrics,evaluation}.py, iharm/data/*.py",
-            image_filter="cv2_linear",
-            mask_rule="cv2_linear_float",
-            mask_binary=False,
-            mask_threshold="none (continuous mask; raw / 255 at full resolution; > 0.5 only for the foreground ratio)",
-            psnr_peak="target_max",
-            psnr_eps=1e-6,
-            fmse_formula="masked_sum",
-            fmse_eps=1e-6,
-            fpsnr_peak="target_max",
-            fpsnr_eps=1e-6,
-            dtype="float64",
-            pred_8bit=False,
-            ssim=WANG_VALID,
-            ssim_origin="DCCF: pytorch_msssim.ssim(P*M + T*(1-M), T) with its defaults (data_range 255, Gaussian "
-            "window 11, sigma 1.5, K=(0.01, 0.03), valid windows, mean over channels)",
-            bucket_inclusive="half-open",
-            empty_mask="mse = 0 (background ignored), psnr = 10*log10(max(T)^2 / 1e-6), fmse = 0 (epsilon), fpsnr finite",
-            mse_formula="masked_mean",
-            ssim_input="pasted",
-            resolutions=(("low", "fixed256"), ("full", "none")),
-            notes=(
-                (
-                    "MSE = mean(M*(P-T)^2) over all pixels and channels: background error ignored, divided by the "
-                    "full image size; PSNR uses that MSE with peak max(T)"
-                ),
-                *_DCCF_FAMILY_NOTES,
-                (
-                    "full resolution: the network's full-resolution input is resized to 768x1024, its output is at "
-                    "the raw size and scored against the raw real image and raw / 255 mask"
-                ),
-                (
-                    "DCCF's low-resolution config reads HAdobe5k pre-shrunk to a longest side of 1024 "
-                    "(notebooks/resize_dataset.py: cv2 INTER_LANCZOS4, JPEG quality 90) before the 256 resize; "
-                    "that is dataset preparation, not part of this profile"
-                ),
-            ),
-        ),
+        _PCTNET,
+        _DCCF,
     )
 }
 

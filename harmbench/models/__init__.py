@@ -5,9 +5,11 @@
 
 Registered: ``composite`` (identity), ``reinhard``, ``histmatch``, ``ychist``, ``xiao``,
 ``idt`` (colour transfer with the background as reference), ``hen-ctn``, ``dovenet``,
-``bargainnet``, ``idih``, ``issam``. Learned models take ``preset="full"|"small"``, their config fields and
-``seed``. ``load_weights(name, "E.pth,G.pth", protocol="official")`` loads the authors'
-checkpoints (or a harmbench checkpoint); ``list_cards()`` says where such weights come from;
+``bargainnet``, ``idih``, ``issam``, ``pctnet-cnn``, ``pctnet-vit`` (PCT-Net: a per-pixel colour
+transform predicted at 256 px and applied at the photo's own size). Learned models take
+``preset="full"|"small"``, their config fields and ``seed``.
+``load_weights(name, "E.pth,G.pth", protocol="official")`` loads the authors' checkpoints
+(or a harmbench checkpoint); ``list_cards()`` says where such weights come from;
 ``load_extractor``/``harmony_scores`` give BargainNet's no-reference harmony score.
 """
 
@@ -30,6 +32,7 @@ from harmbench.models.classical import CompositeBaseline, TransferHarmonizer
 from harmbench.models.dovenet import DoveNet, DoveNetConfig, DoveNetDiscriminator
 from harmbench.models.hen_ctn import HENCTN, HENCTNConfig
 from harmbench.models.iharm import IDIH, ISSAM, IDIHConfig, ISSAMConfig
+from harmbench.models.pctnet import PCTNet, PCTNetCNN, PCTNetCNNConfig, PCTNetViT, PCTNetViTConfig
 
 __all__ = [
     "HENCTN",
@@ -49,6 +52,11 @@ __all__ = [
     "LearnedHarmonizer",
     "ModelCard",
     "ModelInputError",
+    "PCTNet",
+    "PCTNetCNN",
+    "PCTNetCNNConfig",
+    "PCTNetViT",
+    "PCTNetViTConfig",
     "TransferHarmonizer",
     "available_models",
     "get_card",

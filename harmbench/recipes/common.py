@@ -17,7 +17,6 @@ foreground values are identical to those of the ops run on the whole frame.
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from harmbench.errors import InputError
-from harmbench.imaging import read_rgb
+from harmbench.imaging import image_info, image_size, open_image, read_rgb
 from harmbench.recipes.base import SampleSpec
 from harmbench.sources.base import ObjectRecord, make_key
 
@@ -96,22 +95,19 @@ def image_ext(path: str) -> str | None:
 _BAND_BYTES = 1 << 22
 
 
-def decode_rgb(data: bytes, name: str) -> np.ndarray:
+def decode_rgb(data: bytes, name: str, draft: tuple[int, int] | None = None) -> np.ndarray:
     """:func:`harmbench.imaging.read_rgb` of encoded bytes, holding one numpy copy of the pixels.
 
-    RGB files are copied out of the decoded image band by band into one
-    array (``np.asarray`` of a whole PIL image goes through a full-size
-    ``bytes`` object built from chunks, two more frame-sized buffers at 24 MP);
-    other modes and unreadable files go through ``read_rgb`` (same pixels,
-    same errors).
+    The file is opened and decoded by :func:`harmbench.imaging.open_image` (pixel
+    limit, EXIF orientation: the photo as displayed). RGB pixels are copied out
+    of the decoded image band by band into one array (``np.asarray`` of a whole
+    PIL image goes through a full-size ``bytes`` object built from chunks, two
+    more frame-sized buffers at 24 MP); other modes go through
+    :func:`harmbench.imaging.to_rgb_array` (same pixels as ``read_rgb``).
     """
-    try:
-        img = Image.open(io.BytesIO(data))
-        img.load()
-    except (OSError, SyntaxError, ValueError):  # read_rgb raises the InputError naming the file
-        return read_rgb(data, name=name)
+    img = open_image(data, name, draft=draft)
     if img.mode != "RGB":
-        return read_rgb(data, name=name)
+        return read_rgb(data, name=name, draft=draft)
     w, h = img.size
     out = np.empty((h, w, 3), dtype=np.uint8)
     step = max(1, _BAND_BYTES // (3 * max(w, 1)))
@@ -121,16 +117,40 @@ def decode_rgb(data: bytes, name: str) -> np.ndarray:
     return out
 
 
-def read_image(path: str) -> tuple[np.ndarray, bytes]:
-    """``(uint8 (H, W, 3) on 0–255, file bytes)``; raises InputError naming the file."""
+def read_image(path: str, draft: tuple[int, int] | None = None) -> tuple[np.ndarray, bytes | None]:
+    """``(uint8 (H, W, 3) on 0–255 as displayed, file bytes)``; raises InputError naming the file.
+
+    The bytes are None when they may not be stored verbatim: the file carries an EXIF
+    orientation, so its stored pixels are not the displayed ones. ``draft=(W, H)``: a
+    JPEG may be decoded reduced to no less than that size
+    (:func:`harmbench.imaging.open_image`); compare the result with the header size.
+    """
     try:
         with open(path, "rb") as f:
             data = f.read()
     except FileNotFoundError as exc:
         raise InputError(path, "file not found") from exc
+    except IsADirectoryError as exc:
+        raise InputError(path, "is a folder, not an image file") from exc
     except OSError as exc:
         raise InputError(path, f"cannot read file ({exc})") from exc
-    return decode_rgb(data, str(path)), data
+    rgb = decode_rgb(data, str(path), draft=draft)
+    return rgb, (data if image_info(data, str(path), limit=0).orientation == 1 else None)
+
+
+#: A photo is decoded reduced (JPEG DCT scaling) to no less than this many times its output size.
+DRAFT_OVERSAMPLE = 2
+
+
+def draft_size(original: tuple[int, int], target: tuple[int, int]) -> tuple[int, int] | None:
+    """``(W, H)`` to ask :func:`read_image` for when an ``original`` (H, W) photo ends at ``target`` (H, W).
+
+    None when no reduction is wanted (no resize). The reduced decode keeps at least
+    :data:`DRAFT_OVERSAMPLE` × the output size, which the Lanczos resize then brings down.
+    """
+    if tuple(target) == tuple(original):
+        return None
+    return (DRAFT_OVERSAMPLE * int(target[1]), DRAFT_OVERSAMPLE * int(target[0]))
 
 
 def fit_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
@@ -396,14 +416,13 @@ class LoadedObject:
 def load_object(record: ObjectRecord, max_side: int | None, *, path: str | None = None) -> LoadedObject:
     """Read ``record``'s photo (or ``path``) and mask, check sizes, resize to ``max_side``."""
     path = path or record.image_path
-    rgb, data = read_image(path)
     mask = decode_object_mask(record)
-    if rgb.shape[:2] != mask.shape:
-        raise InputError(
-            path, f"object {record.key}: image is {rgb.shape[1]}x{rgb.shape[0]} but its mask is {mask.shape[1]}x{mask.shape[0]}"
-        )
-    original = (int(rgb.shape[0]), int(rgb.shape[1]))
-    size = fit_size(*original, max_side)
+    size = fit_size(*mask.shape, max_side)
+    rgb, data = read_image(path, draft=draft_size(mask.shape, size))
+    w, h = image_size(path) if rgb.shape[:2] != mask.shape else (rgb.shape[1], rgb.shape[0])
+    if (h, w) != mask.shape:
+        raise InputError(path, f"object {record.key}: image is {w}x{h} but its mask is {mask.shape[1]}x{mask.shape[0]}")
+    original = (int(h), int(w))
     if size != original:
         rgb, mask, data = resize_rgb(rgb, size), resize_mask(mask, size), None
         if not mask.any():

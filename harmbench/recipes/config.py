@@ -15,6 +15,7 @@ import inspect
 import os
 import re
 import tomllib
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any, Literal
 
 from harmbench.errors import ConfigError
 from harmbench.recipes.registry import get_recipe, recipe_names
-from harmbench.recipes.schema import from_table, opt
+from harmbench.recipes.schema import _Bad, coerce, from_table, opt, reject_non_finite
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -363,14 +364,79 @@ def _load_sources(table: Any, base: Path, path: str, touched: set[str]) -> dict[
             raise ConfigError(f"{where}.type" if "type" in opts else where, str(exc.args[0]), path=path) from None
         options = {k: v for k, v in opts.items() if k != "type"}
         _check_source_signature(fn, options, where, path)
+        _check_source_values(fn, options, where, path)
         for k, v in list(options.items()):
-            if isinstance(v, str) and is_path_option(k):
+            if is_path_option(k) and v is not None:
+                if not isinstance(v, str) or not v:
+                    raise ConfigError(f"{where}.{k}", f"must be a path (a non-empty string), got {v!r}", path=path)
                 p = resolve_path(v, base, from_cli=f"{where}.{k}" in touched)
-                if k == "root" and not p.exists():
+                if not k.startswith("cache") and not p.exists():
                     raise ConfigError(f"{where}.{k}", f"path not found: {p}", path=path)
                 options[k] = str(p)
         out[name] = SourceConfig(name=name, type=stype, options=options)
     return out
+
+
+@dataclass(frozen=True)
+class ObjectFilterOptions:
+    """The per-object filters every object source takes (:func:`harmbench.sources.coco.apply_object_filters`)."""
+
+    categories: str | tuple[str, ...] | None = opt(None, doc="keep only these categories")
+    exclude_categories: str | tuple[str, ...] | None = opt(None, doc="drop these categories")
+    min_area: float | None = opt(None, doc="smallest object area (pixels)", ge=0)
+    max_area: float | None = opt(None, doc="largest object area (pixels)", ge=0)
+    min_fg_ratio: float | None = opt(None, doc="smallest object/image area ratio (0-1)", ge=0.0, le=1.0)
+    max_fg_ratio: float | None = opt(None, doc="largest object/image area ratio (0-1)", ge=0.0, le=1.0)
+    max_objects_per_image: int | None = opt(None, doc="keep at most this many objects per image", ge=1)
+
+
+def _check_source_values(fn: Any, options: dict, where: str, path: str) -> None:
+    """Types and ranges of source options: the shared object filters by :class:`ObjectFilterOptions`,
+    the others by the type of the source function's default (bool, str, int, float)."""
+    from harmbench.sources.coco import FILTER_OPTIONS
+
+    filters = {k: v for k, v in options.items() if k in FILTER_OPTIONS}
+    if filters:
+        from_table(ObjectFilterOptions, filters, where, path)
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: only the defaults' types are checked
+        hints = {}
+    for k, v in options.items():
+        p = params.get(k)
+        if p is None or is_path_option(k):
+            continue
+        if p.default is None and k in hints and v is not None:
+            try:
+                value = coerce(v, hints[k], f"{where}.{k}")
+            except _Bad as exc:
+                raise ConfigError(exc.field, exc.message, path=path) from None
+            except TypeError:  # an annotation the validator does not know (paths, records)
+                continue
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"{where}.{k}", f"must be >= 0, got {value}", path=path)
+            continue
+        if p.default is inspect.Parameter.empty or p.default is None:
+            continue
+        d = p.default
+        if isinstance(d, bool):
+            ok, want = isinstance(v, bool), "true or false"
+        elif isinstance(d, int | float):
+            ok, want = isinstance(v, int | float) and not isinstance(v, bool), "a number"
+            if ok and v < 0:
+                raise ConfigError(f"{where}.{k}", f"must be >= 0, got {v}", path=path)
+        elif isinstance(d, str):
+            ok, want = isinstance(v, str), "a string"
+        elif isinstance(d, tuple | list):
+            ok, want = isinstance(v, list | tuple) and all(isinstance(x, str) for x in v), "an array of strings"
+        else:
+            continue
+        if not ok:
+            raise ConfigError(f"{where}.{k}", f"must be {want}, got {v!r}", path=path)
 
 
 def _check_source_signature(fn: Any, options: dict, where: str, path: str) -> None:
@@ -470,6 +536,7 @@ def build_config_from_text(
         raise ConfigError("<toml>", f"not valid TOML: {exc}", path=spath) from None
     overrides = normalize_overrides(overrides)
     data, touched = apply_overrides(raw, overrides, spath)
+    reject_non_finite(data, spath)
     for key in data:
         if key not in _TOP_LEVEL:
             raise ConfigError(key, f"unknown section (known: {', '.join(_TOP_LEVEL)})", path=spath)

@@ -107,7 +107,7 @@ class Hadobe5kRecipe(Recipe):
         real, data = read_image(real_path)
         native = real.shape[:2]
         real = resize_rgb(resize_rgb(real, base), out_size)
-        keep_bytes = tuple(native) == out_size and image_ext(real_path) is not None
+        keep_bytes = data is not None and tuple(native) == out_size and image_ext(real_path) is not None
         if not keep_bytes:
             data = None
         region = Foreground.of(real, mask)

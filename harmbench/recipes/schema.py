@@ -160,6 +160,21 @@ def _check_meta(value: Any, md: Mapping, name: str) -> None:
             raise _Bad(name, msg)
 
 
+def reject_non_finite(data: Any, path: str | None, where: str = "") -> None:
+    """Raise :class:`ConfigError` naming the first NaN or infinite number anywhere in a parsed TOML document.
+
+    TOML allows ``nan`` and ``inf`` literals; no harmbench setting means either.
+    """
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(where or "<root>", f"must be a finite number, got {data!r}", path=path)
+    if isinstance(data, dict):
+        for k, v in data.items():
+            reject_non_finite(v, path, f"{where}.{k}" if where else str(k))
+    elif isinstance(data, list | tuple):
+        for i, v in enumerate(data):
+            reject_non_finite(v, path, f"{where}[{i}]")
+
+
 def field_names(cls: type) -> list[str]:
     return [f.name for f in dataclasses.fields(cls)]
 

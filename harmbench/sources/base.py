@@ -20,12 +20,63 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-_KEY_BAD = re.compile(r"[^A-Za-z0-9_-]+")
+_KEY_LITERAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_ESCAPE = "--"
+_ESCAPED = re.compile(r"--([0-9a-f]{2})")
+
+
+def name_to_key(name: str) -> str:
+    """A file name (stem) -> a WebDataset-safe key part: letters, digits, ``_`` and ``-`` only.
+
+    Reversible and collision-free (:func:`key_to_name` inverts it): letters,
+    digits and ``_`` stay; every other character becomes ``--`` plus the hex of
+    each of its UTF-8 bytes (``café photo`` -> ``caf--c3--a9--20photo``, a dot
+    ``--2e``); a ``-`` stays unless another ``-`` or an escape follows it (then
+    ``--2d``), so ``--`` always starts an escape. Names made of letters, digits,
+    ``_`` and single ``-`` keep their spelling (``a0001_1_1``, ``img-7``).
+    Undecodable bytes of a file name (``surrogateescape``) are escaped as bytes.
+    """
+    out: list[str] = []
+    text = str(name)
+    for i, ch in enumerate(text):
+        if ch in _KEY_LITERAL:
+            out.append(ch)
+            continue
+        if ch == "-":
+            nxt = text[i + 1] if i + 1 < len(text) else ""
+            if nxt == "" or nxt in _KEY_LITERAL:
+                out.append(ch)
+                continue
+        out.extend(f"{_ESCAPE}{b:02x}" for b in ch.encode("utf-8", "surrogateescape"))
+    return "".join(out)
+
+
+def key_to_name(key: str) -> str:
+    """Inverse of :func:`name_to_key` (one key part, as written by it)."""
+    raw = bytearray()
+    i = 0
+    while i < len(key):
+        m = _ESCAPED.match(key, i)
+        if m:
+            raw.append(int(m.group(1), 16))
+            i = m.end()
+        else:
+            raw.extend(key[i].encode("utf-8"))
+            i += 1
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def make_key(*parts: object) -> str:
-    """Join parts into a WebDataset-safe key: letters, digits, ``_`` and ``-`` only (never a dot)."""
-    return "_".join(_KEY_BAD.sub("-", str(p)).strip("-") for p in parts if str(p) != "")
+    """Join parts (each through :func:`name_to_key`) with ``_`` into a WebDataset-safe key (never a dot)."""
+    return "_".join(name_to_key(str(p)) for p in parts if str(p) != "")
+
+
+def key_collisions(items: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """``{key: [file, file, …]}`` for every key that two or more ``(key, file)`` items share."""
+    by_key: dict[str, list[str]] = {}
+    for key, path in items:
+        by_key.setdefault(key, []).append(str(path))
+    return {k: sorted(v) for k, v in by_key.items() if len(v) > 1}
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import numpy as np
 from harmbench.errors import InputError, UserError
 from harmbench.imaging import image_size
 from harmbench.sources import register_source
-from harmbench.sources.base import ObjectRecord, SourceRecords, make_key, skip_entry
+from harmbench.sources.base import ObjectRecord, SourceRecords, key_collisions, make_key, skip_entry
 
 PathLike = str | os.PathLike
 
@@ -282,7 +282,18 @@ def split_filter_options(options: Mapping[str, Any], source: str) -> dict[str, A
 
 
 def finish(records: Iterable[ObjectRecord], skipped: list[dict], filtered: Counter, filters: Mapping[str, Any]) -> SourceRecords:
-    """Apply the filters, sort by key and wrap everything into a :class:`SourceRecords`."""
+    """Apply the filters, sort by key and wrap everything into a :class:`SourceRecords`.
+
+    Records that share a key (two files that name one photo and object) are all left out,
+    each skip naming the others' files.
+    """
+    records = list(records)
+    clashes = key_collisions((r.key, r.mask_path or r.image_path) for r in records)
+    if clashes:
+        for r in records:
+            if r.key in clashes:
+                skipped.append(skip_entry(r.mask_path or r.image_path, f"key {r.key!r} is shared by: {', '.join(clashes[r.key])}"))
+        records = [r for r in records if r.key not in clashes]
     kept = apply_object_filters(records, filtered=filtered, **filters)
     return SourceRecords(kept, skipped, {k: v for k, v in sorted(filtered.items()) if v})
 

@@ -43,9 +43,13 @@ def folder_source(
     category: str = "object",
     source_name: str = "folder",
     license: str | None = None,
+    palette_index: int | None = None,
     **filters: Any,
 ) -> SourceRecords:
     """One record per mask file; ``masks`` defaults to ``images`` (shared folder).
+
+    ``palette_index``: for palette (mode ``P``) masks, the one index that is the
+    object (default: every index but 0; see :mod:`harmbench.imaging`).
 
     A mask whose size differs from its photo, an empty or unreadable mask, an
     unreadable photo and a mask without photo are skipped with their reason.
@@ -72,10 +76,20 @@ def folder_source(
         mask_files = sorted(f for f in mask_dir.iterdir() if f.is_file() and is_image_file(f))
 
     skipped: list[dict] = []
+    # two photos with one stem (a.jpg, a.png) would give their masks one key: both are left out
+    by_stem: dict[str, list[Path]] = {}
+    for f in files:
+        if f.stem in photos:
+            by_stem.setdefault(f.stem, []).append(f)
+    for stem, same in sorted(by_stem.items()):
+        if len(same) > 1:
+            for f in same:
+                skipped.append(skip_entry(f, f"photo stem {stem!r} is shared by: {', '.join(map(str, same))}"))
+            photos.pop(stem)
     filtered: Counter = Counter()
     sizes: dict[str, tuple[int, int] | None] = {}
     records: list[ObjectRecord] = []
-    used: set[str] = set()
+    used: dict[str, Path] = {}
     for mf in mask_files:
         match = _split_stem(mf.stem, photos)
         if match is None:
@@ -94,7 +108,7 @@ def folder_source(
             skipped.append(skip_entry(mf, "its photo is unreadable"))
             continue
         try:
-            mask = read_mask(mf) >= 128
+            mask = read_mask(mf, palette_index=palette_index) >= 128
         except InputError as exc:
             skipped.append(skip_entry(mf, exc.reason))
             continue
@@ -106,9 +120,9 @@ def folder_source(
             continue
         key = make_key(source_name, stem, oid)
         if key in used:
-            skipped.append(skip_entry(mf, f"duplicate key {key}"))
+            skipped.append(skip_entry(mf, f"key {key!r} is shared with {used[key]} (one mask per photo and object number)"))
             continue
-        used.add(key)
+        used[key] = mf
         rle = encode_mask(mask)
         records.append(
             ObjectRecord(

@@ -29,7 +29,7 @@ from pathlib import Path
 from harmbench.errors import InputError
 from harmbench.imaging import IMAGE_EXTENSIONS
 from harmbench.sources import register_source
-from harmbench.sources.base import SourceRecords, TripletRecord, make_key, skip_entry
+from harmbench.sources.base import SourceRecords, TripletRecord, key_collisions, make_key, skip_entry
 
 COMPOSITE_DIR = "composite_images"
 MASK_DIR = "masks"
@@ -96,6 +96,28 @@ def _image_index(folder: Path, order: tuple[str, ...] = _ANY_EXT_ORDER) -> dict[
     return {stem: rp[1] for stem, rp in best.items()}
 
 
+def _duplicate_stems(folder: Path) -> dict[str, list[Path]]:
+    """``{stem: [files]}`` of the stems that two or more image files in ``folder`` share (``a.jpg``, ``a.png``)."""
+    seen: dict[str, list[Path]] = {}
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    for entry in entries:
+        p = Path(entry.path)
+        if entry.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS:
+            seen.setdefault(p.stem, []).append(p)
+    return {k: sorted(v) for k, v in seen.items() if len(v) > 1}
+
+
+def _collision_skips(dups: Mapping[str, list[Path]]) -> list[SkippedInput]:
+    return [
+        SkippedInput(str(p), f"key {make_key(stem)!r} is shared by {len(files)} files: {', '.join(map(str, files))}")
+        for stem, files in sorted(dups.items())
+        for p in files
+    ]
+
+
 def split_composite_name(stem: str) -> tuple[str, str] | None:
     """``'<real>_<mask>_<k>'`` -> ``('<real>_<mask>', '<real>')`` (mask stem, real stem), else None."""
     parts = stem.rsplit("_", 2)
@@ -105,7 +127,10 @@ def split_composite_name(stem: str) -> tuple[str, str] | None:
 
 
 def _finish(records: Iterable[TripletRecord], skipped: list[SkippedInput], layout: str) -> TripletScan:
-    """Sort by key; a key seen twice (same stem in two subsets) is prefixed with its subset."""
+    """Sort by key; a key seen twice (same stem in two subsets) is prefixed with its subset.
+
+    Records whose keys still coincide are all skipped, each naming the others' files.
+    """
     recs = list(records)
     seen: dict[str, int] = {}
     for r in recs:
@@ -122,6 +147,12 @@ def _finish(records: Iterable[TripletRecord], skipped: list[SkippedInput], layou
                 split=r.split,
             )
         out.append(r)
+    clashes = key_collisions((r.key, r.composite_path) for r in out)
+    if clashes:
+        for r in out:
+            if r.key in clashes:
+                skipped.append(SkippedInput(r.composite_path, f"key {r.key!r} is shared by: {', '.join(clashes[r.key])}"))
+        out = [r for r in out if r.key not in clashes]
     out.sort(key=lambda r: (r.key, r.composite_path))
     skipped = sorted(set(skipped), key=lambda s: (s.path, s.reason))
     return TripletScan(out, skipped, layout)
@@ -188,6 +219,10 @@ def scan_iharmony4_layout(root: Path, split: str | None = "test") -> TripletScan
     listed = _split_entries(root, subsets, split) if split else None
     for sub in subsets:
         comps = _image_index(sub / COMPOSITE_DIR, _REAL_EXT_ORDER)
+        dups = _duplicate_stems(sub / COMPOSITE_DIR)
+        skipped.extend(_collision_skips(dups))
+        for stem in dups:
+            comps.pop(stem, None)
         masks = _image_index(sub / MASK_DIR, _MASK_EXT_ORDER)
         reals = _image_index(sub / REAL_DIR, _REAL_EXT_ORDER)
         if listed is None:
@@ -200,6 +235,8 @@ def scan_iharmony4_layout(root: Path, split: str | None = "test") -> TripletScan
             if stem in done:
                 continue
             done.add(stem)
+            if stem in dups:
+                continue
             comp = sub / COMPOSITE_DIR / name
             if not comp.is_file():
                 comp = comps.get(stem)
@@ -257,6 +294,10 @@ def scan_flat_folder(root: Path, split: str | None = "test") -> TripletScan:
     files = _image_index(root)
     records: list[TripletRecord] = []
     skipped: list[SkippedInput] = []
+    dups = _duplicate_stems(root)
+    skipped.extend(_collision_skips(dups))
+    for stem in dups:
+        files.pop(stem, None)
     used: set[str] = set()
     subset = root.name
 

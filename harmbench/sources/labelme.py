@@ -47,6 +47,10 @@ NO_AREA_SHAPES = ("line", "linestrip", "point", "points")
 DEFAULT_IGNORE = ("__ignore__", "_background_")
 
 
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer()
+
+
 def default_cache_dir() -> Path:
     """``$HARMBENCH_CACHE`` or ``~/.cache/harmbench``."""
     env = os.environ.get("HARMBENCH_CACHE")
@@ -219,6 +223,9 @@ def load_labelme_file(
         skipped.append(skip_entry(exc.path, f"{exc.reason} (annotations {json_path.name})"))
         return []
     jh, jw = ann.get("imageHeight"), ann.get("imageWidth")
+    if jh is not None and jw is not None and (not _is_int(jh) or not _is_int(jw)):
+        skipped.append(skip_entry(json_path, f"imageHeight/imageWidth must be integers, got {jh!r}/{jw!r}"))
+        return []
     if jh is not None and jw is not None and (int(jh), int(jw)) != (h, w):
         skipped.append(skip_entry(path, f"image is {w}x{h} but {json_path.name} says {jw}x{jh}"))
         return []

@@ -20,7 +20,6 @@ checkpoint (weights, optimiser, scaler, RNG, data position); a non-finite loss s
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
@@ -106,9 +105,8 @@ def preflight(data_dir: str | os.PathLike, cfg: TrainConfig, spec: StepSpec) -> 
     ``index.json`` or split, a sample without a field the model needs, a mask that is not 0/255
     or whose size differs from the composite's.
     """
-    from PIL import Image
-
     from harmbench.data import shard_files
+    from harmbench.imaging import image_size, read_mask
 
     root = Path(data_dir)
     digest = dataset_index_hash(root)
@@ -132,10 +130,11 @@ def preflight(data_dir: str | os.PathLike, cfg: TrainConfig, spec: StepSpec) -> 
             sizes = {}
             for stem in ("composite", "real", "mask"):
                 if stem in stems:
-                    img = Image.open(io.BytesIO(sample[stems[stem]]))
-                    sizes[stem] = (img.height, img.width)
+                    name = f"{shard}: {key}.{stems[stem]}"
+                    w, h = image_size(sample[stems[stem]], name)
+                    sizes[stem] = (h, w)
                     if stem == "mask":
-                        vals = np.unique(np.asarray(img.convert("L")))
+                        vals = np.unique(read_mask(sample[stems[stem]], name))
                         if not set(vals.tolist()) <= {0, 255}:
                             raise UserError(
                                 f"{shard}: sample {key}: mask values must be 0 or 255, got {vals.min()}..{vals.max()} "
