@@ -46,15 +46,12 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from harmbench.commands.eval import parse_options
+    from harmbench.eval.score import resolve_device
     from harmbench.fileio import atomic_write_bytes
     from harmbench.imaging import binarize, encode_image, read_mask, read_rgb
     from harmbench.transfer import transfer
 
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     names = {"source": args.source, "reference": args.reference or args.source, "source_mask": args.source_mask,
              "reference_mask": args.reference_mask, "source_labels": args.source_labels,
              "reference_labels": args.reference_labels}
