@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmbench.errors import ConfigError
-from harmbench.models.ssam import FusionHead, SSAMOutput
+from harmbench.models.ssam import FusionHead, SSAMOutput, apply_rename_rules, rename_rules
 
 
 class ConvBlock(nn.Module):
@@ -101,16 +101,13 @@ class DIHNet(nn.Module):
         return SSAMOutput(images, attention, x)
 
 
-_RULES: tuple[tuple[re.Pattern[str], object], ...] = tuple(
-    (re.compile(p), r)
-    for p, r in (
-        (r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.([01])\.(\w+)",
-         lambda m: f"encoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}"),
-        (r"decoder\.deconv_blocks\.(\d+)\.block\.([01])\.(\w+)",
-         lambda m: f"decoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}"),
-        (r"decoder\.conv_attention\.(\w+)", lambda m: f"head.blend.{m[1]}"),
-        (r"decoder\.to_rgb\.(\w+)", lambda m: f"head.to_rgb.{m[1]}"),
-    )
+_RULES = rename_rules(
+    (r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.([01])\.(\w+)",
+     lambda m: f"encoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}"),
+    (r"decoder\.deconv_blocks\.(\d+)\.block\.([01])\.(\w+)",
+     lambda m: f"decoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}"),
+    (r"decoder\.conv_attention\.(\w+)", lambda m: f"head.blend.{m[1]}"),
+    (r"decoder\.to_rgb\.(\w+)", lambda m: f"head.to_rgb.{m[1]}"),
 )
 
 
@@ -120,34 +117,23 @@ def official_dih_name(name: str) -> str:
     ``encoder.blocks_connected.block2.block.1.running_mean`` → ``encoder.2.norm.running_mean``;
     ``decoder.deconv_blocks.0.block.0.weight`` → ``decoder.0.conv.weight``.
     """
-    for pattern, repl in _RULES:
-        m = pattern.fullmatch(name)
-        if m:
-            return repl(m)  # type: ignore[operator]
-    return name
+    return apply_rename_rules(_RULES, name)
 
 
-_INVERSE: tuple[tuple[re.Pattern[str], object], ...] = tuple(
-    (re.compile(p), r)
-    for p, r in (
-        (r"encoder\.(\d+)\.(conv|norm)\.(\w+)",
-         lambda m: f"encoder.{'block' if int(m[1]) < 2 else 'blocks_connected.block'}{m[1]}.block."
-                   f"{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
-        (r"decoder\.(\d+)\.(conv|norm)\.(\w+)",
-         lambda m: f"decoder.deconv_blocks.{m[1]}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
-        (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
-        (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
-    )
+_INVERSE = rename_rules(
+    (r"encoder\.(\d+)\.(conv|norm)\.(\w+)",
+     lambda m: f"encoder.{'block' if int(m[1]) < 2 else 'blocks_connected.block'}{m[1]}.block."
+               f"{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
+    (r"decoder\.(\d+)\.(conv|norm)\.(\w+)",
+     lambda m: f"decoder.deconv_blocks.{m[1]}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
+    (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
+    (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
 )
 
 
 def dih_name_to_official(name: str) -> str:
     """Inverse of :func:`official_dih_name` (unknown names come back unchanged)."""
-    for pattern, repl in _INVERSE:
-        m = pattern.fullmatch(name)
-        if m:
-            return repl(m)  # type: ignore[operator]
-    return name
+    return apply_rename_rules(_INVERSE, name)
 
 
 _ENC = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.0\.weight")

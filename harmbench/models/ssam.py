@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
 import torch
@@ -31,6 +31,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmbench.errors import ConfigError
+
+#: ``(pattern, replacement)`` pairs: the replacement builds the new name from the full match
+RenameRules = tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]
+
+
+def rename_rules(*pairs: tuple[str, Callable[[re.Match[str]], str]]) -> RenameRules:
+    """Compile ``(regex, replacement)`` pairs for :func:`apply_rename_rules`."""
+    return tuple((re.compile(p), r) for p, r in pairs)
+
+
+def apply_rename_rules(rules: RenameRules, name: str) -> str:
+    """The first rule whose pattern matches all of ``name`` renames it; unknown names come back unchanged."""
+    for pattern, repl in rules:
+        m = pattern.fullmatch(name)
+        if m:
+            return repl(m)
+    return name
 
 
 class ConvNormReLU(nn.Module):
@@ -248,24 +265,21 @@ _CONV = {"0": "conv", "1": "norm"}
 _GATE = {"background_gate": "background", "foreground_gate": "foreground", "mix_gate": "mix"}
 _FC = {"0": "fc1", "2": "fc2"}
 
-_RULES: tuple[tuple[re.Pattern[str], object], ...] = tuple(
-    (re.compile(p), r)
-    for p, r in (
-        (r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
-         lambda m: f"backbone.down.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
-        (r"decoder\.up_blocks\.(\d+)\.upconv\.1\.block\.0\.(\w+)",
-         lambda m: f"backbone.up.{m[1]}.up.conv.{m[2]}"),
-        (r"decoder\.up_blocks\.(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
-         lambda m: f"backbone.up.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
-        (r"decoder\.up_blocks\.(\d+)\.attention\.(background_gate|foreground_gate|mix_gate)\.attention_transform\.([02])\.(\w+)",
-         lambda m: f"backbone.up.{m[1]}.attention.gates.{_GATE[m[2]]}.{_FC[m[3]]}.{m[4]}"),
-        (r"decoder\.up_blocks\.(\d+)\.attention\.learning_block\.(\d+)\.block\.([01])\.(\w+)",
-         lambda m: f"backbone.up.{m[1]}.attention.refine.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
-        (r"decoder\.up_blocks\.(\d+)\.attention\.mask_blurring\.weight",
-         lambda m: f"backbone.up.{m[1]}.attention.mask_kernel"),
-        (r"decoder\.conv_attention\.(\w+)", lambda m: f"head.blend.{m[1]}"),
-        (r"decoder\.to_rgb\.(\w+)", lambda m: f"head.to_rgb.{m[1]}"),
-    )
+_RULES = rename_rules(
+    (r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
+     lambda m: f"backbone.down.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
+    (r"decoder\.up_blocks\.(\d+)\.upconv\.1\.block\.0\.(\w+)",
+     lambda m: f"backbone.up.{m[1]}.up.conv.{m[2]}"),
+    (r"decoder\.up_blocks\.(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
+     lambda m: f"backbone.up.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
+    (r"decoder\.up_blocks\.(\d+)\.attention\.(background_gate|foreground_gate|mix_gate)\.attention_transform\.([02])\.(\w+)",
+     lambda m: f"backbone.up.{m[1]}.attention.gates.{_GATE[m[2]]}.{_FC[m[3]]}.{m[4]}"),
+    (r"decoder\.up_blocks\.(\d+)\.attention\.learning_block\.(\d+)\.block\.([01])\.(\w+)",
+     lambda m: f"backbone.up.{m[1]}.attention.refine.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
+    (r"decoder\.up_blocks\.(\d+)\.attention\.mask_blurring\.weight",
+     lambda m: f"backbone.up.{m[1]}.attention.mask_kernel"),
+    (r"decoder\.conv_attention\.(\w+)", lambda m: f"head.blend.{m[1]}"),
+    (r"decoder\.to_rgb\.(\w+)", lambda m: f"head.to_rgb.{m[1]}"),
 )
 
 
@@ -276,11 +290,7 @@ def official_ssam_name(name: str) -> str:
     ``decoder.up_blocks.2.attention.mask_blurring.weight`` → ``backbone.up.2.attention.mask_kernel``;
     ``decoder.conv_attention.*`` / ``decoder.to_rgb.*`` → ``head.blend.*`` / ``head.to_rgb.*``.
     """
-    for pattern, repl in _RULES:
-        m = pattern.fullmatch(name)
-        if m:
-            return repl(m)  # type: ignore[operator]
-    return name
+    return apply_rename_rules(_RULES, name)
 
 
 def _enc_block(i: str) -> str:
@@ -289,34 +299,27 @@ def _enc_block(i: str) -> str:
 
 
 _CONV_INV = {"conv": "0", "norm": "1"}
-_INVERSE: tuple[tuple[re.Pattern[str], object], ...] = tuple(
-    (re.compile(p), r)
-    for p, r in (
-        (r"backbone\.down\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
-         lambda m: f"encoder.{_enc_block(m[1])}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
-        (r"backbone\.up\.(\d+)\.up\.conv\.(\w+)", lambda m: f"decoder.up_blocks.{m[1]}.upconv.1.block.0.{m[2]}"),
-        (r"backbone\.up\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
-         lambda m: f"decoder.up_blocks.{m[1]}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
-        (r"backbone\.up\.(\d+)\.attention\.gates\.(\w+)\.fc([12])\.(\w+)",
-         lambda m: f"decoder.up_blocks.{m[1]}.attention.{m[2]}_gate.attention_transform.{2 * int(m[3]) - 2}.{m[4]}"),
-        (r"backbone\.up\.(\d+)\.attention\.refine\.(\d+)\.(conv|norm)\.(\w+)",
-         lambda m: f"decoder.up_blocks.{m[1]}.attention.learning_block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
-        (r"backbone\.up\.(\d+)\.attention\.mask_kernel",
-         lambda m: f"decoder.up_blocks.{m[1]}.attention.mask_blurring.weight"),
-        (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
-        (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
-    )
+_INVERSE = rename_rules(
+    (r"backbone\.down\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
+     lambda m: f"encoder.{_enc_block(m[1])}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+    (r"backbone\.up\.(\d+)\.up\.conv\.(\w+)", lambda m: f"decoder.up_blocks.{m[1]}.upconv.1.block.0.{m[2]}"),
+    (r"backbone\.up\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
+     lambda m: f"decoder.up_blocks.{m[1]}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+    (r"backbone\.up\.(\d+)\.attention\.gates\.(\w+)\.fc([12])\.(\w+)",
+     lambda m: f"decoder.up_blocks.{m[1]}.attention.{m[2]}_gate.attention_transform.{2 * int(m[3]) - 2}.{m[4]}"),
+    (r"backbone\.up\.(\d+)\.attention\.refine\.(\d+)\.(conv|norm)\.(\w+)",
+     lambda m: f"decoder.up_blocks.{m[1]}.attention.learning_block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+    (r"backbone\.up\.(\d+)\.attention\.mask_kernel",
+     lambda m: f"decoder.up_blocks.{m[1]}.attention.mask_blurring.weight"),
+    (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
+    (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
 )
 
 
 def ssam_name_to_official(name: str) -> str:
     """Inverse of :func:`official_ssam_name`: the authors' name of an :class:`SSAMNet` tensor
     (for error messages and export; unknown names come back unchanged)."""
-    for pattern, repl in _INVERSE:
-        m = pattern.fullmatch(name)
-        if m:
-            return repl(m)  # type: ignore[operator]
-    return name
+    return apply_rename_rules(_INVERSE, name)
 
 
 _ENC_CONV = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.0\.block\.0\.weight")
@@ -380,9 +383,12 @@ __all__ = [
     "SSAMNet",
     "SSAMOutput",
     "SpatialSeparatedAttention",
+    "RenameRules",
     "UpStage",
+    "apply_rename_rules",
     "gaussian_kernel",
     "official_ssam_name",
+    "rename_rules",
     "ssam_name_to_official",
     "ssam_options_from_state_dict",
     "stage_widths",
