@@ -59,6 +59,7 @@ from harmbench.models.official import (
 )
 from harmbench.models.ssam import (
     SSAMNet,
+    SSAMOptions,
     official_ssam_name,
     ssam_name_to_official,
     ssam_options_from_state_dict,
@@ -165,22 +166,17 @@ class IDIHConfig(PresetMixin):
 
 
 @dataclass(frozen=True)
-class ISSAMConfig(PresetMixin):
+class ISSAMConfig(SSAMOptions, PresetMixin):
     """iSSAM options. ``full`` = ``improved_ssam256`` (ch 32, depth 4, SSAM at the last stage);
     ``small`` = ch 8.
 
     Attributes:
         ch, depth, max_channels, batchnorm_from: as :class:`harmbench.models.ssam.SSAMBackbone`;
-        attend_from: first up stage with the SSAM block (−1: none); attention_mid_k: SSAM refine width ratio.
+        attend_from: first up stage with the SSAM block (−1: none); attention_mid_k: SSAM refine width ratio
+        (these six from :class:`harmbench.models.ssam.SSAMOptions`).
         protocol, resize, original_size, recomposite: as :class:`IDIHConfig`.
     """
 
-    ch: int = 32
-    depth: int = 4
-    max_channels: int = 256
-    batchnorm_from: int = 2
-    attend_from: int = 2
-    attention_mid_k: float = 0.5
     protocol: str = "harmbench"
     resize: str = "fixed256"
     original_size: bool = False
@@ -360,10 +356,7 @@ class ISSAM(IHarmHarmonizer):
     def __init__(self, config: ISSAMConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
         c = self.config
-        self.net = SSAMNet(
-            c.ch, c.depth, max_channels=c.max_channels, batchnorm_from=c.batchnorm_from,
-            attend_from=c.attend_from, attention_mid_k=c.attention_mid_k,
-        )
+        self.net = SSAMNet(**c.backbone_options())
         self.predictor_divisor = 2 ** (c.depth + 1)
 
     @property

@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from typing import NamedTuple
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -153,6 +154,23 @@ class UpStage(nn.Module):
 def stage_widths(ch: int, depth: int, max_channels: int) -> list[int]:
     """Output width of each down stage: ``min(ch·2**i, max_channels)``."""
     return [min(ch * 2**i, max_channels) for i in range(depth)]
+
+
+@dataclass(frozen=True)
+class SSAMOptions:
+    """The :class:`SSAMBackbone` options as config fields (iSSAM-256 defaults), shared by the configs of
+    the models built on that backbone; :meth:`backbone_options` gives them as keyword arguments."""
+
+    ch: int = 32
+    depth: int = 4
+    max_channels: int = 256
+    batchnorm_from: int = 2
+    attend_from: int = 2
+    attention_mid_k: float = 0.5
+
+    def backbone_options(self) -> dict[str, Any]:
+        """``ch``, ``depth``, … for ``SSAMBackbone(**…)`` / ``SSAMNet(**…)``."""
+        return {f.name: getattr(self, f.name) for f in fields(SSAMOptions)}
 
 
 class SSAMBackbone(nn.Module):
@@ -381,6 +399,7 @@ __all__ = [
     "FusionHead",
     "SSAMBackbone",
     "SSAMNet",
+    "SSAMOptions",
     "SSAMOutput",
     "SpatialSeparatedAttention",
     "RenameRules",
