@@ -27,7 +27,7 @@ from harmbench.errors import ConfigError
 from harmbench.models.cards import ModelCard, WeightFile, register_card
 from harmbench.models.checkpoints import StateDict, remap_state_dict
 from harmbench.models.hen_ctn import HENCTN
-from harmbench.models.official import OfficialFormat, register_official_format
+from harmbench.models.official import OfficialFormat, merge_inferred, register_official_format
 
 # --------------------------------------------------------------------------- checkpoint format
 
@@ -142,11 +142,8 @@ def build(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> torch.n
     ``options`` may set any other ``hen-ctn`` field (``protocol``, ``recomposite`` …); a width
     field that contradicts the files is a :class:`ConfigError`.
     """
-    inferred = infer_options(parts)
-    for key, value in options.items():
-        if key in inferred and value != inferred[key]:
-            raise ConfigError(f"hen-ctn.{key}", f"the authors' files give {key} = {inferred[key]!r}, not {value!r}")
-    opts = {"pad_margin": 30, "residual": False, **dict(options), **inferred}
+    merged = merge_inferred("hen-ctn", infer_options(parts), options, where="hen-ctn authors' files")
+    opts = {"pad_margin": 30, "residual": False, **merged}
     with torch.random.fork_rng(devices=[]):
         model = HENCTN(**opts)
     own = model.state_dict()

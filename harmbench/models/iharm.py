@@ -54,8 +54,8 @@ from harmbench.models.dih import (
 from harmbench.models.official import (
     OfficialFormat,
     StateDict,
+    build_from_state_dict,
     register_official_format,
-    remap_state_dict,
 )
 from harmbench.models.ssam import (
     SSAMNet,
@@ -372,17 +372,10 @@ def _builder(cls: type[IHarmHarmonizer], infer: Callable[..., dict], rename: Cal
     def build(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> torch.nn.Module:
         sd = parts["model"]
         where = f"{cls.name} checkpoint"
-        inferred = infer(sd, where=where)
-        opts = dict(options)
-        opts.pop("preset", None)
-        for key, value in inferred.items():
-            if key in opts and opts[key] != value:
-                raise ConfigError(f"{cls.name}.{key}", f"the checkpoint's shapes give {value!r}, option says {opts[key]!r}")
-        model = cls(**{**opts, **inferred})
-        mapped = remap_state_dict(sd, lambda k: "net." + rename(k), model, where=where,
-                                  official_name=lambda k: inverse(k.removeprefix("net.")))
-        model.load_state_dict(mapped, strict=True)
-        return model
+        opts = {k: v for k, v in options.items() if k != "preset"}
+        return build_from_state_dict(cls, sd, infer(sd, where=where), opts, where=where,
+                                     rename=lambda k: "net." + rename(k),
+                                     official_name=lambda k: inverse(k.removeprefix("net.")))
 
     return build
 
