@@ -24,7 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmbench.errors import ConfigError
-from harmbench.models.ssam import FusionHead, SSAMOutput, apply_rename_rules, rename_rules
+from harmbench.models.ssam import (
+    FusionHead,
+    SSAMOutput,
+    apply_rename_rules,
+    batchnorm_start,
+    encoder_convs,
+    rename_rules,
+)
 
 
 class ConvBlock(nn.Module):
@@ -142,27 +149,16 @@ _ENC_NORM = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.1\.w
 
 def dih_options_from_state_dict(sd: Mapping[str, torch.Tensor], *, where: str = "checkpoint") -> dict:
     """``ch``, ``depth``, ``max_channels``, ``batchnorm_from`` read from an authors' iDIH state dict."""
-    convs = {int(m[1]): v for k, v in sd.items() if (m := _ENC.fullmatch(k))}
-    if 0 not in convs:
-        raise ConfigError("weights", f"{where}: missing encoder.block0.block.0.weight (not an iDIH state dict)")
-    depth = max(convs) + 1
-    missing = [i for i in range(depth) if i not in convs]
-    if missing:
-        raise ConfigError("weights", f"{where}: missing the conv of encoder block(s) {missing}")
-    widths = [int(convs[i].shape[0]) for i in range(depth)]
-    if int(convs[0].shape[1]) != 4:
-        raise ConfigError("weights", f"{where}: encoder.block0.block.0.weight takes {int(convs[0].shape[1])} input "
-                                     "channels, iDIH takes 4 (RGB + mask)")
+    convs = encoder_convs(sd, _ENC, where=where, first="encoder.block0.block.0.weight", net="iDIH", what="the conv")
+    depth = len(convs)
+    widths = [int(c.shape[0]) for c in convs]
     ch = widths[0]
     uncapped = dih_widths(ch, depth, 1 << 30)
     caps = [w for w, u in zip(widths, uncapped) if w != u]
     max_channels = min(caps) if caps else max(512, widths[-1])
     if dih_widths(ch, depth, max_channels) != widths:
         raise ConfigError("weights", f"{where}: encoder widths {widths} do not follow the iDIH pattern")
-    norms = sorted(int(m[1]) for k in sd if (m := _ENC_NORM.fullmatch(k)))
-    batchnorm_from = norms[0] if norms else -1
-    if norms and norms != list(range(batchnorm_from, depth)):
-        raise ConfigError("weights", f"{where}: BatchNorm in encoder blocks {norms} (expected every block from one on)")
+    batchnorm_from = batchnorm_start(sd, _ENC_NORM, depth, where=where)
     return {"ch": ch, "depth": depth, "max_channels": max_channels, "batchnorm_from": batchnorm_from}
 
 

@@ -345,33 +345,51 @@ _ENC_NORM = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.bloc
 _ATT = re.compile(r"decoder\.up_blocks\.(\d+)\.attention\.learning_block\.0\.block\.0\.weight")
 
 
+def encoder_convs(
+    sd: Mapping[str, torch.Tensor], pattern: re.Pattern[str], *, where: str, first: str, net: str, what: str
+) -> list[torch.Tensor]:
+    """The encoder's conv weights in block order, found by ``pattern`` (group 1 = block index) in an
+    authors' state dict; ``first`` is block 0's tensor name, ``net`` the network's name, ``what`` the
+    conv's description for errors. Checks that every block is there and block 0 takes 4 channels."""
+    convs = {int(m[1]): v for k, v in sd.items() if (m := pattern.fullmatch(k))}
+    if 0 not in convs:
+        raise ConfigError("weights", f"{where}: missing {first} (not an {net} state dict)")
+    depth = max(convs) + 1
+    missing = [i for i in range(depth) if i not in convs]
+    if missing:
+        raise ConfigError("weights", f"{where}: missing {what} of encoder block(s) {missing}")
+    in_ch = int(convs[0].shape[1])
+    if in_ch != 4:
+        raise ConfigError("weights", f"{where}: {first} takes {in_ch} input channels, {net} takes 4 (RGB + mask)")
+    return [convs[i] for i in range(depth)]
+
+
+def batchnorm_start(sd: Mapping[str, torch.Tensor], pattern: re.Pattern[str], depth: int, *, where: str) -> int:
+    """First encoder block with BatchNorm (−1: none), from the norm tensors ``pattern`` finds (group 1 =
+    block index); the blocks from it on must all have one."""
+    norms = sorted(int(m[1]) for k in sd if (m := pattern.fullmatch(k)))
+    start = norms[0] if norms else -1
+    if norms and norms != list(range(start, depth)):
+        raise ConfigError("weights", f"{where}: BatchNorm in encoder blocks {norms} (expected every block from one on)")
+    return start
+
+
 def ssam_options_from_state_dict(sd: Mapping[str, torch.Tensor], *, where: str = "checkpoint") -> dict:
     """Backbone options (``ch``, ``depth``, ``max_channels``, ``batchnorm_from``, ``attend_from``,
     ``attention_mid_k``) read from the shapes of an authors' iSSAM state dict.
 
     Raises :class:`ConfigError` (field ``weights``) naming the tensor that is missing or odd.
     """
-    convs = {int(m[1]): v for k, v in sd.items() if (m := _ENC_CONV.fullmatch(k))}
-    if 0 not in convs:
-        raise ConfigError("weights", f"{where}: missing encoder.block0.convs.block.0.block.0.weight (not an iSSAM state dict)")
-    depth = max(convs) + 1
-    missing = [i for i in range(depth) if i not in convs]
-    if missing:
-        raise ConfigError("weights", f"{where}: missing the first conv of encoder block(s) {missing}")
-    widths = [int(convs[i].shape[0]) for i in range(depth)]
-    in_ch = int(convs[0].shape[1])
-    if in_ch != 4:
-        raise ConfigError("weights", f"{where}: encoder.block0.convs.block.0.block.0.weight takes {in_ch} input "
-                                     "channels, iSSAM takes 4 (RGB + mask)")
+    convs = encoder_convs(sd, _ENC_CONV, where=where, first="encoder.block0.convs.block.0.block.0.weight",
+                          net="iSSAM", what="the first conv")
+    depth = len(convs)
+    widths = [int(c.shape[0]) for c in convs]
     ch = widths[0]
     caps = [w for i, w in enumerate(widths) if w != ch * 2**i]
     max_channels = min(caps) if caps else max(256, widths[-1])
     if stage_widths(ch, depth, max_channels) != widths:
         raise ConfigError("weights", f"{where}: encoder widths {widths} do not follow ch·2**i capped at a maximum")
-    norms = sorted(int(m[1]) for k in sd if (m := _ENC_NORM.fullmatch(k)))
-    batchnorm_from = norms[0] if norms else -1
-    if norms and norms != list(range(batchnorm_from, depth)):
-        raise ConfigError("weights", f"{where}: BatchNorm in encoder blocks {norms} (expected every block from one on)")
+    batchnorm_from = batchnorm_start(sd, _ENC_NORM, depth, where=where)
     atts = {int(m[1]): v for k, v in sd.items() if (m := _ATT.fullmatch(k))}
     attend_from = min(atts) if atts else -1
     mid_k = 0.5
@@ -405,6 +423,8 @@ __all__ = [
     "RenameRules",
     "UpStage",
     "apply_rename_rules",
+    "batchnorm_start",
+    "encoder_convs",
     "gaussian_kernel",
     "official_ssam_name",
     "rename_rules",
