@@ -30,6 +30,7 @@ from harmbench.models.ssam import (
     apply_rename_rules,
     batchnorm_start,
     encoder_convs,
+    official_encoder_block,
     rename_rules,
 )
 
@@ -129,8 +130,7 @@ def official_dih_name(name: str) -> str:
 
 _INVERSE = rename_rules(
     (r"encoder\.(\d+)\.(conv|norm)\.(\w+)",
-     lambda m: f"encoder.{'block' if int(m[1]) < 2 else 'blocks_connected.block'}{m[1]}.block."
-               f"{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
+     lambda m: f"encoder.{official_encoder_block(m[1])}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
     (r"decoder\.(\d+)\.(conv|norm)\.(\w+)",
      lambda m: f"decoder.deconv_blocks.{m[1]}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
     (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),

@@ -311,7 +311,7 @@ def official_ssam_name(name: str) -> str:
     return apply_rename_rules(_RULES, name)
 
 
-def _enc_block(i: str) -> str:
+def official_encoder_block(i: str) -> str:
     """The authors keep encoder blocks 0 and 1 at the top level and the others in ``blocks_connected``."""
     return f"block{i}" if int(i) < 2 else f"blocks_connected.block{i}"
 
@@ -319,7 +319,7 @@ def _enc_block(i: str) -> str:
 _CONV_INV = {"conv": "0", "norm": "1"}
 _INVERSE = rename_rules(
     (r"backbone\.down\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
-     lambda m: f"encoder.{_enc_block(m[1])}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+     lambda m: f"encoder.{official_encoder_block(m[1])}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
     (r"backbone\.up\.(\d+)\.up\.conv\.(\w+)", lambda m: f"decoder.up_blocks.{m[1]}.upconv.1.block.0.{m[2]}"),
     (r"backbone\.up\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
      lambda m: f"decoder.up_blocks.{m[1]}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
@@ -426,6 +426,7 @@ __all__ = [
     "batchnorm_start",
     "encoder_convs",
     "gaussian_kernel",
+    "official_encoder_block",
     "official_ssam_name",
     "rename_rules",
     "ssam_name_to_official",
