@@ -100,10 +100,11 @@ def test_eval_with_the_cache_scores_like_without(tmp_path, alex_file):
 
 
 def test_leaderboard_cells_share_the_cache_folder(tmp_path):
+    from pathlib import Path
+
+    from harmbench.leaderboard.definition import load_leaderboard
     from harmbench.leaderboard.run import LPIPS_CACHE, _spec
     from harmbench.leaderboard.store import cells
-    from harmbench.leaderboard.definition import load_leaderboard
-    from pathlib import Path
 
     lb = load_leaderboard(Path(__file__).resolve().parents[1] / "leaderboards" / "demo")
     specs = [_spec(lb, c, (True, None), None, False, False, "cpu") for c in cells(lb)]

@@ -124,8 +124,8 @@ def write_synthetic_shards(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from harmbench.bench import format_table
     from harmbench.bench.metrics import best_times, find_lpips_weights
-    from harmbench.eval.datasets import open_data
     from harmbench.eval.batches import batch_loader
+    from harmbench.eval.datasets import open_data
     from harmbench.eval.loop import EvalOptions, auto_threads, auto_workers, evaluate
     from harmbench.eval.score import resolve_device
     from harmbench.metrics import get_profile

@@ -672,7 +672,7 @@ def idt(
         seed = _sample_idt(fresh_rng(rng))["seed"]
     if frame is not None:
         big_h, big_w, top, left = (int(v) for v in frame)
-        if not (0 <= top and 0 <= left and top + mask.shape[0] <= big_h and left + mask.shape[1] <= big_w):
+        if not (top >= 0 and left >= 0 and top + mask.shape[0] <= big_h and left + mask.shape[1] <= big_w):
             raise ValueError(f"idt: a {mask.shape[1]}x{mask.shape[0]} window at (top={top}, left={left}) "
                              f"does not fit in a {big_w}x{big_h} frame")
     rotations = idt_rotations(iterations, np.random.default_rng(seed))
