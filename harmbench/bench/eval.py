@@ -33,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 NAME = "eval"
-HELP = "end-to-end harmbench eval images/s (composite, reinhard) against the decode floor of the same data (target ratio >= 0.5)"
-TARGET = 0.5
+HELP = "end-to-end harmbench eval images/s (composite, reinhard) against the decode floor of the same data (target ratio >= 0.8, reinhard >= 0.5)"
+TARGET = 0.8
+#: reinhard end-to-end ÷ decode floor
+TARGET_REINHARD = 0.5
 #: learned models timed by default (registry names)
 LEARNED = ("idih", "issam", "pctnet-cnn", "pctnet-vit")
 
@@ -203,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "composite_images_per_s": round(n / t_comp, 2),
             "reinhard_images_per_s": round(n / t_rein, 2),
             "reinhard_ratio": round(t_floor / t_rein, 3),
+            "target_reinhard": TARGET_REINHARD,
             "lpips_composite_images_per_s": None if lpips_ips is None else round(lpips_ips, 2),
             "lpips_note": note,
             "learned_images_per_s": {k: round(v, 3) for k, v in learned.items()},
