@@ -26,7 +26,7 @@ def test_bench_metrics_last_line_is_json(capsys):
     assert main(["bench", "metrics", "--n", "4", "--batch", "2", "--repeats", "1", "--no-lpips"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     rec = json.loads(lines[-1])
-    assert rec["bench"] == "metrics" and rec["target"] == 5
+    assert rec["bench"] == "metrics" and rec["target"] == 8
     assert rec["ratio"] > 0 and rec["values_match"] is True
     assert rec["lpips_images_per_s"] is None and "skipped" in rec["lpips_note"]
     assert any("images/s" in line for line in lines[:-1])  # the table

@@ -266,7 +266,7 @@ def test_error_wrong_shape(tmp_path, issam_sd):
 def test_error_wrong_model_and_options(tmp_path, issam_sd):
     with pytest.raises(ConfigError, match="not a idih checkpoint file"):
         load_weights("idih", _weights("issam"))
-    with pytest.raises(ConfigError, match=r"issam\.ch.*shapes give 32, option says 64"):
+    with pytest.raises(ConfigError, match=r"issam\.ch.*shapes give ch = 32, but the options ask for 64"):
         load_weights("issam", _weights("issam"), ch=64)
     sd = {k: v for k, v in issam_sd.items() if not k.startswith("encoder.block0.")}
     sd["encoder.block0.convs.block.0.block.0.bias"] = torch.zeros(32)

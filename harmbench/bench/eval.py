@@ -5,7 +5,8 @@ foregrounds; :func:`write_synthetic_shards`), or ``--data DIR``. In one process
 and with the same DataLoader workers, it times
 
 * the **decode floor**: iterating the eval DataLoader only (decode + profile
-  preparation: resize and mask rule), no model, no metrics;
+  preparation: resize and mask rule, same-size batches stacked in the workers),
+  no model, no metrics;
 * **end to end** :func:`harmbench.eval.loop.evaluate` for ``composite`` and
   ``reinhard`` with every metric but LPIPS (key listing, inference, metrics,
   parquet parts, merge, ``run.json``);
@@ -32,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 NAME = "eval"
-HELP = "end-to-end harmbench eval images/s (composite, reinhard) against the decode floor of the same data (target ratio >= 0.5)"
-TARGET = 0.5
+HELP = "end-to-end harmbench eval images/s (composite, reinhard) against the decode floor of the same data (target ratio >= 0.8, reinhard >= 0.5)"
+TARGET = 0.8
+#: reinhard end-to-end ÷ decode floor
+TARGET_REINHARD = 0.5
 #: learned models timed by default (registry names)
 LEARNED = ("idih", "issam", "pctnet-cnn", "pctnet-vit")
 
@@ -123,8 +126,9 @@ def write_synthetic_shards(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from harmbench.bench import format_table
     from harmbench.bench.metrics import best_times, find_lpips_weights
+    from harmbench.eval.batches import batch_loader
     from harmbench.eval.datasets import open_data
-    from harmbench.eval.loop import auto_threads, auto_workers, evaluate, make_loader
+    from harmbench.eval.loop import EvalOptions, auto_threads, auto_workers, evaluate
     from harmbench.eval.score import resolve_device
     from harmbench.metrics import get_profile
 
@@ -142,10 +146,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         device = resolve_device(args.device)
         profile = get_profile("harmbench")
 
-        def floor() -> None:
-            for item in make_loader(ds.torch_dataset(set(keys), profile, "fixed256"), workers):
-                if item is not None and item.get("error"):
-                    raise RuntimeError(f"bench data unusable: {item['error']}")
+        def floor() -> None:  # the loader evaluate() iterates: decode, prepare, batch (workers), nothing else
+            for batch in batch_loader(ds.torch_dataset(set(keys), profile, "fixed256"), workers, args.batch_size,
+                                      EvalOptions.max_batch_pixels):
+                if batch["errors"]:
+                    raise RuntimeError(f"bench data unusable: {batch['errors'][0]}")
 
         counter = iter(range(1_000_000))
 
@@ -200,6 +205,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "composite_images_per_s": round(n / t_comp, 2),
             "reinhard_images_per_s": round(n / t_rein, 2),
             "reinhard_ratio": round(t_floor / t_rein, 3),
+            "target_reinhard": TARGET_REINHARD,
             "lpips_composite_images_per_s": None if lpips_ips is None else round(lpips_ips, 2),
             "lpips_note": note,
             "learned_images_per_s": {k: round(v, 3) for k, v in learned.items()},

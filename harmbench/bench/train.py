@@ -1,4 +1,5 @@
-"""``harmbench bench train``: training throughput (samples/s) of each learned model at its CPU config.
+"""``harmbench bench train``: training throughput (samples/s) of each learned model at its CPU config
+(``--full``: its full-size config, for GPUs: AMP as the config says, peak GPU memory reported).
 
 For every model the committed ``baselines/<model>-cpu.toml`` is trained for a few steps on a
 tiny synthetic shard set (written with the build writer at the config's image size + 25 %, so
@@ -32,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=12, help="timed steps per model and mode (default 12)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
+    p.add_argument("--full", action="store_true",
+                   help="use the full-size configs baselines/<model>.toml (GPU runs; AMP as the config says) "
+                        "instead of the CPU ones")
 
 
 def _write_tiny_shards(root, n: int, size: int) -> None:
@@ -73,18 +77,28 @@ def _write_tiny_shards(root, n: int, size: int) -> None:
     (root / "index.json").write_text(json.dumps(dataset_index("bench", stats)))
 
 
+def config_path(repo, name: str, full: bool):
+    """``baselines/<name>.toml`` (full size) or ``baselines/<name>-cpu.toml``."""
+    from pathlib import Path
+
+    return Path(repo) / "baselines" / (f"{name}.toml" if full else f"{name}-cpu.toml")
+
+
 def _fresh(trainer) -> tuple[Any, Any, Any]:
     """A newly initialised model, its optimisers and a step context for ``trainer``'s config."""
     import torch
 
     from harmbench.models import get_model
     from harmbench.train.steps import StepContext, make_optimizers
+    from harmbench.train.trainer import amp_dtype
 
     cfg = trainer.cfg
     model = get_model(cfg.model.name, seed=0, preset=cfg.model.preset, **cfg.model.options).to(trainer.device)
     opts = make_optimizers(model, trainer.spec, lr=cfg.optim.lr, betas=cfg.optim.betas)
     gen = torch.Generator(device=trainer.device).manual_seed(0)
-    return model, opts, StepContext(trainer.loss_cfg, generator=gen)
+    adtype = amp_dtype(cfg.train.amp, trainer.device)  # as the trainer: autocast (+ GradScaler for fp16) on CUDA
+    scaler = torch.amp.GradScaler("cuda") if adtype == torch.float16 else None
+    return model, opts, StepContext(trainer.loss_cfg, amp_dtype=adtype, scaler=scaler, generator=gen)
 
 
 def _time_steps(trainer, model, opts, ctx, batches) -> float:
@@ -107,6 +121,8 @@ def _time_steps(trainer, model, opts, ctx, batches) -> float:
         b = trainer._to_device(batch)
         model.train()
         trainer.spec.step(model, b, opts, ctx)
+        if ctx.scaler is not None:
+            ctx.scaler.update()
         if i >= 1:
             n += b["composite"].shape[0]
     if trainer.device.type == "cuda":
@@ -127,7 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     from harmbench.bench import format_table
     from harmbench.train.config import load_train_config
-    from harmbench.train.trainer import Trainer
+    from harmbench.train.trainer import Trainer, amp_dtype
 
     torch.set_num_threads(max(1, args.threads))
     torch.set_flush_denormal(True)
@@ -136,10 +152,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     steps = max(2, args.steps)
     loader_sps: dict[str, float] = {}
     memory_sps: dict[str, float] = {}
+    peak_mb: dict[str, float] = {}
+    amp: dict[str, str] = {}
     rows = []
     with tempfile.TemporaryDirectory(prefix="hb-bench-train-") as tmp:
         for name in names:
-            cfg = load_train_config(repo / "baselines" / f"{name}-cpu.toml")
+            cfg = load_train_config(config_path(repo, name, args.full))
             size = cfg.data.image_size
             data = Path(tmp) / f"{name}-shards"
             data.mkdir()
@@ -148,7 +166,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             trainer = Trainer(cfg, data, Path(tmp) / f"{name}-run", device=args.device, progress=False)
 
             batches = [b for _, _, b in itertools.islice(trainer._batches(0, 0), steps + 1)]
+            cuda = trainer.device.type == "cuda"
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(trainer.device)
             memory_sps[name] = _time_steps(trainer, *_fresh(trainer), batches)
+            if cuda:
+                peak_mb[name] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
+            amp[name] = str(amp_dtype(cfg.train.amp, trainer.device) or "off")
             loader_sps[name] = _time_steps(trainer, *_fresh(trainer), (b for _, _, b in itertools.islice(trainer._batches(0, 0), steps + 1)))
             ratio = loader_sps[name] / memory_sps[name]
             rows.append((name, f"{size}{'/' + str(cfg.data.crop) if cfg.data.crop else ''}", cfg.data.batch_size,
@@ -164,4 +188,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "steps": steps,
         "threads": torch.get_num_threads(),
         "device": args.device,
+        "configs": "full" if args.full else "cpu",
+        "peak_memory_mb": {m: round(v, 1) for m, v in peak_mb.items()} or None,
+        "amp": amp,
     }

@@ -41,12 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from harmbench.commands.eval import parse_options
     from harmbench.errors import UserError
     from harmbench.eval.apply import harmonize_files, plan_jobs
+    from harmbench.eval.score import resolve_device
 
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     out = Path(args.out)
     folder = Path(args.image).is_dir()
     if folder:

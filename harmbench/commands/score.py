@@ -49,13 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run_no_reference(args: argparse.Namespace) -> int:
     """Harmony score of every composite + mask pair of ``args.dataset`` (no real image needed)."""
     from harmbench.eval.report import write_json
+    from harmbench.eval.score import resolve_device
     from harmbench.models.harmony import load_extractor, score_folder
 
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(args.device)
     ext = load_extractor(args.weights, device=device)
     skipped: list[dict[str, str]] = []
 

@@ -4,10 +4,14 @@ Pipeline, per sample:
 
 1. DataLoader workers decode the composite, real image and raw mask (uint8) and
    ``profile.prepare`` them: the real image and the composite are resized to the
-   profile's evaluation size with its filter, the mask follows its mask rule.
+   profile's evaluation size with its filter, the mask follows its mask rule. The
+   workers also group samples by size into batches within a pixel budget and stack
+   them (:mod:`harmbench.eval.batches`), so the main process gets one tensor batch
+   per message (pinned memory and non-blocking copies on CUDA) and its model and
+   metric work overlaps with their decoding.
 2. The model sees the composite at that size as ``float (N, 3, H, W)`` on 0–1 and
-   the mask binarised at 0.5 (``(N, 1, H, W)`` in {0, 1}); samples are batched by
-   size (``none``/``limit1024`` give many sizes).
+   the mask binarised at 0.5 (``(N, 1, H, W)`` in {0, 1}) (``none``/``limit1024``
+   give many sizes, hence many batch shapes).
 3. Its output (checked: shape, finite, on 0–1) goes to the 0–255 scale, rounded to
    8 bits when the profile scores saved 8-bit results, and
    :func:`harmbench.metrics.compute_metrics` scores it against the real image on the device.
@@ -44,7 +48,7 @@ from harmbench.eval.multires import extra_columns, extra_resolutions, score_extr
 from harmbench.eval.outputs import ModelOutputError, check_output, preview_keys, save_previews
 from harmbench.eval.provenance import environment, git_info, now_utc
 from harmbench.eval.records import FORMAT_VERSION, ID_COLUMNS, RunStore, json_safe
-from harmbench.eval.score import SizeBatcher, progress_bar, resolve_device, with_overrides
+from harmbench.eval.score import progress_bar, resolve_device, with_overrides
 from harmbench.models.resolve import ResolvedModel, resolve_model
 
 PathLike = str | os.PathLike
@@ -56,6 +60,10 @@ PathLike = str | os.PathLike
 class EvalOptions:
     """How to evaluate. ``workers=None``: 0 for small runs, else up to 4 DataLoader workers.
     ``threads``: torch CPU threads of the scoring process on CPU (None: :func:`auto_threads`).
+    Batches hold same-size images, at most ``batch_size`` of them and at most
+    ``max_batch_pixels`` pixels (N·H·W; 16 images at 256×256, one from 1024×1024 up).
+    ``lpips_cache``: a folder where the real images' LPIPS features are kept for other runs on
+    the same data, profile and resize (:mod:`harmbench.metrics.lpips_cache`); None: not kept.
     ``weights``: files for the named model (the authors' ``"E.pth,G.pth"`` or a harmbench checkpoint);
     ``protocol``: the model's ``protocol`` option (``harmbench``/``official``; None: the model's
     default); ``harmony``: BargainNet extractor for the opt-in ``harmony`` column (the no-reference
@@ -70,11 +78,12 @@ class EvalOptions:
     limit: int | None = None
     lpips: bool = False
     lpips_weights: str | None = None
+    lpips_cache: str | None = None
     seed: int = 0
     threads: int | None = None
     chunk_size: int = 64
     previews: int = 8
-    max_batch_pixels: int = 1 << 24
+    max_batch_pixels: int = 1 << 20
     progress: bool | None = None
     restart: bool = False
     model_options: dict[str, Any] = field(default_factory=dict)
@@ -199,6 +208,11 @@ def evaluate(
     todo = [k for k in selected if k not in done]
     scorer = _BatchScorer(resolved, profile, opts, device, store, preview_keys(selected, opts.previews), on_batch)
     scorer.extractor = extractor
+    if scorer.lpips_model is not None and opts.lpips_cache:
+        from harmbench.metrics.lpips_cache import LPIPSFeatureCache, weights_identity
+
+        scorer.lpips_cache = LPIPSFeatureCache(opts.lpips_cache, dataset_hash=ds.index_hash(), profile=profile.name,
+                                               resize=opts.resize, weights=weights_identity(scorer.lpips_source))
     bs = max(1, int(opts.batch_size))
     workers = auto_workers(len(todo), bs) if opts.workers is None else max(0, int(opts.workers))
     old_threads = torch.get_num_threads()
@@ -219,25 +233,24 @@ def evaluate(
         session["loop_s"] = round(time.perf_counter() - t_loop, 4)
         session["samples"] = scorer.n_new
         session["model_s"] = round(scorer.model_s, 4)
+        if scorer.lpips_cache is not None:
+            session["lpips_cache"] = {"hits": scorer.lpips_cache.hits, "misses": scorer.lpips_cache.misses}
         store.add_session(session)
     names = scorer.names + (("harmony",) if extractor is not None else ()) + scorer.extra_cols
     return _finish(store, ds, config, opts, device, names, scorer.lpips_source, profile, scorer.n_new)
 
 
 def _run_loader(dataset: Any, workers: int, batch_size: int, max_pixels: int, scorer: _BatchScorer) -> None:
-    """Feed prepared items from the DataLoader to ``scorer`` in same-size batches; error items become skips."""
-    batches = SizeBatcher(batch_size, max_pixels)
-    for item in make_loader(dataset, workers):
-        if item is None:
-            continue
-        if item.get("error"):
-            scorer.skip(item["error"])
-            continue
-        full = batches.add(tuple(item["target"].shape[1:]), item)
-        if full:
-            scorer.run(full)
-    for group in batches.drain():
-        scorer.run(group)
+    """Feed the same-size batches the DataLoader workers make (:mod:`harmbench.eval.batches`) to
+    ``scorer``; items that could not be prepared become skips."""
+    from harmbench.eval.batches import batch_loader
+
+    pin = scorer.device.type == "cuda"
+    for batch in batch_loader(dataset, workers, batch_size, max_pixels, pin_memory=pin):
+        for err in batch["errors"]:
+            scorer.skip(err)
+        if batch["composite"] is not None:
+            scorer.run(batch)
 
 
 class _BatchScorer:
@@ -257,6 +270,7 @@ class _BatchScorer:
         self.names: tuple[str, ...] = tuple(METRIC_NAMES)
         self.lpips_model = None
         self.lpips_source = None
+        self.lpips_cache: Any = None
         if opts.lpips:
             from harmbench.metrics.lpips import load_lpips
 
@@ -341,8 +355,10 @@ class _BatchScorer:
             pred.mul_(255.0).clamp_(0.0, 255.0)
             if self.pred_8bit:
                 pred.round_()
+            feats = self._target_features(target[part], keys[part])
             with torch.no_grad():
-                vals = compute_metrics(pred, target[part], mask[part], self.profile, lpips_model=self.lpips_model)
+                vals = compute_metrics(pred, target[part], mask[part], self.profile, lpips_model=self.lpips_model,
+                                       lpips_target_features=feats)
                 sq = torch.sub(pred, comp_u8[part], out=scratch("eval.sq", tuple(pred.shape), torch.float32, self.device))
                 vals["input_mse"] = pixel.mse_from_sq(sq.mul_(sq), torch.float64)  # output vs the model's input
             per_image.append(torch.stack([vals[k].detach().double() for k in self.value_cols], dim=1))
@@ -351,15 +367,30 @@ class _BatchScorer:
                     save_previews(self.store, key, comp_u8[i + j], pred[j], target[i + j], mask[i + j])
         return torch.cat(per_image).cpu().tolist()  # one transfer: (N, metrics + input_mse) Python floats
 
-    def run(self, items: list[dict[str, Any]]) -> None:
-        """Predict, score and buffer one same-size batch of prepared items."""
+    def _target_features(self, target: Any, keys: list[str]) -> list[Any] | None:
+        """The real images' LPIPS features from the cache, or computed (and stored); None without a cache."""
+        if self.lpips_model is None or self.lpips_cache is None:
+            return None
+        from harmbench.metrics.lpips import target_features
+
+        feats = self.lpips_cache.get(keys, self.device)
+        if feats is None:
+            feats = target_features(self.lpips_model, target)
+            self.lpips_cache.put(keys, feats)
+        return feats
+
+    def run(self, batch: dict[str, Any]) -> None:
+        """Predict, score and buffer one same-size batch (:func:`harmbench.eval.batches.collate`)."""
         import torch
 
         dev = self.device
-        keys = [it["key"] for it in items]
-        comp_u8 = torch.from_numpy(np.stack([it["composite"] for it in items])).to(dev, non_blocking=True)
-        target = torch.from_numpy(np.stack([it["target"] for it in items])).to(dev, non_blocking=True)
-        mask = torch.from_numpy(np.stack([it["mask"] for it in items])).to(dev, non_blocking=True)
+        ids = batch["ids"]
+        keys = ids["key"]
+        n = len(keys)
+        # pinned by the loader on CUDA: the copies overlap with the host's work
+        comp_u8 = torch.as_tensor(batch["composite"]).to(dev, non_blocking=True)
+        target = torch.as_tensor(batch["target"]).to(dev, non_blocking=True)
+        mask = torch.as_tensor(batch["mask"]).to(dev, non_blocking=True)
         comp = comp_u8.to(torch.float32).div_(255.0)
         mbin = mask if self.profile.mask_binary else (mask > 0.5).to(torch.float32)  # binary profiles: already {0, 1}
         real = target.to(torch.float32).div(255.0) if getattr(self.resolved.harmonizer, "accepts_real", False) else None
@@ -375,17 +406,19 @@ class _BatchScorer:
                 row.append(score)
         extra = score_extra(self.profile, self.extra, out, low, target, mask) if self.extra else None
         self.model_s += dt
-        secs = dt / len(items)
-        for i, (it, vals_i) in enumerate(zip(items, values)):
-            row = {c: it[c] for c in self.ID_COLS}
-            row["height"], row["width"] = int(it["target"].shape[1]), int(it["target"].shape[2])
+        h, w = int(target.shape[2]), int(target.shape[3])
+        secs = dt / n
+        cols = [ids[c] for c in self.ID_COLS]
+        for i, (*idv, vals_i) in enumerate(zip(*cols, values)):
+            row = dict(zip(self.ID_COLS, idv))
+            row["height"], row["width"] = h, w
             row.update(zip(self.row_cols, vals_i))
             if extra is not None:
                 row.update(zip(self.extra_cols, extra[i]))
             row["seconds"] = secs
             self.rows.append(row)
-        self.n_new += len(items)
-        self.bar.update(len(items))
+        self.n_new += n
+        self.bar.update(n)
         if self.on_batch is not None:
             self.on_batch(self.n_new)
         self.flush()

@@ -6,6 +6,9 @@ whose existing run used another protocol or other data is an error (see
 ``RAY_ADDRESS``) each cell is one Ray task (``cpus_per_cell`` CPUs, and one GPU
 when the cluster has GPUs); run directories must then be on a filesystem every
 node sees. Without one the cells run one after another in this process.
+With LPIPS on, the real images' LPIPS features are computed by the first cell of a
+dataset and read back by the others (``<runs>/.lpips-cache``, see
+:mod:`harmbench.metrics.lpips_cache`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from harmbench.leaderboard.store import Cell, cells, check_cell
 
 LPIPS_ENV = "HARMBENCH_LPIPS_ALEX"
 TORCHVISION_ALEXNET = "alexnet-owt-7be5be79.pth"
+#: folder under the runs directory where the real images' LPIPS features are shared by the cells
+LPIPS_CACHE = ".lpips-cache"
 
 
 @dataclass
@@ -117,7 +122,8 @@ def _spec(lb: Leaderboard, cell: Cell, lpips: tuple[bool, str | None], workers: 
         "options": {
             "profile": lb.profile, "resize": lb.resize, "split": cell.dataset.split, "device": device,
             "batch_size": lb.batch_size, "workers": workers, "limit": cell.dataset.limit, "lpips": lpips[0],
-            "lpips_weights": lpips[1], "seed": _seed(lb, cell), "previews": lb.grid_samples, "progress": progress,
+            "lpips_weights": lpips[1], "lpips_cache": str(lb.runs_dir / LPIPS_CACHE) if lpips[0] else None,
+            "seed": _seed(lb, cell), "previews": lb.grid_samples, "progress": progress,
             "restart": restart, "model_options": dict(cell.model.options), "weights": cell.model.weights_spec,
             "protocol": cell.model.protocol, "harmony": lb.harmony,
         },

@@ -50,6 +50,7 @@ def compute_metrics(
     mask: Tensor,
     profile: Profile | str = "harmbench",
     lpips_model=None,
+    lpips_target_features: list[Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """All metrics of ``profile`` per image.
 
@@ -57,7 +58,8 @@ def compute_metrics(
     ``mask``: ``(N, 1, H, W)`` in [0, 1]. Returns ``{name: Tensor (N,)}`` for
     :data:`METRIC_NAMES` plus ``"lpips"``/``"flpips"`` (float32) when ``lpips_model``
     (from :func:`harmbench.metrics.lpips.load_lpips`) is given; values are on the input
-    device. Nothing is pooled over the batch.
+    device. Nothing is pooled over the batch. ``lpips_target_features``: the target's
+    :func:`harmbench.metrics.lpips.target_features`, when already computed (or cached).
 
     Elementwise work is float32 (differences and squares of 8-bit values are exact);
     every per-image sum is accumulated in the profile's dtype (float64 except ``iharm``).
@@ -77,7 +79,7 @@ def compute_metrics(
     if lpips_model is not None:
         from harmbench.metrics.lpips import lpips_flpips
 
-        lp, flp = lpips_flpips(lpips_model, pred, target, mask)
+        lp, flp = lpips_flpips(lpips_model, pred, target, mask, target_feats=lpips_target_features)
         out["lpips"], out["flpips"] = lp.to(pred.device), flp.to(pred.device)
     return out
 

@@ -88,20 +88,30 @@ def load_lpips(weights: str | os.PathLike | None = None, device: str | torch.dev
     return model.eval().requires_grad_(False).to(device)
 
 
-def _layer_maps(model, pred: Tensor, target: Tensor) -> list[Tensor]:
-    """Per-layer LPIPS maps ``lin_k(‖φ_k(x) − φ_k(y)‖²)``, each ``(N, 1, h_k, w_k)``."""
+def target_features(model, target: Tensor) -> list[Tensor]:
+    """Unit-normalised AlexNet features of 0–255 images ``(N, 3, H, W)``: one ``(N, C_k, h_k, w_k)``
+    float tensor per LPIPS layer, on the model's device.
+
+    They depend on the image only, so the real image's features can be computed once and
+    reused for every method scored against it (:mod:`harmbench.metrics.lpips_cache`).
+    """
     import lpips as lpips_pkg
 
     p = next(model.parameters())
-    x = pred.to(device=p.device, dtype=p.dtype) / 127.5 - 1.0
     y = target.to(device=p.device, dtype=p.dtype) / 127.5 - 1.0
     with torch.no_grad():
-        fx = model.net(model.scaling_layer(x))
-        fy = model.net(model.scaling_layer(y))
-        return [
-            model.lins[k]((lpips_pkg.normalize_tensor(fx[k]) - lpips_pkg.normalize_tensor(fy[k])).square())
-            for k in range(model.L)
-        ]
+        return [lpips_pkg.normalize_tensor(f) for f in model.net(model.scaling_layer(y))]
+
+
+def _layer_maps(model, pred: Tensor, target: Tensor | None, target_feats: list[Tensor] | None = None) -> list[Tensor]:
+    """Per-layer LPIPS maps ``lin_k(‖φ_k(x) − φ_k(y)‖²)``, each ``(N, 1, h_k, w_k)``.
+
+    ``target_feats`` (from :func:`target_features`) stand for ``target`` when given.
+    """
+    fy = target_feats if target_feats is not None else target_features(model, target)
+    fx = target_features(model, pred)
+    with torch.no_grad():
+        return [model.lins[k]((fx[k] - fy[k].to(fx[k].device)).square()) for k in range(model.L)]
 
 
 def _upsampled_sum(layers: list[Tensor], size) -> Tensor:
@@ -113,14 +123,16 @@ def lpips_spatial(model, pred: Tensor, target: Tensor) -> Tensor:
     return _upsampled_sum(_layer_maps(model, pred, target), pred.shape[2:])
 
 
-def lpips_flpips(model, pred: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-image ``(lpips, flpips)``, each ``(N,)`` float32, from one forward pass.
+def lpips_flpips(model, pred: Tensor, target: Tensor | None, mask: Tensor,
+                 target_feats: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """Per-image ``(lpips, flpips)``, each ``(N,)`` float32, from one forward pass (batched).
 
     ``lpips`` equals ``model(x, y)`` (each layer averaged spatially, summed over layers);
     ``flpips`` averages the spatial map (layers upsampled bilinearly to the input size, as
-    ``lpips.LPIPS(spatial=True)`` does) inside ``mask``.
+    ``lpips.LPIPS(spatial=True)`` does) inside ``mask``. ``target_feats``: the target's
+    :func:`target_features`, computed earlier (``target`` may then be None).
     """
-    layers = _layer_maps(model, pred, target)
+    layers = _layer_maps(model, pred, target, target_feats)
     total = sum(t.mean(dim=(1, 2, 3)) for t in layers)
     spatial = _upsampled_sum(layers, pred.shape[2:])
     m = mask.to(device=spatial.device, dtype=spatial.dtype)

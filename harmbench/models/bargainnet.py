@@ -28,6 +28,7 @@ from harmbench.models.layers import PartialConv2d, init_normal, norm_layer, uses
 from harmbench.models.official import (
     OfficialFormat,
     StateDict,
+    merge_inferred,
     register_official_format,
     remap_state_dict,
 )
@@ -35,7 +36,6 @@ from harmbench.models.pix2pix import (
     authors_train_mode,
     check_protocol,
     check_uint8_pair,
-    merge_inferred,
     official_uint8,
     resize_cv2,
     run_official,

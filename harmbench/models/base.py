@@ -327,7 +327,10 @@ class PresetMixin:
 
 MODELS: dict[str, Callable[..., Harmonizer]] = {}
 
-_MODULES = ("classical", "hen_ctn", "dovenet", "bargainnet", "iharm", "pctnet", "pctnet_official", "pretrained")
+_MODULES = (
+    "classical", "hen_ctn", "hen_ctn_official", "dovenet", "bargainnet", "iharm", "pctnet", "pctnet_official",
+    "pretrained",
+)
 
 
 def register_model(name: str) -> Callable[[Callable[..., Harmonizer]], Callable[..., Harmonizer]]:

@@ -24,7 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from harmbench.errors import ConfigError
-from harmbench.models.ssam import FusionHead, SSAMOutput
+from harmbench.models.ssam import (
+    FusionHead,
+    SSAMOutput,
+    apply_rename_rules,
+    batchnorm_start,
+    encoder_convs,
+    official_encoder_block,
+    rename_rules,
+)
 
 
 class ConvBlock(nn.Module):
@@ -101,16 +109,13 @@ class DIHNet(nn.Module):
         return SSAMOutput(images, attention, x)
 
 
-_RULES: tuple[tuple[re.Pattern[str], object], ...] = tuple(
-    (re.compile(p), r)
-    for p, r in (
-        (r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.([01])\.(\w+)",
-         lambda m: f"encoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}"),
-        (r"decoder\.deconv_blocks\.(\d+)\.block\.([01])\.(\w+)",
-         lambda m: f"decoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}"),
-        (r"decoder\.conv_attention\.(\w+)", lambda m: f"head.blend.{m[1]}"),
-        (r"decoder\.to_rgb\.(\w+)", lambda m: f"head.to_rgb.{m[1]}"),
-    )
+_RULES = rename_rules(
+    (r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.([01])\.(\w+)",
+     lambda m: f"encoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}"),
+    (r"decoder\.deconv_blocks\.(\d+)\.block\.([01])\.(\w+)",
+     lambda m: f"decoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}"),
+    (r"decoder\.conv_attention\.(\w+)", lambda m: f"head.blend.{m[1]}"),
+    (r"decoder\.to_rgb\.(\w+)", lambda m: f"head.to_rgb.{m[1]}"),
 )
 
 
@@ -120,34 +125,22 @@ def official_dih_name(name: str) -> str:
     ``encoder.blocks_connected.block2.block.1.running_mean`` → ``encoder.2.norm.running_mean``;
     ``decoder.deconv_blocks.0.block.0.weight`` → ``decoder.0.conv.weight``.
     """
-    for pattern, repl in _RULES:
-        m = pattern.fullmatch(name)
-        if m:
-            return repl(m)  # type: ignore[operator]
-    return name
+    return apply_rename_rules(_RULES, name)
 
 
-_INVERSE: tuple[tuple[re.Pattern[str], object], ...] = tuple(
-    (re.compile(p), r)
-    for p, r in (
-        (r"encoder\.(\d+)\.(conv|norm)\.(\w+)",
-         lambda m: f"encoder.{'block' if int(m[1]) < 2 else 'blocks_connected.block'}{m[1]}.block."
-                   f"{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
-        (r"decoder\.(\d+)\.(conv|norm)\.(\w+)",
-         lambda m: f"decoder.deconv_blocks.{m[1]}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
-        (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
-        (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
-    )
+_INVERSE = rename_rules(
+    (r"encoder\.(\d+)\.(conv|norm)\.(\w+)",
+     lambda m: f"encoder.{official_encoder_block(m[1])}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
+    (r"decoder\.(\d+)\.(conv|norm)\.(\w+)",
+     lambda m: f"decoder.deconv_blocks.{m[1]}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
+    (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
+    (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
 )
 
 
 def dih_name_to_official(name: str) -> str:
     """Inverse of :func:`official_dih_name` (unknown names come back unchanged)."""
-    for pattern, repl in _INVERSE:
-        m = pattern.fullmatch(name)
-        if m:
-            return repl(m)  # type: ignore[operator]
-    return name
+    return apply_rename_rules(_INVERSE, name)
 
 
 _ENC = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.0\.weight")
@@ -156,27 +149,16 @@ _ENC_NORM = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.1\.w
 
 def dih_options_from_state_dict(sd: Mapping[str, torch.Tensor], *, where: str = "checkpoint") -> dict:
     """``ch``, ``depth``, ``max_channels``, ``batchnorm_from`` read from an authors' iDIH state dict."""
-    convs = {int(m[1]): v for k, v in sd.items() if (m := _ENC.fullmatch(k))}
-    if 0 not in convs:
-        raise ConfigError("weights", f"{where}: missing encoder.block0.block.0.weight (not an iDIH state dict)")
-    depth = max(convs) + 1
-    missing = [i for i in range(depth) if i not in convs]
-    if missing:
-        raise ConfigError("weights", f"{where}: missing the conv of encoder block(s) {missing}")
-    widths = [int(convs[i].shape[0]) for i in range(depth)]
-    if int(convs[0].shape[1]) != 4:
-        raise ConfigError("weights", f"{where}: encoder.block0.block.0.weight takes {int(convs[0].shape[1])} input "
-                                     "channels, iDIH takes 4 (RGB + mask)")
+    convs = encoder_convs(sd, _ENC, where=where, first="encoder.block0.block.0.weight", net="iDIH", what="the conv")
+    depth = len(convs)
+    widths = [int(c.shape[0]) for c in convs]
     ch = widths[0]
     uncapped = dih_widths(ch, depth, 1 << 30)
     caps = [w for w, u in zip(widths, uncapped) if w != u]
     max_channels = min(caps) if caps else max(512, widths[-1])
     if dih_widths(ch, depth, max_channels) != widths:
         raise ConfigError("weights", f"{where}: encoder widths {widths} do not follow the iDIH pattern")
-    norms = sorted(int(m[1]) for k in sd if (m := _ENC_NORM.fullmatch(k)))
-    batchnorm_from = norms[0] if norms else -1
-    if norms and norms != list(range(batchnorm_from, depth)):
-        raise ConfigError("weights", f"{where}: BatchNorm in encoder blocks {norms} (expected every block from one on)")
+    batchnorm_from = batchnorm_start(sd, _ENC_NORM, depth, where=where)
     return {"ch": ch, "depth": depth, "max_channels": max_channels, "batchnorm_from": batchnorm_from}
 
 

@@ -27,12 +27,11 @@ from torch import nn
 from harmbench.models.base import LearnedHarmonizer, PresetMixin, register_model
 from harmbench.models.cards import ModelCard, WeightFile, register_card
 from harmbench.models.layers import PartialConv2d, init_normal, norm_layer, spectral, uses_bias
-from harmbench.models.official import OfficialFormat, StateDict, register_official_format, remap_state_dict
+from harmbench.models.official import OfficialFormat, StateDict, build_from_state_dict, register_official_format
 from harmbench.models.pix2pix import (
     authors_train_mode,
     check_protocol,
     check_uint8_pair,
-    merge_inferred,
     official_uint8,
     resize_pillow,
     run_official,
@@ -246,14 +245,9 @@ def _build_official(parts: Mapping[str, StateDict], options: Mapping[str, Any]) 
     where = "dovenet G file (latest_net_G.pth)"
     inferred = unet_options(sd, where=where)
     inferred.pop("input_nc")  # a wrong input width shows up as a wrong-shape error below
-    opts = merge_inferred("dovenet", {**inferred, "discriminator": False}, options, where=where)
-    with torch.random.fork_rng(devices=[]):
-        model = DoveNet(**opts)
-    state = remap_state_dict(
-        sd, lambda k: _G_PREFIX + k, model, where=where, official_name=lambda k: k[len(_G_PREFIX) :]
-    )
-    model.load_state_dict(state)
-    return model
+    return build_from_state_dict(DoveNet, sd, {**inferred, "discriminator": False}, options, where=where,
+                                 rename=lambda k: _G_PREFIX + k, official_name=lambda k: k[len(_G_PREFIX) :],
+                                 fork_rng=True)
 
 
 register_official_format(OfficialFormat("dovenet", ("G",), _identify_official, _build_official))

@@ -54,11 +54,12 @@ from harmbench.models.dih import (
 from harmbench.models.official import (
     OfficialFormat,
     StateDict,
+    build_from_state_dict,
     register_official_format,
-    remap_state_dict,
 )
 from harmbench.models.ssam import (
     SSAMNet,
+    SSAMOptions,
     official_ssam_name,
     ssam_name_to_official,
     ssam_options_from_state_dict,
@@ -165,22 +166,17 @@ class IDIHConfig(PresetMixin):
 
 
 @dataclass(frozen=True)
-class ISSAMConfig(PresetMixin):
+class ISSAMConfig(SSAMOptions, PresetMixin):
     """iSSAM options. ``full`` = ``improved_ssam256`` (ch 32, depth 4, SSAM at the last stage);
     ``small`` = ch 8.
 
     Attributes:
         ch, depth, max_channels, batchnorm_from: as :class:`harmbench.models.ssam.SSAMBackbone`;
-        attend_from: first up stage with the SSAM block (−1: none); attention_mid_k: SSAM refine width ratio.
+        attend_from: first up stage with the SSAM block (−1: none); attention_mid_k: SSAM refine width ratio
+        (these six from :class:`harmbench.models.ssam.SSAMOptions`).
         protocol, resize, original_size, recomposite: as :class:`IDIHConfig`.
     """
 
-    ch: int = 32
-    depth: int = 4
-    max_channels: int = 256
-    batchnorm_from: int = 2
-    attend_from: int = 2
-    attention_mid_k: float = 0.5
     protocol: str = "harmbench"
     resize: str = "fixed256"
     original_size: bool = False
@@ -360,10 +356,7 @@ class ISSAM(IHarmHarmonizer):
     def __init__(self, config: ISSAMConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
         c = self.config
-        self.net = SSAMNet(
-            c.ch, c.depth, max_channels=c.max_channels, batchnorm_from=c.batchnorm_from,
-            attend_from=c.attend_from, attention_mid_k=c.attention_mid_k,
-        )
+        self.net = SSAMNet(**c.backbone_options())
         self.predictor_divisor = 2 ** (c.depth + 1)
 
     @property
@@ -379,17 +372,10 @@ def _builder(cls: type[IHarmHarmonizer], infer: Callable[..., dict], rename: Cal
     def build(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> torch.nn.Module:
         sd = parts["model"]
         where = f"{cls.name} checkpoint"
-        inferred = infer(sd, where=where)
-        opts = dict(options)
-        opts.pop("preset", None)
-        for key, value in inferred.items():
-            if key in opts and opts[key] != value:
-                raise ConfigError(f"{cls.name}.{key}", f"the checkpoint's shapes give {value!r}, option says {opts[key]!r}")
-        model = cls(**{**opts, **inferred})
-        mapped = remap_state_dict(sd, lambda k: "net." + rename(k), model, where=where,
-                                  official_name=lambda k: inverse(k.removeprefix("net.")))
-        model.load_state_dict(mapped, strict=True)
-        return model
+        opts = {k: v for k, v in options.items() if k != "preset"}
+        return build_from_state_dict(cls, sd, infer(sd, where=where), opts, where=where,
+                                     rename=lambda k: "net." + rename(k),
+                                     official_name=lambda k: inverse(k.removeprefix("net.")))
 
     return build
 

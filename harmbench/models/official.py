@@ -159,6 +159,45 @@ def is_harmbench_checkpoint(paths: Sequence[Path]) -> bool:
     return len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix in (".safetensors", ".json"))
 
 
+def merge_inferred(model: str, inferred: Mapping[str, Any], options: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+    """User ``options`` plus the ``inferred`` width options (read from a checkpoint's shapes).
+
+    An option that contradicts the checkpoint is a :class:`ConfigError` on field ``<model>.<key>``.
+    """
+    merged = dict(options)
+    for key, value in inferred.items():
+        if key in merged and merged[key] != value:
+            raise ConfigError(f"{model}.{key}", f"{where}: the checkpoint's shapes give {key} = {value!r}, but the "
+                                                f"options ask for {merged[key]!r} (an option must not contradict them)")
+        merged[key] = value
+    return merged
+
+
+def build_from_state_dict(
+    cls: type[torch.nn.Module],
+    sd: Mapping[str, torch.Tensor],
+    inferred: Mapping[str, Any],
+    options: Mapping[str, Any],
+    *,
+    rename: Callable[[str], str | None],
+    official_name: Callable[[str], str],
+    where: str,
+    fork_rng: bool = False,
+) -> torch.nn.Module:
+    """The steps of an :class:`OfficialFormat` ``build`` for one authors' state dict: ``options`` merged
+    with the ``inferred`` widths (:func:`merge_inferred`, model name ``cls.name``), ``cls(**merged)``
+    (under :func:`torch.random.fork_rng` when ``fork_rng``, leaving the global RNG untouched), every
+    tensor mapped and checked (:func:`remap_state_dict`) and loaded strictly."""
+    opts = merge_inferred(cls.name, inferred, options, where=where)  # type: ignore[attr-defined]
+    if fork_rng:
+        with torch.random.fork_rng(devices=[]):
+            model = cls(**opts)
+    else:
+        model = cls(**opts)
+    model.load_state_dict(remap_state_dict(sd, rename, model, where=where, official_name=official_name), strict=True)
+    return model
+
+
 def load_official(model: str, paths: Sequence[str | os.PathLike], **options: Any) -> torch.nn.Module:
     """Build registry model ``model`` from the authors' files ``paths`` with ``options``; eval mode."""
     parts = identify_files(model, paths)
@@ -211,11 +250,13 @@ __all__ = [
     "BN_COUNTER",
     "FORMATS",
     "OfficialFormat",
+    "build_from_state_dict",
     "identify_files",
     "identify_role",
     "is_harmbench_checkpoint",
     "load_official",
     "load_weights",
+    "merge_inferred",
     "read_state_dict",
     "register_official_format",
     "remap_state_dict",

@@ -50,7 +50,7 @@ from harmbench.models.pct import (
     identity_params,
     pct_transform,
 )
-from harmbench.models.ssam import FusionHead, SSAMBackbone
+from harmbench.models.ssam import FusionHead, SSAMBackbone, SSAMOptions
 from harmbench.models.vit import ViTBackbone
 
 PROTOCOLS = ("harmbench", "official")
@@ -374,25 +374,20 @@ class PCTNetViT(PCTNet):
 
 
 @dataclass(frozen=True)
-class PCTNetCNNConfig(PresetMixin):
+class PCTNetCNNConfig(SSAMOptions, PresetMixin):
     """PCT-Net CNN options. ``full`` = the published ``CNN_pct``; ``small`` = CPU size (ch 8).
 
     Attributes:
         ch: width of the first U-Net stage (32). depth: down stages (4; the low-resolution side
         must be a multiple of ``2**(depth−1)``). max_channels: stage width cap (256).
         batchnorm_from: first stage with BatchNorm (2). attend_from: first up stage with the
-        SSAM block (2, the last one). attention_mid_k: SSAM refine width ratio (0.5).
+        SSAM block (2, the last one). attention_mid_k: SSAM refine width ratio (0.5). These six
+        come from :class:`harmbench.models.ssam.SSAMOptions`.
         lowres, protocol, tile_rows, recomposite: as :class:`PCTNetViTConfig`
         (``recomposite`` pastes the result into the background, which the CNN's learned blend
         otherwise changes slightly).
     """
 
-    ch: int = 32
-    depth: int = 4
-    max_channels: int = 256
-    batchnorm_from: int = 2
-    attend_from: int = 2
-    attention_mid_k: float = 0.5
     lowres: int = 256
     protocol: str = "harmbench"
     tile_rows: int = 128
@@ -433,10 +428,7 @@ class PCTNetCNN(PCTNet):
     def __init__(self, config: PCTNetCNNConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
         c = self.config
-        self.backbone = SSAMBackbone(
-            c.ch, c.depth, max_channels=c.max_channels, batchnorm_from=c.batchnorm_from,
-            attend_from=c.attend_from, attention_mid_k=c.attention_mid_k,
-        )
+        self.backbone = SSAMBackbone(**c.backbone_options())
         self.head = FusionHead(self.backbone.out_channels)
         self._init_params_head(self.backbone.out_channels)
 

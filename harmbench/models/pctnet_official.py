@@ -20,8 +20,8 @@ from harmbench.models.cards import ModelCard, WeightFile, register_card
 from harmbench.models.official import (
     OfficialFormat,
     StateDict,
+    build_from_state_dict,
     register_official_format,
-    remap_state_dict,
 )
 from harmbench.models.ssam import official_ssam_name, ssam_name_to_official, ssam_options_from_state_dict
 
@@ -93,13 +93,8 @@ def build_vit(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> tor
     from harmbench.models.pctnet import PCTNetViT
 
     sd = parts["model"]
-    widths = vit_widths(sd)
-    clash = {k: v for k, v in options.items() if k in widths and v != widths[k]}
-    if clash:
-        raise ConfigError("weights", f"pctnet-vit: options {clash} contradict the checkpoint's shapes {widths}")
-    model = PCTNetViT(**{**dict(options), **widths})
-    model.load_state_dict(remap_state_dict(sd, vit_rename, model, where="pctnet-vit", official_name=vit_official_name))
-    return model
+    return build_from_state_dict(PCTNetViT, sd, vit_widths(sd), options, where="pctnet-vit",
+                                 rename=vit_rename, official_name=vit_official_name)
 
 
 register_official_format(OfficialFormat("pctnet-vit", ("model",), identify_vit, build_vit))
@@ -129,13 +124,8 @@ def build_cnn(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> tor
     from harmbench.models.pctnet import PCTNetCNN
 
     sd = parts["model"]
-    widths = ssam_options_from_state_dict(sd, where="pctnet-cnn")
-    clash = {k: v for k, v in options.items() if k in widths and v != widths[k]}
-    if clash:
-        raise ConfigError("weights", f"pctnet-cnn: options {clash} contradict the checkpoint's shapes {widths}")
-    model = PCTNetCNN(**{**dict(options), **widths})
-    model.load_state_dict(remap_state_dict(sd, cnn_rename, model, where="pctnet-cnn", official_name=cnn_official_name))
-    return model
+    return build_from_state_dict(PCTNetCNN, sd, ssam_options_from_state_dict(sd, where="pctnet-cnn"), options,
+                                 where="pctnet-cnn", rename=cnn_rename, official_name=cnn_official_name)
 
 
 register_official_format(OfficialFormat("pctnet-cnn", ("model",), identify_cnn, build_cnn))

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from harmbench.errors import ConfigError
+from harmbench.models.official import merge_inferred
 
 #: The side the authors' test scripts resize every image to (pixels).
 OFFICIAL_SIZE = 256
@@ -258,16 +259,6 @@ def unet_options(sd: Mapping[str, torch.Tensor], *, prefix: str = "", where: str
         attention = attention or k.endswith(".attention.0.weight")
     return {"input_nc": int(w.shape[1]), "ngf": int(w.shape[0]), "num_downs": depth + 1, "norm": norm,
             "attention": attention}
-
-
-def merge_inferred(model: str, inferred: Mapping[str, Any], options: Mapping[str, Any], *, where: str) -> dict[str, Any]:
-    """User ``options`` plus the ``inferred`` width options; an option that contradicts the file is a ``ConfigError``."""
-    merged = dict(options)
-    for key, value in inferred.items():
-        if key in merged and merged[key] != value:
-            raise ConfigError(f"{model}.{key}", f"{where}: the checkpoint has {key} = {value!r}, options ask for {merged[key]!r}")
-        merged[key] = value
-    return merged
 
 
 __all__ = [

@@ -23,14 +23,32 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from typing import NamedTuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from harmbench.errors import ConfigError
+
+#: ``(pattern, replacement)`` pairs: the replacement builds the new name from the full match
+RenameRules = tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]
+
+
+def rename_rules(*pairs: tuple[str, Callable[[re.Match[str]], str]]) -> RenameRules:
+    """Compile ``(regex, replacement)`` pairs for :func:`apply_rename_rules`."""
+    return tuple((re.compile(p), r) for p, r in pairs)
+
+
+def apply_rename_rules(rules: RenameRules, name: str) -> str:
+    """The first rule whose pattern matches all of ``name`` renames it; unknown names come back unchanged."""
+    for pattern, repl in rules:
+        m = pattern.fullmatch(name)
+        if m:
+            return repl(m)
+    return name
 
 
 class ConvNormReLU(nn.Module):
@@ -136,6 +154,23 @@ class UpStage(nn.Module):
 def stage_widths(ch: int, depth: int, max_channels: int) -> list[int]:
     """Output width of each down stage: ``min(ch·2**i, max_channels)``."""
     return [min(ch * 2**i, max_channels) for i in range(depth)]
+
+
+@dataclass(frozen=True)
+class SSAMOptions:
+    """The :class:`SSAMBackbone` options as config fields (iSSAM-256 defaults), shared by the configs of
+    the models built on that backbone; :meth:`backbone_options` gives them as keyword arguments."""
+
+    ch: int = 32
+    depth: int = 4
+    max_channels: int = 256
+    batchnorm_from: int = 2
+    attend_from: int = 2
+    attention_mid_k: float = 0.5
+
+    def backbone_options(self) -> dict[str, Any]:
+        """``ch``, ``depth``, … for ``SSAMBackbone(**…)`` / ``SSAMNet(**…)``."""
+        return {f.name: getattr(self, f.name) for f in fields(SSAMOptions)}
 
 
 class SSAMBackbone(nn.Module):
@@ -248,24 +283,21 @@ _CONV = {"0": "conv", "1": "norm"}
 _GATE = {"background_gate": "background", "foreground_gate": "foreground", "mix_gate": "mix"}
 _FC = {"0": "fc1", "2": "fc2"}
 
-_RULES: tuple[tuple[re.Pattern[str], object], ...] = tuple(
-    (re.compile(p), r)
-    for p, r in (
-        (r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
-         lambda m: f"backbone.down.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
-        (r"decoder\.up_blocks\.(\d+)\.upconv\.1\.block\.0\.(\w+)",
-         lambda m: f"backbone.up.{m[1]}.up.conv.{m[2]}"),
-        (r"decoder\.up_blocks\.(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
-         lambda m: f"backbone.up.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
-        (r"decoder\.up_blocks\.(\d+)\.attention\.(background_gate|foreground_gate|mix_gate)\.attention_transform\.([02])\.(\w+)",
-         lambda m: f"backbone.up.{m[1]}.attention.gates.{_GATE[m[2]]}.{_FC[m[3]]}.{m[4]}"),
-        (r"decoder\.up_blocks\.(\d+)\.attention\.learning_block\.(\d+)\.block\.([01])\.(\w+)",
-         lambda m: f"backbone.up.{m[1]}.attention.refine.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
-        (r"decoder\.up_blocks\.(\d+)\.attention\.mask_blurring\.weight",
-         lambda m: f"backbone.up.{m[1]}.attention.mask_kernel"),
-        (r"decoder\.conv_attention\.(\w+)", lambda m: f"head.blend.{m[1]}"),
-        (r"decoder\.to_rgb\.(\w+)", lambda m: f"head.to_rgb.{m[1]}"),
-    )
+_RULES = rename_rules(
+    (r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
+     lambda m: f"backbone.down.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
+    (r"decoder\.up_blocks\.(\d+)\.upconv\.1\.block\.0\.(\w+)",
+     lambda m: f"backbone.up.{m[1]}.up.conv.{m[2]}"),
+    (r"decoder\.up_blocks\.(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
+     lambda m: f"backbone.up.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
+    (r"decoder\.up_blocks\.(\d+)\.attention\.(background_gate|foreground_gate|mix_gate)\.attention_transform\.([02])\.(\w+)",
+     lambda m: f"backbone.up.{m[1]}.attention.gates.{_GATE[m[2]]}.{_FC[m[3]]}.{m[4]}"),
+    (r"decoder\.up_blocks\.(\d+)\.attention\.learning_block\.(\d+)\.block\.([01])\.(\w+)",
+     lambda m: f"backbone.up.{m[1]}.attention.refine.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
+    (r"decoder\.up_blocks\.(\d+)\.attention\.mask_blurring\.weight",
+     lambda m: f"backbone.up.{m[1]}.attention.mask_kernel"),
+    (r"decoder\.conv_attention\.(\w+)", lambda m: f"head.blend.{m[1]}"),
+    (r"decoder\.to_rgb\.(\w+)", lambda m: f"head.to_rgb.{m[1]}"),
 )
 
 
@@ -276,52 +308,70 @@ def official_ssam_name(name: str) -> str:
     ``decoder.up_blocks.2.attention.mask_blurring.weight`` → ``backbone.up.2.attention.mask_kernel``;
     ``decoder.conv_attention.*`` / ``decoder.to_rgb.*`` → ``head.blend.*`` / ``head.to_rgb.*``.
     """
-    for pattern, repl in _RULES:
-        m = pattern.fullmatch(name)
-        if m:
-            return repl(m)  # type: ignore[operator]
-    return name
+    return apply_rename_rules(_RULES, name)
 
 
-def _enc_block(i: str) -> str:
+def official_encoder_block(i: str) -> str:
     """The authors keep encoder blocks 0 and 1 at the top level and the others in ``blocks_connected``."""
     return f"block{i}" if int(i) < 2 else f"blocks_connected.block{i}"
 
 
 _CONV_INV = {"conv": "0", "norm": "1"}
-_INVERSE: tuple[tuple[re.Pattern[str], object], ...] = tuple(
-    (re.compile(p), r)
-    for p, r in (
-        (r"backbone\.down\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
-         lambda m: f"encoder.{_enc_block(m[1])}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
-        (r"backbone\.up\.(\d+)\.up\.conv\.(\w+)", lambda m: f"decoder.up_blocks.{m[1]}.upconv.1.block.0.{m[2]}"),
-        (r"backbone\.up\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
-         lambda m: f"decoder.up_blocks.{m[1]}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
-        (r"backbone\.up\.(\d+)\.attention\.gates\.(\w+)\.fc([12])\.(\w+)",
-         lambda m: f"decoder.up_blocks.{m[1]}.attention.{m[2]}_gate.attention_transform.{2 * int(m[3]) - 2}.{m[4]}"),
-        (r"backbone\.up\.(\d+)\.attention\.refine\.(\d+)\.(conv|norm)\.(\w+)",
-         lambda m: f"decoder.up_blocks.{m[1]}.attention.learning_block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
-        (r"backbone\.up\.(\d+)\.attention\.mask_kernel",
-         lambda m: f"decoder.up_blocks.{m[1]}.attention.mask_blurring.weight"),
-        (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
-        (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
-    )
+_INVERSE = rename_rules(
+    (r"backbone\.down\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
+     lambda m: f"encoder.{official_encoder_block(m[1])}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+    (r"backbone\.up\.(\d+)\.up\.conv\.(\w+)", lambda m: f"decoder.up_blocks.{m[1]}.upconv.1.block.0.{m[2]}"),
+    (r"backbone\.up\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
+     lambda m: f"decoder.up_blocks.{m[1]}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+    (r"backbone\.up\.(\d+)\.attention\.gates\.(\w+)\.fc([12])\.(\w+)",
+     lambda m: f"decoder.up_blocks.{m[1]}.attention.{m[2]}_gate.attention_transform.{2 * int(m[3]) - 2}.{m[4]}"),
+    (r"backbone\.up\.(\d+)\.attention\.refine\.(\d+)\.(conv|norm)\.(\w+)",
+     lambda m: f"decoder.up_blocks.{m[1]}.attention.learning_block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+    (r"backbone\.up\.(\d+)\.attention\.mask_kernel",
+     lambda m: f"decoder.up_blocks.{m[1]}.attention.mask_blurring.weight"),
+    (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
+    (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
 )
 
 
 def ssam_name_to_official(name: str) -> str:
     """Inverse of :func:`official_ssam_name`: the authors' name of an :class:`SSAMNet` tensor
     (for error messages and export; unknown names come back unchanged)."""
-    for pattern, repl in _INVERSE:
-        m = pattern.fullmatch(name)
-        if m:
-            return repl(m)  # type: ignore[operator]
-    return name
+    return apply_rename_rules(_INVERSE, name)
 
 
 _ENC_CONV = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.0\.block\.0\.weight")
 _ENC_NORM = re.compile(r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.0\.block\.1\.weight")
 _ATT = re.compile(r"decoder\.up_blocks\.(\d+)\.attention\.learning_block\.0\.block\.0\.weight")
+
+
+def encoder_convs(
+    sd: Mapping[str, torch.Tensor], pattern: re.Pattern[str], *, where: str, first: str, net: str, what: str
+) -> list[torch.Tensor]:
+    """The encoder's conv weights in block order, found by ``pattern`` (group 1 = block index) in an
+    authors' state dict; ``first`` is block 0's tensor name, ``net`` the network's name, ``what`` the
+    conv's description for errors. Checks that every block is there and block 0 takes 4 channels."""
+    convs = {int(m[1]): v for k, v in sd.items() if (m := pattern.fullmatch(k))}
+    if 0 not in convs:
+        raise ConfigError("weights", f"{where}: missing {first} (not an {net} state dict)")
+    depth = max(convs) + 1
+    missing = [i for i in range(depth) if i not in convs]
+    if missing:
+        raise ConfigError("weights", f"{where}: missing {what} of encoder block(s) {missing}")
+    in_ch = int(convs[0].shape[1])
+    if in_ch != 4:
+        raise ConfigError("weights", f"{where}: {first} takes {in_ch} input channels, {net} takes 4 (RGB + mask)")
+    return [convs[i] for i in range(depth)]
+
+
+def batchnorm_start(sd: Mapping[str, torch.Tensor], pattern: re.Pattern[str], depth: int, *, where: str) -> int:
+    """First encoder block with BatchNorm (−1: none), from the norm tensors ``pattern`` finds (group 1 =
+    block index); the blocks from it on must all have one."""
+    norms = sorted(int(m[1]) for k in sd if (m := pattern.fullmatch(k)))
+    start = norms[0] if norms else -1
+    if norms and norms != list(range(start, depth)):
+        raise ConfigError("weights", f"{where}: BatchNorm in encoder blocks {norms} (expected every block from one on)")
+    return start
 
 
 def ssam_options_from_state_dict(sd: Mapping[str, torch.Tensor], *, where: str = "checkpoint") -> dict:
@@ -330,27 +380,16 @@ def ssam_options_from_state_dict(sd: Mapping[str, torch.Tensor], *, where: str =
 
     Raises :class:`ConfigError` (field ``weights``) naming the tensor that is missing or odd.
     """
-    convs = {int(m[1]): v for k, v in sd.items() if (m := _ENC_CONV.fullmatch(k))}
-    if 0 not in convs:
-        raise ConfigError("weights", f"{where}: missing encoder.block0.convs.block.0.block.0.weight (not an iSSAM state dict)")
-    depth = max(convs) + 1
-    missing = [i for i in range(depth) if i not in convs]
-    if missing:
-        raise ConfigError("weights", f"{where}: missing the first conv of encoder block(s) {missing}")
-    widths = [int(convs[i].shape[0]) for i in range(depth)]
-    in_ch = int(convs[0].shape[1])
-    if in_ch != 4:
-        raise ConfigError("weights", f"{where}: encoder.block0.convs.block.0.block.0.weight takes {in_ch} input "
-                                     "channels, iSSAM takes 4 (RGB + mask)")
+    convs = encoder_convs(sd, _ENC_CONV, where=where, first="encoder.block0.convs.block.0.block.0.weight",
+                          net="iSSAM", what="the first conv")
+    depth = len(convs)
+    widths = [int(c.shape[0]) for c in convs]
     ch = widths[0]
     caps = [w for i, w in enumerate(widths) if w != ch * 2**i]
     max_channels = min(caps) if caps else max(256, widths[-1])
     if stage_widths(ch, depth, max_channels) != widths:
         raise ConfigError("weights", f"{where}: encoder widths {widths} do not follow ch·2**i capped at a maximum")
-    norms = sorted(int(m[1]) for k in sd if (m := _ENC_NORM.fullmatch(k)))
-    batchnorm_from = norms[0] if norms else -1
-    if norms and norms != list(range(batchnorm_from, depth)):
-        raise ConfigError("weights", f"{where}: BatchNorm in encoder blocks {norms} (expected every block from one on)")
+    batchnorm_from = batchnorm_start(sd, _ENC_NORM, depth, where=where)
     atts = {int(m[1]): v for k, v in sd.items() if (m := _ATT.fullmatch(k))}
     attend_from = min(atts) if atts else -1
     mid_k = 0.5
@@ -378,11 +417,18 @@ __all__ = [
     "FusionHead",
     "SSAMBackbone",
     "SSAMNet",
+    "SSAMOptions",
     "SSAMOutput",
     "SpatialSeparatedAttention",
+    "RenameRules",
     "UpStage",
+    "apply_rename_rules",
+    "batchnorm_start",
+    "encoder_convs",
     "gaussian_kernel",
+    "official_encoder_block",
     "official_ssam_name",
+    "rename_rules",
     "ssam_name_to_official",
     "ssam_options_from_state_dict",
     "stage_widths",

@@ -1,4 +1,8 @@
-"""Foreground colour-transfer operations (pure numpy functions).
+"""Foreground colour-transfer operations (pure numpy functions), and :func:`transfer`.
+
+:func:`transfer` (``harmbench transfer``) applies an op, or HEN/CTN, to whole photos, to a
+region of one photo from a region of another (or the same) photo, or label by label; see
+:mod:`harmbench.transfer._apply`.
 
 Every op has the signature::
 
@@ -163,6 +167,16 @@ def _load_all() -> None:
             importlib.import_module(f"{__name__}.{info.name}")
 
 
+
+def __getattr__(name: str):
+    """``transfer`` (photo-to-photo and region-to-region transfer) is loaded on first use."""
+    if name == "transfer":
+        import importlib
+
+        return importlib.import_module(f"{__name__}._apply").transfer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "SAMPLERS",
     "TRANSFERS",
@@ -172,4 +186,5 @@ __all__ = [
     "needs_reference",
     "register_transfer",
     "sample_params",
+    "transfer",
 ]

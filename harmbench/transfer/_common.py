@@ -107,19 +107,23 @@ def gather(
 
 def composite(image: np.ndarray, mask: np.ndarray, fg_new: np.ndarray) -> np.ndarray:
     """``float32`` copy of ``image`` with ``image[mask] = clip(fg_new, 0, 1)`` (NaN -> 0, ±Inf -> 1/0)."""
-    # clip maps ±Inf to 1/0 as nan_to_num(posinf=1, neginf=0) would; NaN survives clip and becomes 0
-    fg = np.clip(np.asarray(fg_new, dtype=np.float64), 0.0, 1.0)
-    nan = np.isnan(fg)
-    if nan.any():
-        fg[nan] = 0.0
+    # float32(clip(x, 0, 1)) == clip(float32(x), 0, 1) (rounding is monotonic, 0 and 1 exact), so the
+    # clip runs on the float32 copy; fmax/fmin send NaN to 0 and ±Inf to 1/0
+    fg = np.asarray(fg_new).astype(np.float32)
+    np.fmax(fg, np.float32(0.0), out=fg)
+    np.fmin(fg, np.float32(1.0), out=fg)
     if fg.size == image.size and mask.all():  # every pixel replaced (pixel strips): image[mask] is a reshape
-        return fg.astype(np.float32).reshape(image.shape)
+        return fg.reshape(image.shape)
     out = np.array(image, dtype=np.float32, copy=True)
-    out[mask] = fg.astype(np.float32)
+    out[mask] = fg
     return out
 
 
 _CODES = 1 << 24
+# float32(k / 255) for the 8-bit codes k, as float64: what ``uint8 / 255`` in float32 gives
+_UNIT8 = (np.arange(256, dtype=np.float32) / np.float32(255.0)).astype(np.float64)
+# Rows per block in :func:`unique_colours`.
+_UNIQUE_BLOCK = 1 << 15
 # Below this many pixels a sort is cheaper than the 2^24-entry presence table.
 _SORT_BELOW = 1 << 18
 
@@ -166,16 +170,26 @@ def unique_colours(px: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] 
     ``inverse`` equals the function evaluated on every pixel, so ops use it to
     do their per-pixel work once per colour; photos repeat colours a lot.
     """
-    if len(px) == 0:
+    n = len(px)
+    if n == 0:
         return None
-    scaled = np.asarray(px, dtype=np.float64) * 255.0
-    np.rint(scaled, out=scaled)
-    if scaled.min() < 0 or scaled.max() > 255:
-        return None
-    rgb = scaled.astype(np.uint8)
-    del scaled
-    if not np.array_equal(rgb.astype(np.float32) / np.float32(255.0), px):
-        return None
+    px = np.asarray(px)
+    rgb = np.empty((n, 3), dtype=np.uint8)
+    # in row blocks: the temporaries stay small (no page faults, cache-resident)
+    step = _UNIQUE_BLOCK
+    buf = np.empty((min(n, step), 3), dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            s = buf[: b - a]
+            np.multiply(px[a:b], 255.0, out=s)
+            np.rint(s, out=s)
+            np.clip(s, 0.0, 255.0, out=s)  # off-scale values then fail the exactness check below
+            q = rgb[a:b]
+            q[...] = s
+            # every value must be exactly float32(k / 255) (NaN compares unequal)
+            if not np.array_equal(_UNIT8[q], px[a:b]):
+                return None
     codes, inverse, counts = distinct_codes(colour_key(rgb))
     del rgb
     values = (code_rgb(codes).astype(np.float32) / np.float32(255.0)).astype(np.float64)
@@ -189,6 +203,31 @@ def fresh_rng(rng: np.random.Generator | None) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     return rng
+
+
+# Rows per block in :func:`rows_matmul`: small enough that OpenBLAS stays single-threaded.
+_MATMUL_ROWS = 4096
+
+
+def rows_matmul(x: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``x @ m`` for tall ``(N, k)`` rows and a small ``(k, j)`` matrix, in row blocks.
+
+    Each output row depends only on its own input row, so the blocks give the
+    whole product's values; kept small, each block runs on one thread, while
+    OpenBLAS splits one tall product over threads, which in a busy process
+    (the evaluator beside its DataLoader workers) spin and wait many times
+    longer than the product takes.
+    """
+    n = len(x)
+    if n <= _MATMUL_ROWS:
+        return x @ m
+    out = np.empty((n, m.shape[1]), dtype=np.result_type(x, m))
+    cuts = list(range(0, n, _MATMUL_ROWS)) + [n]
+    if cuts[-1] - cuts[-2] == 1:  # BLAS takes a lone row by another code path (last-bit differences)
+        del cuts[-2]
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        np.matmul(x[a:b], m, out=out[a:b])
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -207,7 +246,7 @@ LAB2LOGLMS = np.array([[1.0, 1.0, 1.0], [1.0, 1.0, -1.0], [1.0, -2.0, 0.0]]) @ n
 def rgb_to_lalphabeta(rgb: np.ndarray) -> np.ndarray:
     """``(N, 3)`` RGB on 0–1 -> lαβ (log10 LMS). Black gives -Inf/NaN, as in MATLAB."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log10(rgb @ RGB2LMS.T) @ LOGLMS2LAB.T
+        return rows_matmul(np.log10(rows_matmul(rgb, RGB2LMS.T)), LOGLMS2LAB.T)
 
 
 def lalphabeta_to_rgb(lab: np.ndarray) -> np.ndarray:
@@ -216,9 +255,9 @@ def lalphabeta_to_rgb(lab: np.ndarray) -> np.ndarray:
     log10 LMS is capped at 10 so that extreme outliers saturate instead of overflowing.
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        lms = 10.0 ** np.minimum(lab @ LAB2LOGLMS.T, 10.0)
+        lms = 10.0 ** np.minimum(rows_matmul(lab, LAB2LOGLMS.T), 10.0)
     lms[~np.isfinite(lms)] = 0.0
-    return lms @ LMS2RGB.T
+    return rows_matmul(lms, LMS2RGB.T)
 
 
 # --------------------------------------------------------------------------
@@ -231,9 +270,9 @@ YCBCR2RGB = np.linalg.inv(RGB2YCBCR)
 
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """``(N, 3)`` RGB on 0–1 -> YCbCr on the 0–255 scale (Y in [16, 235], Cb/Cr in [16, 240])."""
-    return rgb @ RGB2YCBCR.T + YCBCR_OFFSET
+    return rows_matmul(rgb, RGB2YCBCR.T) + YCBCR_OFFSET
 
 
 def ycbcr_to_rgb(ycc: np.ndarray) -> np.ndarray:
     """YCbCr on 0–255 -> RGB on 0–1 (unclipped)."""
-    return (ycc - YCBCR_OFFSET) @ YCBCR2RGB.T
+    return rows_matmul(ycc - YCBCR_OFFSET, YCBCR2RGB.T)

@@ -24,7 +24,6 @@ from harmbench.transfer import register_transfer
 from harmbench.transfer._common import (
     composite,
     gather,
-    per_colour,
     rgb_to_ycbcr,
     unique_colours,
     ycbcr_to_rgb,
@@ -117,7 +116,12 @@ _YCC_HI = np.array([235, 240, 240])
 
 
 def cumulative_histogram_map(
-    src: np.ndarray, ref: np.ndarray, lo: int, hi: int, src_counts: np.ndarray | None = None
+    src: np.ndarray,
+    ref: np.ndarray,
+    lo: int,
+    hi: int,
+    src_counts: np.ndarray | None = None,
+    ref_counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """Map 1-D ``src`` values (0–255 scale) onto ``ref`` by cumulative histogram mapping.
 
@@ -131,8 +135,9 @@ def cumulative_histogram_map(
     range; the MATLAB code can pick an empty first/last bin there, whose mean
     is NaN (written as 0).
 
-    ``src_counts``: multiplicity of each ``src`` value (distinct colours standing
-    for their pixels); the histogram counts them, the result is per entry of ``src``.
+    ``src_counts``/``ref_counts``: multiplicity of each ``src``/``ref`` value
+    (distinct colours standing for their pixels); the histograms count them
+    (exactly), the edge bins' means weigh them; the result is per entry of ``src``.
     """
     n = hi - lo + 1
     sb = np.clip(np.floor(src - (lo - 0.5)).astype(np.int64), 0, n - 1)
@@ -141,7 +146,10 @@ def cumulative_histogram_map(
         cs = np.cumsum(np.bincount(sb, minlength=n))  # int64 cumulative counts
     else:
         cs = np.cumsum(np.bincount(sb, weights=src_counts, minlength=n)).astype(np.int64)  # exact below 2^53
-    cr_counts = np.bincount(rb, minlength=n)
+    if ref_counts is None:
+        cr_counts = np.bincount(rb, minlength=n)
+    else:
+        cr_counts = np.bincount(rb, weights=ref_counts, minlength=n).astype(np.int64)
     cr = np.cumsum(cr_counts)
     ns, nr = int(cs[-1]), int(cr[-1])
     # last b with cr[b]/nr <= cs[v]/ns  <=>  cr[b]*ns <= cs[v]*nr (exact in int64 / object)
@@ -155,7 +163,12 @@ def cumulative_histogram_map(
     value = (lo + m).astype(np.float64)
     for edge in (0, n - 1):
         if cr_counts[edge]:
-            value[m == edge] = ref[rb == edge].mean()
+            at = rb == edge
+            if ref_counts is None:
+                value[m == edge] = ref[at].mean()
+            else:
+                w = np.asarray(ref_counts, dtype=np.float64)[at]
+                value[m == edge] = float(w @ ref[at]) / float(w.sum())
     return value[sb]
 
 
@@ -183,13 +196,15 @@ def ychist(
     distinct = unique_colours(fg)
     colours, inverse, counts = (fg, None, None) if distinct is None else distinct
     y_fg = rgb_to_ycbcr(colours)
-    y_ref = per_colour(ref, rgb_to_ycbcr)
+    distinct_ref = unique_colours(ref)
+    ref_colours, ref_counts = (ref, None) if distinct_ref is None else (distinct_ref[0], distinct_ref[2])
+    y_ref = rgb_to_ycbcr(ref_colours)
     if quantize:
         y_fg = np.rint(y_fg)
         y_ref = np.rint(y_ref)
     new = np.empty_like(y_fg)
     for c in range(3):
-        new[:, c] = cumulative_histogram_map(y_fg[:, c], y_ref[:, c], int(_YCC_LO[c]), int(_YCC_HI[c]), counts)
+        new[:, c] = cumulative_histogram_map(y_fg[:, c], y_ref[:, c], int(_YCC_LO[c]), int(_YCC_HI[c]), counts, ref_counts)
     if quantize:
         new = np.rint(new)
     rgb = ycbcr_to_rgb(new)

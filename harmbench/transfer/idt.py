@@ -336,12 +336,19 @@ def _add_weighted_neighbours(
 def _solve(irr: np.ndarray, i0: np.ndarray, ir: np.ndarray, n_iter: int, smoothness: float, level: int) -> np.ndarray:
     """``n_iter`` damped Jacobi sweeps of the regrain system at one pyramid level.
 
-    Temporaries are released as soon as they are used (peak ≈ 10 frame-sized
-    float32 arrays); the arithmetic is that of the plain formulation.
+    ``irr``, ``i0``, ``ir`` ``(h, w, 3)``; the state keeps ``irr``'s dtype. The
+    arithmetic is that of the plain formulation, element for element (set-up
+    in float64 where it mixes with the float64 gradients, as regrain.m):
+    ψ = min(256|∇I₀|/5, 1), φ = 30/(1 + 10|∇I₀|/smoothness)·2^(−level), edge
+    weights φ_k = (φ + φ[k])/2, scale = (1 − ρ)/(ψ + Σφ_k + eps),
+    base = ψ·IR + Σφ_k·I0 − Σ φ_k·I0[k], with ρ = 1/5.
     """
-    gx = _shift(i0, 0) - _shift(i0, 2)  # right - left
+    import cv2
+
+    dt = irr.dtype
+    gx = _edge_diff(i0, 1)  # right - left
     np.square(gx, out=gx)
-    gy = _shift(i0, 1) - _shift(i0, 3)  # down - up
+    gy = _edge_diff(i0, 0)  # down - up
     np.square(gy, out=gy)
     gx += gy
     del gy
@@ -350,25 +357,94 @@ def _solve(irr: np.ndarray, i0: np.ndarray, ir: np.ndarray, n_iter: int, smoothn
     psi = np.minimum(256.0 * grad / 5.0, 1.0)
     phi = 30.0 / (1.0 + 10.0 * grad / max(smoothness, _EPS)) * 2.0 ** (-level)
     del grad
-    phis = tuple(((_shift(phi, k) + phi) / 2.0)[..., None].astype(irr.dtype) for k in range(4))
+    phis = tuple(((_shift(phi, k) + phi) / 2.0).astype(dt) for k in range(4))
     del phi
     rho = 0.2
+    c = irr.shape[2]
     # scale = (1 - ρ)/(ψ + Σφ + eps); base = ψ·IR + Σ φ_k·(I0 − I0[k])
-    scale = ((1 - rho) / (psi + sum(p[..., 0] for p in phis) + _EPS))[..., None].astype(irr.dtype)
-    base = psi[..., None] * ir
+    phi_sum = sum(phis)
+    scale = _channels((1 - rho) / (psi + phi_sum + _EPS), dt, c)
+    base = _channels(psi, np.float64, c)
     del psi
-    base += sum(phis) * i0
-    scratch = np.empty(irr.shape, dtype=np.result_type(phis[0], i0))
-    _add_weighted_neighbours(base, tuple(-p for p in phis), i0, scratch)
-    base = base.astype(irr.dtype)
-    if scratch.dtype != np.result_type(phis[0], irr):
-        scratch = np.empty(irr.shape, dtype=np.result_type(phis[0], irr))
+    base *= ir
+    same = i0.dtype == dt
+    i0c = np.ascontiguousarray(i0)
+    w3 = tuple(_channels(p, dt, c) for p in phis)
+    del phis
+    t = np.empty(irr.shape, dtype=np.result_type(dt, i0.dtype))
+    if same:
+        _cv_out(cv2.multiply(_channels(phi_sum, dt, c), i0c, dst=t), t)
+    else:
+        np.multiply(_channels(phi_sum, dt, c), i0c, out=t)
+    base += t
+    del phi_sum
+    for dst, wk, src in _neighbour_terms(base, w3, i0c):  # base += (−φ_k)·I0[k], i.e. base −= φ_k·I0[k]
+        tk = t[: dst.shape[0], : dst.shape[1]]
+        if same:
+            _cv_out(cv2.multiply(wk, src, dst=tk), tk)
+        else:
+            np.multiply(wk, src, out=tk)
+        dst -= tk
+    del t
+    base = base.astype(dt)
+    return _sweeps(np.ascontiguousarray(irr), base, w3, scale, rho, n_iter)
+
+
+def _channels(a: np.ndarray, dtype, c: int) -> np.ndarray:
+    """``(h, w)`` -> ``(h, w, c)`` copies of ``a`` cast to ``dtype`` (C-contiguous)."""
+    return np.repeat(a.astype(dtype, copy=False)[..., None], c, axis=2)
+
+
+def _edge_diff(a: np.ndarray, axis: int) -> np.ndarray:
+    """Next minus previous neighbour along ``axis`` (0 rows, 1 columns), edges replicated:
+    ``_shift(a, down/right) − _shift(a, up/left)`` without the shifted copies."""
+    n = a.shape[axis]
+    out = np.empty_like(a)
+    if n == 1:
+        out[...] = 0
+        return out
+    sl = [slice(None)] * a.ndim
+
+    def at(s):
+        sl[axis] = s
+        return tuple(sl)
+
+    np.subtract(a[at(slice(2, None))], a[at(slice(None, -2))], out=out[at(slice(1, -1))])
+    np.subtract(a[at(slice(1, 2))], a[at(slice(0, 1))], out=out[at(slice(0, 1))])
+    np.subtract(a[at(slice(n - 1, n))], a[at(slice(n - 2, n - 1))], out=out[at(slice(n - 1, n))])
+    return out
+
+
+def _cv_out(result: np.ndarray, dst: np.ndarray) -> None:
+    """Make sure an OpenCV result landed in ``dst`` (it does for the strided views used here)."""
+    if result is not dst:
+        dst[...] = result
+
+
+def _sweeps(irr: np.ndarray, base: np.ndarray, phis: tuple[np.ndarray, ...], scale: np.ndarray, rho: float,
+            n_iter: int) -> np.ndarray:
+    """``n_iter`` damped Jacobi sweeps ``irr <- scale·(base + Σ_k φ_k·irr[neighbour_k]) + ρ·irr``.
+
+    All arrays ``(h, w, 3)`` of one float dtype, C-contiguous. Element for
+    element these are the IEEE operations of the plain numpy formulation in
+    its order (a product, then a sum, per neighbour term; no fused
+    multiply-add), so the result is bit-identical to it; OpenCV's kernels run
+    them without numpy's broadcasting overhead.
+    """
+    import cv2
+
+    rho_t = np.asarray(rho, dtype=irr.dtype)  # as numpy's ``rho * irr``: rho rounded to irr's dtype first
+    scratch = np.empty_like(irr)
     num = np.empty_like(irr)
     for _ in range(n_iter):
-        num[...] = base
-        _add_weighted_neighbours(num, phis, irr, scratch)
-        num *= scale
-        num += rho * irr
+        np.copyto(num, base)
+        for dst, wk, src in _neighbour_terms(num, phis, irr):
+            t = scratch[: dst.shape[0], : dst.shape[1]]
+            _cv_out(cv2.multiply(wk, src, dst=t), t)
+            _cv_out(cv2.add(dst, t, dst=dst), dst)
+        _cv_out(cv2.multiply(num, scale, dst=num), num)
+        np.multiply(irr, rho_t, out=scratch)
+        _cv_out(cv2.add(num, scratch, dst=num), num)
         irr, num = num, irr
     return irr
 
@@ -596,7 +672,7 @@ def idt(
         seed = _sample_idt(fresh_rng(rng))["seed"]
     if frame is not None:
         big_h, big_w, top, left = (int(v) for v in frame)
-        if not (0 <= top and 0 <= left and top + mask.shape[0] <= big_h and left + mask.shape[1] <= big_w):
+        if not (top >= 0 and left >= 0 and top + mask.shape[0] <= big_h and left + mask.shape[1] <= big_w):
             raise ValueError(f"idt: a {mask.shape[1]}x{mask.shape[0]} window at (top={top}, left={left}) "
                              f"does not fit in a {big_w}x{big_h} frame")
     rotations = idt_rotations(iterations, np.random.default_rng(seed))
