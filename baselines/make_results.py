@@ -44,7 +44,10 @@ def main() -> None:
         res["seconds"] = round(time.perf_counter() - t0, 1)
         res["index_sha256"] = digest
         results[name] = res
-        print(f"{name:16s} MSE {res['mse']:8.2f}  fMSE {res['fmse']:8.2f}  PSNR {res['psnr']:6.2f}  ({res['seconds']} s)", flush=True)
+        print(
+            f"{name:16s} MSE {res['mse']:8.2f}  fMSE {res['fmse']:8.2f}  PSNR {res['psnr']:6.2f}  ({res['seconds']} s)",
+            flush=True,
+        )
         out_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     comp = results.get("composite")
     print("\n| method | MSE | fMSE | PSNR | MSE vs composite | fMSE vs composite |")

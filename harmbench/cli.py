@@ -30,8 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Image-harmonization datasets, baselines, metrics and leaderboards.",
     )
     parser.add_argument("--version", action="version", version=f"harmbench {__version__}")
-    parser.add_argument("--max-pixels", type=int, default=None, metavar="N",
-                        help="skip images with more than N pixels (default: Pillow's 89478485; 0: no limit)")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=None,
+        metavar="N",
+        help="skip images with more than N pixels (default: Pillow's 89478485; 0: no limit)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in _command_modules():
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP))
@@ -68,14 +73,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; finished work is kept and the next run resumes from it", file=sys.stderr)
         return 130
     except MemoryError:
-        print(f"harmbench {args.command}: error: out of memory (lower --workers/--batch-size or --max-pixels)",
-              file=sys.stderr)
+        print(
+            f"harmbench {args.command}: error: out of memory (lower --workers/--batch-size or --max-pixels)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
     except Exception as exc:  # noqa: BLE001 - last resort: one line, the traceback only on request
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"harmbench {args.command}: internal error: {type(exc).__name__}: {exc} "
-              f"(a harmbench bug; set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        print(
+            f"harmbench {args.command}: internal error: {type(exc).__name__}: {exc} "
+            f"(a harmbench bug; set {DEBUG_ENV}=1 for the traceback)",
+            file=sys.stderr,
+        )
         return EXIT_INTERNAL
 
 

@@ -98,7 +98,9 @@ def atomic_write_json(path: PathLike, obj: Any, *, indent: int | None = 2, stric
     ``strict=True`` refuses NaN/Infinity (they are not JSON); callers that want
     them as ``null`` convert them first.
     """
-    text = json.dumps(obj, sort_keys=True, indent=indent, ensure_ascii=False, default=json_default, allow_nan=not strict)
+    text = json.dumps(
+        obj, sort_keys=True, indent=indent, ensure_ascii=False, default=json_default, allow_nan=not strict
+    )
     atomic_write_bytes(path, (text + "\n").encode())
 
 

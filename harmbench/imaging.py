@@ -131,7 +131,9 @@ def _open_header(source: PathLike | bytes, name: str, limit: int | None) -> Imag
     try:
         with warnings.catch_warnings():  # damage is reported as an InputError, never as a Pillow warning
             warnings.simplefilter("ignore")
-            img = Image.open(io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray | memoryview) else source)
+            img = Image.open(
+                io.BytesIO(bytes(source)) if isinstance(source, bytes | bytearray | memoryview) else source
+            )
     except FileNotFoundError as exc:
         raise InputError(name, "file not found") from exc
     except IsADirectoryError as exc:

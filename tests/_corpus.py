@@ -85,8 +85,15 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
 
 
-def write_flat_triplet(folder: Path, stem: str, comp: np.ndarray, real: np.ndarray, mask: Image.Image | np.ndarray,
-                       ext: str = "png", **save_kw) -> None:
+def write_flat_triplet(
+    folder: Path,
+    stem: str,
+    comp: np.ndarray,
+    real: np.ndarray,
+    mask: Image.Image | np.ndarray,
+    ext: str = "png",
+    **save_kw,
+) -> None:
     """``<stem>.<ext>``, ``<stem>-gt.<ext>`` and ``<stem>-mask.png`` (RainNet naming) in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     fmt = {"png": "PNG", "jpg": "JPEG"}[ext]
@@ -140,8 +147,13 @@ def shard_sample(key: str, seed: int, h: int = 24, w: int = 32) -> dict[str, byt
     comp = real.copy()
     comp[mask] = np.clip(comp[mask].astype(int) + 40, 0, 255).astype(np.uint8)
     meta = {"key": key, "split": "test", "recipe": "corpus", "subset": "corpus"}
-    return {"__key__": key, "composite.png": _png(comp), "mask.png": _png(mask.astype(np.uint8) * 255),
-            "real.png": _png(real), "json": json.dumps(meta).encode()}
+    return {
+        "__key__": key,
+        "composite.png": _png(comp),
+        "mask.png": _png(mask.astype(np.uint8) * 255),
+        "real.png": _png(real),
+        "json": json.dumps(meta).encode(),
+    }
 
 
 def write_shard_dir(root: Path, n_shards: int = 4, per_shard: int = 3) -> list[dict]:
@@ -151,7 +163,11 @@ def write_shard_dir(root: Path, n_shards: int = 4, per_shard: int = 3) -> list[d
         samples = [shard_sample(f"s{i}_{j}", 100 * i + j) for j in range(per_shard)]
         row = write_shard(root / f"corpus-test-{i:06d}.tar", samples)
         rows.append({**row, "split": "test"})
-    index = {"name": "corpus", "nsamples": sum(r["nsamples"] for r in rows),
-             "splits": {"test": {"nsamples": sum(r["nsamples"] for r in rows), "shardlist": rows}}, "shardlist": rows}
+    index = {
+        "name": "corpus",
+        "nsamples": sum(r["nsamples"] for r in rows),
+        "splits": {"test": {"nsamples": sum(r["nsamples"] for r in rows), "shardlist": rows}},
+        "shardlist": rows,
+    }
     (root / "index.json").write_text(json.dumps(index))
     return rows

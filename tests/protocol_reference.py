@@ -124,8 +124,11 @@ def _ssim_wang_valid(p: np.ndarray, t: np.ndarray, m: np.ndarray) -> tuple[float
 
 def ssim_skimage(p: np.ndarray, t: np.ndarray) -> float:
     """skimage's own SSIM under the same convention (cross-check of :func:`_ssim_wang_valid`)."""
-    return float(structural_similarity(t, p, gaussian_weights=True, sigma=SSIM_SIGMA, use_sample_covariance=False,
-                                       data_range=255.0, channel_axis=2))
+    return float(
+        structural_similarity(
+            t, p, gaussian_weights=True, sigma=SSIM_SIGMA, use_sample_covariance=False, data_range=255.0, channel_axis=2
+        )
+    )
 
 
 def _ssim_pytorch_ssim(p: np.ndarray, t: np.ndarray, m: np.ndarray) -> tuple[float, float]:
@@ -159,8 +162,14 @@ def _metrics_iharm(p, t, m):
     fmse = float((m[..., None] * err).sum() / (3.0 * m.sum() + 1e-6))
     tmax = float(t.max())
     ssim, fssim = _ssim_wang_valid(p, t, m)
-    return {"mse": mse, "psnr": _psnr(tmax, mse, 1e-6), "fmse": fmse, "fpsnr": _psnr(tmax, fmse, 1e-6),
-            "ssim": ssim, "fssim": fssim}
+    return {
+        "mse": mse,
+        "psnr": _psnr(tmax, mse, 1e-6),
+        "fmse": fmse,
+        "fpsnr": _psnr(tmax, fmse, 1e-6),
+        "ssim": ssim,
+        "fssim": fssim,
+    }
 
 
 def _metrics_dovenet(p, t, m):
@@ -190,8 +199,14 @@ def _metrics_harmbench(p, t, m):
     mse = float(err.mean())
     fmse = float((m[..., None] * err).sum() / (3.0 * m.sum()))
     ssim, fssim = _ssim_wang_valid(p, t, m)
-    return {"mse": mse, "psnr": _psnr(255.0, mse, 1e-6), "fmse": fmse, "fpsnr": _psnr(255.0, fmse, 1e-6),
-            "ssim": ssim, "fssim": fssim}
+    return {
+        "mse": mse,
+        "psnr": _psnr(255.0, mse, 1e-6),
+        "fmse": fmse,
+        "fpsnr": _psnr(255.0, fmse, 1e-6),
+        "ssim": ssim,
+        "fssim": fssim,
+    }
 
 
 def _pasted(p, t, m):
@@ -207,8 +222,14 @@ def _metrics_pctnet(p, t, m):
     mse = float(err.mean())
     fmse = float(err.sum() / (3.0 * m.sum() + 1e-6))
     ssim, fssim = _ssim_wang_valid(_pasted(p, t, m), t, m)
-    return {"mse": mse, "psnr": _psnr(255.0, mse, 1e-6), "fmse": fmse, "fpsnr": _psnr(255.0, fmse, 1e-6),
-            "ssim": ssim, "fssim": fssim}
+    return {
+        "mse": mse,
+        "psnr": _psnr(255.0, mse, 1e-6),
+        "fmse": fmse,
+        "fpsnr": _psnr(255.0, fmse, 1e-6),
+        "ssim": ssim,
+        "fssim": fssim,
+    }
 
 
 def _metrics_dccf(p, t, m):
@@ -218,8 +239,14 @@ def _metrics_dccf(p, t, m):
     fmse = float(err.sum() / (3.0 * m.sum() + 1e-6))
     tmax = float(t.max())
     ssim, fssim = _ssim_wang_valid(_pasted(p, t, m), t, m)
-    return {"mse": mse, "psnr": _psnr(tmax, mse, 1e-6), "fmse": fmse, "fpsnr": _psnr(tmax, fmse, 1e-6),
-            "ssim": ssim, "fssim": fssim}
+    return {
+        "mse": mse,
+        "psnr": _psnr(tmax, mse, 1e-6),
+        "fmse": fmse,
+        "fpsnr": _psnr(tmax, fmse, 1e-6),
+        "ssim": ssim,
+        "fssim": fssim,
+    }
 
 
 REFERENCE_PROFILES: dict[str, RefProfile] = {

@@ -74,8 +74,14 @@ def _short_temp_root() -> Path:
 def _start(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
     """``ray start … --block`` in its own process group, so teardown can end exactly these processes."""
     with log.open("wb") as fh:
-        return subprocess.Popen([RAY_CLI, "start", *args, "--block"], env=env, start_new_session=True,
-                                stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [RAY_CLI, "start", *args, "--block"],
+            env=env,
+            start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -126,8 +132,11 @@ def two_node_cluster(cpus_per_node: int = 1, timeout: float = 90.0) -> Iterator[
 
     try:
         common = ["--node-ip-address=127.0.0.1", f"--num-cpus={cpus_per_node}"]
-        procs["head"] = _start(["--head", f"--port={port}", *common, "--include-dashboard=false",
-                                f"--temp-dir={root / 'h'}"], logs["head"], env)
+        procs["head"] = _start(
+            ["--head", f"--port={port}", *common, "--include-dashboard=false", f"--temp-dir={root / 'h'}"],
+            logs["head"],
+            env,
+        )
         deadline = time.monotonic() + timeout
         while True:
             check_alive("waiting for the head's port")
@@ -138,13 +147,17 @@ def two_node_cluster(cpus_per_node: int = 1, timeout: float = 90.0) -> Iterator[
                 if time.monotonic() > deadline:
                     pytest.fail(f"ray head did not open port {port}" + _tail(logs["head"]))
                 time.sleep(0.5)
-        procs["worker"] = _start([f"--address={address}", *common, f"--temp-dir={root / 'w'}"],
-                                 logs["worker"], env)
+        procs["worker"] = _start([f"--address={address}", *common, f"--temp-dir={root / 'w'}"], logs["worker"], env)
         left = max(deadline - time.monotonic(), 10.0)
         logs["waiter"] = root / "wait-nodes.log"
         with (root / "wait-nodes.out").open("wb") as out_fh, logs["waiter"].open("wb") as err_fh:
-            waiter = subprocess.Popen([sys.executable, "-c", _WAIT_NODES, address, "2", str(left)], env=env,
-                                      stdin=subprocess.DEVNULL, stdout=out_fh, stderr=err_fh)
+            waiter = subprocess.Popen(
+                [sys.executable, "-c", _WAIT_NODES, address, "2", str(left)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_fh,
+                stderr=err_fh,
+            )
         hard = time.monotonic() + left + 60  # the waiter's own deadline, plus time to import ray and connect
         while waiter.poll() is None:
             check_alive("waiting for both nodes to join")
@@ -155,8 +168,12 @@ def two_node_cluster(cpus_per_node: int = 1, timeout: float = 90.0) -> Iterator[
         waiter.wait()
         out = (root / "wait-nodes.out").read_text(errors="replace").strip()
         if out.splitlines()[-1:] != ["2"]:
-            pytest.fail(f"two-node cluster did not come up (alive nodes: {out[-20:] or '?'})"
-                        + _tail(logs["waiter"]) + _tail(logs["head"]) + _tail(logs["worker"]))
+            pytest.fail(
+                f"two-node cluster did not come up (alive nodes: {out[-20:] or '?'})"
+                + _tail(logs["waiter"])
+                + _tail(logs["head"])
+                + _tail(logs["worker"])
+            )
         yield address
     finally:
         if waiter is not None and waiter.poll() is None:

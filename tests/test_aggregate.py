@@ -11,18 +11,20 @@ from harmbench.eval import aggregate as agg
 
 def _table(n: int = 60, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "key": [f"k{i:03d}" for i in range(n)],
-        "subset": np.where(np.arange(n) % 3 == 0, "a", "b"),
-        "recipe": np.where(np.arange(n) % 2 == 0, "r1", "r2"),
-        "category": np.where(np.arange(n) % 4 == 0, "cat", "dog"),
-        "identity": np.arange(n) % 10 == 9,
-        "fg_ratio": rng.uniform(0.0, 0.5, n),
-        "mse": rng.gamma(2.0, 50.0, n),
-        "psnr": rng.normal(30, 3, n),
-        "fmse": rng.gamma(2.0, 500.0, n),
-        "input_mse": rng.gamma(2.0, 5.0, n),
-    })
+    df = pd.DataFrame(
+        {
+            "key": [f"k{i:03d}" for i in range(n)],
+            "subset": np.where(np.arange(n) % 3 == 0, "a", "b"),
+            "recipe": np.where(np.arange(n) % 2 == 0, "r1", "r2"),
+            "category": np.where(np.arange(n) % 4 == 0, "cat", "dog"),
+            "identity": np.arange(n) % 10 == 9,
+            "fg_ratio": rng.uniform(0.0, 0.5, n),
+            "mse": rng.gamma(2.0, 50.0, n),
+            "psnr": rng.normal(30, 3, n),
+            "fmse": rng.gamma(2.0, 500.0, n),
+            "input_mse": rng.gamma(2.0, 5.0, n),
+        }
+    )
     df.loc[df["identity"], "subset"] = "identical"
     return df
 
@@ -63,7 +65,13 @@ def test_assign_buckets_edges():
     s = pd.Series([0.0, 0.05, 0.1, 0.15, 1.0, 0.5])
     half = agg.assign_buckets(s, inclusive="half-open")
     assert half.groupby("row")["bucket"].apply(list).to_dict() == {
-        0: ["0-5"], 1: ["5-15"], 2: ["5-15"], 3: ["15-100"], 4: ["15-100"], 5: ["15-100"]}
+        0: ["0-5"],
+        1: ["5-15"],
+        2: ["5-15"],
+        3: ["15-100"],
+        4: ["15-100"],
+        5: ["15-100"],
+    }
     both = agg.assign_buckets(s, inclusive="both")
     assert sorted(both[both["row"] == 1]["bucket"]) == ["0-5", "5-15"]  # on an edge: two buckets (SamsungLabs)
 
@@ -134,7 +142,9 @@ def test_identity_error_and_summary_dict():
 
 def test_summary_dict_counts_undefined_values_only_when_present():
     df = _table(20)
-    assert all("n_undefined" not in g for g in (agg.summary_dict(df)["metrics"], *agg.summary_dict(df)["subsets"].values()))
+    assert all(
+        "n_undefined" not in g for g in (agg.summary_dict(df)["metrics"], *agg.summary_dict(df)["subsets"].values())
+    )
     df.loc[[0, 1], "psnr"] = np.inf  # e.g. an exact match under a profile without epsilon
     df.loc[1, "fmse"] = np.nan
     doc = agg.summary_dict(df, ["mse", "psnr", "fmse"], exclude_identity=False)

@@ -14,7 +14,7 @@ def test_registry_discovers_bench_modules():
     mods = bench_modules()
     assert "metrics" in mods
     for name, mod in mods.items():
-        assert mod.NAME == name and callable(mod.run) and mod.HELP
+        assert name == mod.NAME and callable(mod.run) and mod.HELP
 
 
 def test_bench_without_name_lists_benchmarks(capsys):

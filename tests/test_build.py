@@ -15,10 +15,10 @@ import yaml
 from _helpers import tar_md5s
 from PIL import Image
 
+from harmbench.errors import ConfigError, UserError
 from harmbench.generate import BuildMismatchError, OutputOptions, build_from_plan
 from harmbench.generate import synthetic as syn
 from harmbench.generate.plan import make_shards
-from harmbench.errors import ConfigError, UserError
 from harmbench.recipes.base import SampleSpec
 
 ray = pytest.importorskip("ray")
@@ -27,8 +27,13 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     """One local Ray (2 CPUs, no dashboard) shared by the module; builds reuse it."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=128 * 1024**2,
-             logging_level=logging.WARNING)
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=128 * 1024**2,
+        logging_level=logging.WARNING,
+    )
     yield
     ray.shutdown()
 
@@ -44,8 +49,9 @@ def _specs(photos, **kw) -> list[SampleSpec]:
 
 def _build(specs, out, **kw):
     kw.setdefault("shard_size", 4)
-    return build_from_plan(specs, out, name="demo", synthesize=syn.synthesize, seed=3, recipe_text="seed = 3\n",
-                           progress=False, **kw)
+    return build_from_plan(
+        specs, out, name="demo", synthesize=syn.synthesize, seed=3, recipe_text="seed = 3\n", progress=False, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +158,9 @@ def test_stats_index_card(built):
     for f in ("composite.jpg", "mask.png", "real.jpg"):
         assert feats[f]["dtype"] == "image"
     assert {s["name"] for s in feats["json"]["struct"]} >= {"key", "method", "category", "fg_ratio"}
-    assert "```toml\nseed = 3\n```" in card and "Seed: 3" in card and "harmbench 0.1.0" in card.replace("harmbench](", "")
+    assert (
+        "```toml\nseed = 3\n```" in card and "Seed: 3" in card and "harmbench 0.1.0" in card.replace("harmbench](", "")
+    )
     assert "15-100%" in card
 
 
@@ -192,8 +200,15 @@ def test_mismatch_is_an_error(built, photos, tmp_path):
     with pytest.raises(BuildMismatchError, match="different plan"):
         _build(_specs(photos), out, workers=2)
     with pytest.raises(BuildMismatchError, match="recipe"):
-        build_from_plan(_specs(photos)[:6], out, name="demo", synthesize=syn.synthesize, shard_size=4,
-                        recipe_text="seed = 4\n", progress=False)
+        build_from_plan(
+            _specs(photos)[:6],
+            out,
+            name="demo",
+            synthesize=syn.synthesize,
+            shard_size=4,
+            recipe_text="seed = 4\n",
+            progress=False,
+        )
     with pytest.raises(BuildMismatchError, match="output options"):
         _build(_specs(photos)[:6], out, options=OutputOptions(composite_format="png"))
     assert issubclass(BuildMismatchError, UserError)
@@ -210,8 +225,11 @@ def test_png_output_and_reference_flag(photos, tmp_path):
 
 @pytest.mark.parametrize(
     "kw, field",
-    [({"shard_size": 0}, "shard_size"), ({"name": "bad.name"}, "name"),
-     ({"options": OutputOptions(composite_format="gif")}, "composite_format")],
+    [
+        ({"shard_size": 0}, "shard_size"),
+        ({"name": "bad.name"}, "name"),
+        ({"options": OutputOptions(composite_format="gif")}, "composite_format"),
+    ],
 )
 def test_config_errors_before_any_work(photos, tmp_path, kw, field):
     specs = _specs(photos)
@@ -238,8 +256,19 @@ def test_cli_build_demo_recipe(tmp_path, capsys):
     from harmbench.cli import main
 
     out = tmp_path / "demo"
-    args = ["build", str(DEMO), "--out", str(out), "--max-samples", "10", "--workers", "2", "--no-progress",
-            "--set", "dataset.shard_size=4"]
+    args = [
+        "build",
+        str(DEMO),
+        "--out",
+        str(out),
+        "--max-samples",
+        "10",
+        "--workers",
+        "2",
+        "--no-progress",
+        "--set",
+        "dataset.shard_size=4",
+    ]
     assert main(args) == 0
     assert "samples in" in capsys.readouterr().out
     st = json.loads((out / "stats.json").read_text())
@@ -273,8 +302,24 @@ def test_bench_build_small(recipe, capsys, tmp_path):
     from harmbench.bench.build import floor_inputs
     from harmbench.cli import main
 
-    rc = main(["bench", "build", "--photos", "2", "--objects", "2", "--width", "160", "--height", "120",
-               "--recipe", recipe, "--keep", str(tmp_path)])
+    rc = main(
+        [
+            "bench",
+            "build",
+            "--photos",
+            "2",
+            "--objects",
+            "2",
+            "--width",
+            "160",
+            "--height",
+            "120",
+            "--recipe",
+            recipe,
+            "--keep",
+            str(tmp_path),
+        ]
+    )
     assert rc == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert last["bench"] == "build" and last["target"] == 0.5 and last["samples"] == 4

@@ -38,8 +38,13 @@ print(json.dumps({"stats": res.stats, "built": res.built, "shards": res.shards, 
 
 @pytest.mark.slow
 def test_build_on_two_node_cluster(ray_cluster, tmp_path):
-    proc = subprocess.run([sys.executable, "-c", BUILD, str(tmp_path / "src"), str(tmp_path / "out"), ray_cluster],
-                          env=ray_env(), capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", BUILD, str(tmp_path / "src"), str(tmp_path / "out"), ray_cluster],
+        env=ray_env(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert not res["ray_left_up"]  # the build disconnected from the cluster it joined
@@ -60,8 +65,13 @@ def test_build_on_two_node_cluster(ray_cluster, tmp_path):
 @pytest.mark.slow
 def test_ray_address_env_var_joins_the_cluster(ray_cluster, tmp_path):
     env = {**ray_env(), "RAY_ADDRESS": ray_cluster}
-    proc = subprocess.run([sys.executable, "-c", BUILD, str(tmp_path / "src"), str(tmp_path / "out"), "-"],
-                          env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [sys.executable, "-c", BUILD, str(tmp_path / "src"), str(tmp_path / "out"), "-"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(res["stats"]["run"]["shards_by_node"]) == 2

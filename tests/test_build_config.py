@@ -72,7 +72,12 @@ def test_valid_config_loads_with_defaults(cfg_dir: Path):
     CALLS.clear()
     cfg = load_build_config(cfg_dir / "b.toml")
     assert (cfg.name, cfg.seed, cfg.shard_size) == ("t", 3, 10)
-    assert cfg.composite_format == "png" and cfg.jpeg_quality == 95 and cfg.store_reference is False and cfg.max_side is None
+    assert (
+        cfg.composite_format == "png"
+        and cfg.jpeg_quality == 95
+        and cfg.store_reference is False
+        and cfg.max_side is None
+    )
     assert cfg.split.test_fraction == 0.25
     assert cfg.filters.fg_ratio_min == 0.01 and cfg.filters.fg_ratio_max == 0.8 and cfg.filters.max_attempts == 5
     assert [r.name for r in cfg.recipes] == ["hcoco", "hue", "identical"]
@@ -114,12 +119,28 @@ BAD = [
     ('methods = ["reinhard", "idt"]', 'reference_fallback = "maybe"', "recipes[0].reference_fallback"),
     ('methods = ["reinhard", "idt"]', "fg_ratio_min = 2.0", "recipes[0].fg_ratio_min"),
     ('methods = ["reinhard", "idt"]', "fg_ratio_min = 0.9\nfg_ratio_max = 0.5", "recipes[0].fg_ratio_min"),
-    ('type = "hue"\nsource = "probe"', 'type = "hue"\nsource = "probe"\nhue_shift = [0.8, 0.2]', "recipes[1].hue_shift"),
-    ('type = "hue"\nsource = "probe"', 'type = "hue"\nsource = "probe"\nhue_shift = [0.0, 2.0]', "recipes[1].hue_shift"),
+    (
+        'type = "hue"\nsource = "probe"',
+        'type = "hue"\nsource = "probe"\nhue_shift = [0.8, 0.2]',
+        "recipes[1].hue_shift",
+    ),
+    (
+        'type = "hue"\nsource = "probe"',
+        'type = "hue"\nsource = "probe"\nhue_shift = [0.0, 2.0]',
+        "recipes[1].hue_shift",
+    ),
     ('type = "hue"\nsource = "probe"', 'type = "hue"\nsource = "probe"\nsat_scale = [0.5]', "recipes[1].sat_scale"),
     ('type = "hue"\nsource = "probe"', 'type = "hue"\nsource = "probe"\nname = "hcoco"', "recipes[1].name"),
-    ('type = "identical"\nsource = "probe"', 'type = "identical"\nsource = "probe"\nper_object = 2', "recipes[2].per_object"),
-    ('type = "identical"\nsource = "probe"', 'type = "identical"\nsource = "probe"\nmin_fmse = 5.0', "recipes[2].min_fmse"),
+    (
+        'type = "identical"\nsource = "probe"',
+        'type = "identical"\nsource = "probe"\nper_object = 2',
+        "recipes[2].per_object",
+    ),
+    (
+        'type = "identical"\nsource = "probe"',
+        'type = "identical"\nsource = "probe"\nmin_fmse = 5.0',
+        "recipes[2].min_fmse",
+    ),
     ('type = "identical"\nsource = "probe"', "source = 1", "recipes[2].type"),
     ("[split]", "[splits]", "splits"),
 ]
@@ -191,7 +212,10 @@ def test_source_paths_resolve_against_file_then_repo(tmp_path: Path):
 
 def test_split_lists(cfg_dir: Path):
     (cfg_dir / "test.txt").write_text("# test photos\nimg1\nimg2\n")
-    cfg = _load(cfg_dir, BASE.replace("test_fraction = 0.25", 'test_list = "test.txt"\ntrain_list = ["img3"]\nunlisted = "skip"'))
+    cfg = _load(
+        cfg_dir,
+        BASE.replace("test_fraction = 0.25", 'test_list = "test.txt"\ntrain_list = ["img3"]\nunlisted = "skip"'),
+    )
     assert cfg.split.test_ids == {"img1", "img2"} and cfg.split.train_ids == {"img3"}
     with pytest.raises(ConfigError) as ei:
         _load(cfg_dir, BASE.replace("test_fraction = 0.25", 'test_list = "test.txt"\ntrain_list = ["img2"]'))
@@ -240,14 +264,15 @@ def test_readme_documents_every_field():
     assert not missing, f"datasets/README.md does not document: {missing}"
 
 
-
 def test_recipe_source_kind_and_hadobe5k_versions(cfg_dir: Path):
     text = BASE.replace('type = "cfgtest_probe"\nroot = "data"', 'type = "coco"\nroot = "data"')
     with pytest.raises(ConfigError) as ei:
         _load(cfg_dir, text.replace('type = "identical"', 'type = "iharmony4"'))
     assert ei.value.field == "recipes[2].source"
     with pytest.raises(ConfigError) as ei:
-        _load(cfg_dir, BASE.replace('type = "identical"', 'type = "hadobe5k"\nversions = ["A", "B"]\nreal_version = "C"'))
+        _load(
+            cfg_dir, BASE.replace('type = "identical"', 'type = "hadobe5k"\nversions = ["A", "B"]\nreal_version = "C"')
+        )
     assert ei.value.field == "recipes[2].real_version"
     with pytest.raises(ConfigError) as ei:
         _load(cfg_dir, BASE.replace('type = "identical"', 'type = "hadobe5k"\nversions = ["A"]'))

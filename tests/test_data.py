@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from harmbench.data import HarmonizationShards, collate, load_hf, shard_files
+from harmbench.fileio import atomic_write_json
 from harmbench.generate import synthetic as syn
 from harmbench.generate.index import dataset_index
 from harmbench.generate.plan import make_shards
 from harmbench.generate.runner import write_shard
 from harmbench.generate.writer import OutputOptions
-from harmbench.fileio import atomic_write_json
-from harmbench.data import HarmonizationShards, collate, load_hf, shard_files
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def test_items_are_float_tensors(built):
     assert it["composite"].shape == (3, 48, 72) and it["real"].shape == (3, 48, 72)
     assert it["mask"].shape == (1, 48, 72)
     for k in ("composite", "real", "mask"):
-        assert it[k].dtype == torch.float32 and 0.0 <= it[k].min() and it[k].max() <= 1.0
+        assert it[k].dtype == torch.float32 and it[k].min() >= 0.0 and it[k].max() <= 1.0
     assert set(it["mask"].unique().tolist()) == {0.0, 1.0}
     assert it["meta"]["key"] == it["key"] and it["meta"]["split"] == "train"
     diff = (it["composite"] - it["real"]).abs().sum(0)
@@ -106,10 +106,11 @@ def test_hf_load_dataset(built, tmp_path):
 
 def test_card_features_keep_fields_of_later_samples(tmp_path):
     """Fields that only later samples have survive HF loading through the card's features."""
+    import numpy as np
+
     from harmbench.generate.card import json_features, render_card
     from harmbench.generate.writer import DeterministicTarWriter, canonical_json
     from harmbench.imaging import encode_image
-    import numpy as np
 
     img = encode_image(np.zeros((8, 8, 3), np.uint8), "jpg")
     mask = encode_image(np.zeros((8, 8), np.uint8), "png")
@@ -117,15 +118,30 @@ def test_card_features_keep_fields_of_later_samples(tmp_path):
         w = DeterministicTarWriter(f)
         for i in range(8):
             params = {"a": 1} if i < 6 else {"b": "late"}
-            w.write(f"k{i}", {"composite.jpg": img, "mask.png": mask, "real.jpg": img,
-                              "json": canonical_json({"key": f"k{i}", "params": params})})
+            w.write(
+                f"k{i}",
+                {
+                    "composite.jpg": img,
+                    "mask.png": mask,
+                    "real.jpg": img,
+                    "json": canonical_json({"key": f"k{i}", "params": params}),
+                },
+            )
         w.close()
     feats = json_features([tmp_path / "h-train-000000.tar"])
     params = next(f for f in feats if f["name"] == "params")["struct"]
     assert {p["name"] for p in params} == {"a", "b"}
-    card = render_card(name="h", stats={"samples": 8}, fields=["composite.jpg", "json", "mask.png", "real.jpg"],
-                       splits={"train": ["h-train-000000.tar"]}, recipe_text="", generator_version="t", seed=0,
-                       config_digest="0", json_schema=feats)
+    card = render_card(
+        name="h",
+        stats={"samples": 8},
+        fields=["composite.jpg", "json", "mask.png", "real.jpg"],
+        splits={"train": ["h-train-000000.tar"]},
+        recipe_text="",
+        generator_version="t",
+        seed=0,
+        config_digest="0",
+        json_schema=feats,
+    )
     (tmp_path / "README.md").write_text(card)
     ds = load_hf(tmp_path, "train", cache_dir=str(tmp_path / "hf"))
     assert ds[7]["json"]["params"]["b"] == "late" and ds[0]["json"]["params"]["a"] == 1

@@ -13,9 +13,9 @@ import torch
 
 from harmbench.bench.eval import write_synthetic_shards
 from harmbench.errors import UserError
-from harmbench.eval.records import RunMismatchError, RunStore
 from harmbench.eval.loop import evaluate
 from harmbench.eval.outputs import ModelOutputError
+from harmbench.eval.records import RunMismatchError, RunStore
 from harmbench.models.resolve import ModelLoadError
 
 FAST = {"resize": "none", "batch_size": 4, "workers": 0, "progress": False, "previews": 3}
@@ -71,8 +71,21 @@ def test_eval_writes_samples_and_run_json(shards, tmp_path):
     res = evaluate("composite", shards, tmp_path / "run", **FAST)
     df = res.samples
     assert len(df) == 18 and df["key"].is_monotonic_increasing
-    for col in ("key", "subset", "recipe", "category", "fg_ratio", "mse", "psnr", "fmse", "fpsnr", "ssim", "fssim",
-                "input_mse", "seconds"):
+    for col in (
+        "key",
+        "subset",
+        "recipe",
+        "category",
+        "fg_ratio",
+        "mse",
+        "psnr",
+        "fmse",
+        "fpsnr",
+        "ssim",
+        "fssim",
+        "input_mse",
+        "seconds",
+    ):
         assert col in df.columns
     assert set(df["subset"]) == {"alpha", "beta", "identical"}
     assert (df.loc[df["identity"], "mse"] == 0).all()  # composite == real on identity pairs
@@ -124,11 +137,14 @@ def test_profile_mismatch_is_refused_for_partial_and_finished_runs(shards, tmp_p
     assert res.run["profile"]["name"] == "iharm" and res.run["pred_8bit"] is False
 
 
-@pytest.mark.parametrize("kind, pattern", [
-    ("shape", r"model 'broken-shape' returned shape .* for samples '"),
-    ("nan", r"model 'broken-nan' returned NaN or infinite values for sample '"),
-    ("range", r"model 'broken-range' returned values in .* for sample '"),
-])
+@pytest.mark.parametrize(
+    "kind, pattern",
+    [
+        ("shape", r"model 'broken-shape' returned shape .* for samples '"),
+        ("nan", r"model 'broken-nan' returned NaN or infinite values for sample '"),
+        ("range", r"model 'broken-range' returned values in .* for sample '"),
+    ],
+)
 def test_bad_model_outputs_name_model_and_key(shards, tmp_path, kind, pattern):
     keys = list(evaluate("composite", shards, tmp_path / "ok", **FAST).samples["key"])
     with pytest.raises(ModelOutputError, match=pattern) as exc:
@@ -148,7 +164,8 @@ def test_dataset_without_masks_is_a_clear_error(shards, tmp_path):
         for m in tin.getmembers():
             if not m.name.endswith(".mask.png"):
                 tout.addfile(m, tin.extractfile(m))
-    first = sorted(tarfile.open(src).getnames())[0].split(".")[0]
+    with tarfile.open(src) as tar:
+        first = sorted(tar.getnames())[0].split(".")[0]
     with pytest.raises(UserError, match=f"no usable sample .* sample {first}: missing field mask.png"):
         evaluate("composite", out, tmp_path / "run", **FAST)
 
@@ -159,8 +176,13 @@ def _harmbench_checkpoint(folder: Path, name: str, model, state) -> Path:
 
     w = folder / f"{name}.safetensors"
     save_weights(w, {k: v.contiguous() for k, v in state.items()})
-    meta = {"format": FORMAT, "model": model.name, "model_config": model.config_dict(), "weights": w.name,
-            "weights_sha256": sha256_file(w)}
+    meta = {
+        "format": FORMAT,
+        "model": model.name,
+        "model_config": model.config_dict(),
+        "weights": w.name,
+        "weights_sha256": sha256_file(w),
+    }
     (folder / f"{name}.json").write_text(json.dumps(meta))
     return w
 
@@ -226,12 +248,44 @@ def test_triplet_folder(shared, tmp_path):
 def test_cli_eval(shards, tmp_path, capsys):
     from harmbench.cli import main
 
-    rc = main(["eval", "--model", "composite", "--data", str(shards), "--out", str(tmp_path / "run"), "--resize", "none",
-               "--limit", "6", "--no-progress", "--previews", "0"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "composite",
+            "--data",
+            str(shards),
+            "--out",
+            str(tmp_path / "run"),
+            "--resize",
+            "none",
+            "--limit",
+            "6",
+            "--no-progress",
+            "--previews",
+            "0",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "All" in out and "6 samples" in out
-    rc = main(["eval", "--model", "composite", "--data", str(shards), "--out", str(tmp_path / "run"), "--profile", "iharm",
-               "--resize", "none", "--limit", "6", "--no-progress"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "composite",
+            "--data",
+            str(shards),
+            "--out",
+            str(tmp_path / "run"),
+            "--profile",
+            "iharm",
+            "--resize",
+            "none",
+            "--limit",
+            "6",
+            "--no-progress",
+        ]
+    )
     assert rc == 2 and "results are never mixed" in capsys.readouterr().err
 
 
@@ -271,8 +325,13 @@ def test_model_input_checks_are_one_pass_and_keep_in_range_inputs():
     for bad, match in ((torch.where(x > 0.5, torch.inf, x), "NaN or infinite"), (x - 0.01, "0–1 scale")):
         with pytest.raises(ModelInputError, match=match):
             validate_inputs(bad, m)
-    for bad, match in ((m * torch.nan, "NaN or infinite"), (m * 0.5, "exactly 0 or 1"), (m * 2, r"in \[0, 2\]"),
-                       (m.to(torch.uint8) * 3, "exactly 0 or 1"), (m - 1e-7, "exactly 0 or 1")):
+    for bad, match in (
+        (m * torch.nan, "NaN or infinite"),
+        (m * 0.5, "exactly 0 or 1"),
+        (m * 2, r"in \[0, 2\]"),
+        (m.to(torch.uint8) * 3, "exactly 0 or 1"),
+        (m - 1e-7, "exactly 0 or 1"),
+    ):
         with pytest.raises(ModelInputError, match=match):
             validate_inputs(x, bad)
     _, mi = validate_inputs(x, m.to(torch.uint8))  # integer {0, 1} masks are fine

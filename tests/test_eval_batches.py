@@ -9,9 +9,18 @@ from harmbench.eval.batches import ID_FIELDS, BatchedItems, batch_loader
 
 
 def _item(key: str, h: int, w: int, v: int) -> dict:
-    return {"key": key, "subset": "s", "recipe": None, "category": None, "identity": False, "fg_ratio": 0.5,
-            "composite": np.full((3, h, w), v, np.uint8), "target": np.full((3, h, w), v + 1, np.uint8),
-            "mask": np.ones((1, h, w), np.float32), "error": None}
+    return {
+        "key": key,
+        "subset": "s",
+        "recipe": None,
+        "category": None,
+        "identity": False,
+        "fg_ratio": 0.5,
+        "composite": np.full((3, h, w), v, np.uint8),
+        "target": np.full((3, h, w), v + 1, np.uint8),
+        "mask": np.ones((1, h, w), np.float32),
+        "error": None,
+    }
 
 
 class _MapData:

@@ -51,8 +51,19 @@ def test_full_and_low_resolution_metrics_in_the_run(tmp_path):
         (folder / f"{i}-gt.png").write_bytes(encode_image(real, "png"))
         (folder / f"{i}-mask.png").write_bytes(encode_image(raw, "png"))
     model = load_weights("pctnet-cnn", shared_path("official", "pctnet_cnn", "state_dict.pt"), protocol="official")
-    res = evaluate(model, folder, tmp_path / "run", profile="pctnet", resize="none", split="all", device="cpu",
-                   batch_size=2, workers=0, progress=False, previews=0)
+    res = evaluate(
+        model,
+        folder,
+        tmp_path / "run",
+        profile="pctnet",
+        resize="none",
+        split="all",
+        device="cpu",
+        batch_size=2,
+        workers=0,
+        progress=False,
+        previews=0,
+    )
     df = res.samples.set_index("key")
     assert set(extra_columns([("low", "fixed256")])) <= set(df.columns)
     for i in range(2):
@@ -85,12 +96,25 @@ def test_models_without_a_low_resolution_output(tmp_path):
     (folder / "0.png").write_bytes(encode_image(comp, "png"))
     (folder / "0-gt.png").write_bytes(encode_image(real, "png"))
     (folder / "0-mask.png").write_bytes(encode_image(raw, "png"))
-    res = evaluate("composite", folder, tmp_path / "run", profile="dccf", resize="none", split="all", device="cpu",
-                   workers=0, progress=False, previews=0)
+    res = evaluate(
+        "composite",
+        folder,
+        tmp_path / "run",
+        profile="dccf",
+        resize="none",
+        split="all",
+        device="cpu",
+        workers=0,
+        progress=False,
+        previews=0,
+    )
     row = res.samples.iloc[0]
     lo = (256, 256)
-    ref = pct_metrics(cv2.resize(comp, lo, interpolation=cv2.INTER_LINEAR), cv2.resize(real, lo, interpolation=cv2.INTER_LINEAR),
-                      cv2.resize(raw.astype(np.float32) / 255, lo, interpolation=cv2.INTER_LINEAR))
+    ref = pct_metrics(
+        cv2.resize(comp, lo, interpolation=cv2.INTER_LINEAR),
+        cv2.resize(real, lo, interpolation=cv2.INTER_LINEAR),
+        cv2.resize(raw.astype(np.float32) / 255, lo, interpolation=cv2.INTER_LINEAR),
+    )
     assert row["mse_low"] == pytest.approx(ref["mse"], rel=1e-6)
     assert row["fmse_low"] == pytest.approx(ref["fmse"], rel=1e-6)
     full = pct_metrics(comp, real, raw.astype(np.float32) / 255)

@@ -46,8 +46,18 @@ def current_values(data: Path, work: Path):
     frames = []
     for method in METHODS:
         for profile, resize in PROFILES:
-            res = evaluate(method, data, work / f"{method}-{profile}", split="test", device="cpu", profile=profile,
-                           resize=resize, previews=0, progress=False, workers=0)
+            res = evaluate(
+                method,
+                data,
+                work / f"{method}-{profile}",
+                split="test",
+                device="cpu",
+                profile=profile,
+                resize=resize,
+                previews=0,
+                progress=False,
+                workers=0,
+            )
             df = res.samples[["key", *VALUES]].copy()
             df.insert(0, "profile", profile)
             df.insert(0, "method", method)
@@ -62,21 +72,33 @@ def test_demo_per_sample_metrics_unchanged(tmp_path):
     want = pd.read_csv(CSV)
     got = current_values(build_demo(tmp_path / "demo"), tmp_path)
     assert list(got[["method", "profile", "key"]].itertuples(index=False)) == list(
-        want[["method", "profile", "key"]].itertuples(index=False))
+        want[["method", "profile", "key"]].itertuples(index=False)
+    )
     assert len(got) == len(METHODS) * len(PROFILES) * 29  # the demo test split
     for col in VALUES:
-        np.testing.assert_allclose(got[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-6, atol=1e-6,
-                                   err_msg=col)
+        np.testing.assert_allclose(
+            got[col].to_numpy(float), want[col].to_numpy(float), rtol=1e-6, atol=1e-6, err_msg=col
+        )
     # batches made by 2 DataLoader workers, of 5 images: the same values
     from harmbench.eval.loop import evaluate
 
-    res = evaluate("reinhard", tmp_path / "demo", tmp_path / "w2", split="test", device="cpu", previews=0,
-                   progress=False, workers=2, batch_size=5)
+    res = evaluate(
+        "reinhard",
+        tmp_path / "demo",
+        tmp_path / "w2",
+        split="test",
+        device="cpu",
+        previews=0,
+        progress=False,
+        workers=2,
+        batch_size=5,
+    )
     rows = want[(want["method"] == "reinhard") & (want["profile"] == "harmbench")].set_index("key")
     df = res.samples.set_index("key").loc[rows.index]
     for col in VALUES:
-        np.testing.assert_allclose(df[col].to_numpy(float), rows[col].to_numpy(float), rtol=1e-6, atol=1e-6,
-                                   err_msg=f"workers=2 {col}")
+        np.testing.assert_allclose(
+            df[col].to_numpy(float), rows[col].to_numpy(float), rtol=1e-6, atol=1e-6, err_msg=f"workers=2 {col}"
+        )
 
 
 if __name__ == "__main__":  # regenerate: python tests/test_eval_regression.py OUT.csv

@@ -17,10 +17,9 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
 def test_failed_write_keeps_the_old_file(tmp_path):
     p = tmp_path / "x.txt"
     p.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_path(p) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(p) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert p.read_text() == "old"
     assert [q.name for q in tmp_path.iterdir()] == ["x.txt"]
 

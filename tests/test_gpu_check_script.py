@@ -32,9 +32,14 @@ def test_script_parses_and_documents_itself():
         assert opt in help_.stdout
 
 
-@pytest.mark.parametrize("args, message", [(("--bogus",), "unknown argument: --bogus"),
-                                           (("--train-steps", "many"), "--train-steps must be a positive integer"),
-                                           (("--out",), "--out needs a directory")])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--bogus",), "unknown argument: --bogus"),
+        (("--train-steps", "many"), "--train-steps must be a positive integer"),
+        (("--out",), "--out needs a directory"),
+    ],
+)
 def test_bad_arguments_are_clean_errors(args, message):
     r = _run(*args)
     assert r.returncode != 0 and message in r.stderr
@@ -58,7 +63,9 @@ def test_dry_run_plans_every_step_and_checks_the_inputs(tmp_path):
     assert set(doc["missing_wheels"]) == {"webdataset", "braceexpand", "pycocotools", "pytest-timeout"}
     assert doc["lpips_backbone"] == str(alex)
     # the CUDA tests it runs are exactly the test files with a cuda mark
-    marked = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py") if "pytest.mark.cuda" in p.read_text())
+    marked = sorted(
+        str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py") if "pytest.mark.cuda" in p.read_text()
+    )
     assert sorted(doc["cuda_test_files"]) == marked and marked
 
 

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from harmbench.cli import main
 from harmbench.imaging import encode_image, read_rgb
@@ -22,8 +21,22 @@ def _pair(tmp_path, name="a"):
 def test_harmonize_file_matches_transfer_op(tmp_path):
     img, m = _pair(tmp_path)
     out = tmp_path / "out.png"
-    assert main(["harmonize", "--method", "reinhard", "--device", "cpu", str(tmp_path / "img" / "a.png"),
-                 str(tmp_path / "msk" / "a.png"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "harmonize",
+                "--method",
+                "reinhard",
+                "--device",
+                "cpu",
+                str(tmp_path / "img" / "a.png"),
+                str(tmp_path / "msk" / "a.png"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     got = read_rgb(out)
     ref = get_transfer("reinhard")(img.astype(np.float32) / 255, m, None, ~m)
     ref = np.round(np.clip(ref, 0, 1) * 255).astype(np.uint8)
@@ -35,8 +48,22 @@ def test_harmonize_file_matches_transfer_op(tmp_path):
 def test_harmonize_folders_and_errors(tmp_path, capsys):
     _pair(tmp_path, "a")
     _pair(tmp_path, "b")
-    assert main(["harmonize", "--method", "composite", "--device", "cpu", str(tmp_path / "img"), str(tmp_path / "msk"),
-                 "-o", str(tmp_path / "out")]) == 0
+    assert (
+        main(
+            [
+                "harmonize",
+                "--method",
+                "composite",
+                "--device",
+                "cpu",
+                str(tmp_path / "img"),
+                str(tmp_path / "msk"),
+                "-o",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
     assert np.array_equal(read_rgb(tmp_path / "out" / "a.png"), read_rgb(tmp_path / "img" / "a.png"))
     (tmp_path / "msk" / "b.png").unlink()
@@ -44,6 +71,18 @@ def test_harmonize_folders_and_errors(tmp_path, capsys):
     assert main(["harmonize", str(tmp_path / "img"), str(tmp_path / "msk"), "-o", str(tmp_path / "o2")]) == 1
     assert "b.png: no mask named b" in capsys.readouterr().err
     assert sorted(p.name for p in (tmp_path / "o2").iterdir()) == ["a.png"]
-    assert main(["harmonize", "--method", "nope", str(tmp_path / "img" / "a.png"), str(tmp_path / "msk" / "a.png"),
-                 "-o", str(tmp_path / "x.png")]) == 2
+    assert (
+        main(
+            [
+                "harmonize",
+                "--method",
+                "nope",
+                str(tmp_path / "img" / "a.png"),
+                str(tmp_path / "msk" / "a.png"),
+                "-o",
+                str(tmp_path / "x.png"),
+            ]
+        )
+        == 2
+    )
     assert "unknown model 'nope'" in capsys.readouterr().err

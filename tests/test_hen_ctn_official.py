@@ -138,8 +138,24 @@ def test_cli_writes_the_authors_colour_transfer_output(official_files, tmp_path,
     root = shared_path("official", "e2e_hen_ctn")
     c, g = official_files
     out = tmp_path / "OUT.png"
-    assert main(["transfer", str(root / "src.png"), str(root / "ref.png"), "--method", "hen-ctn",
-                 "--weights", f"{c},{g}", "--protocol", "official", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                str(root / "src.png"),
+                str(root / "ref.png"),
+                "--method",
+                "hen-ctn",
+                "--weights",
+                f"{c},{g}",
+                "--protocol",
+                "official",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out
     _within_one_level(_png(out), _png(root / "out_03_output.png"))  # 370x270: their resize, padding and crop
     # the histograms that drove it are the authors' (the reference went through their 700 px rule: 560x800 -> 489x700)
@@ -220,8 +236,9 @@ def _official_names(model) -> tuple[dict, dict]:
 @pytest.fixture(scope="module")
 def narrow(tmp_path_factory):
     """A narrow hen-ctn (the fixtures are narrower than the released models) saved as the authors' two files."""
-    model = get_model("hen-ctn", preset="small", width=8, code_dim=8, hen_width=16, dropout=False,
-                      pad_margin=30, seed=3).eval()
+    model = get_model(
+        "hen-ctn", preset="small", width=8, code_dim=8, hen_width=16, dropout=False, pad_margin=30, seed=3
+    ).eval()
     hen, ctn = _official_names(model)
     hen["model3.0.weight"] = torch.zeros(324, 8)  # saved by the authors, never used: dropped
     hen["model3.0.bias"] = torch.zeros(324)
@@ -234,7 +251,12 @@ def narrow(tmp_path_factory):
 def test_narrow_files_load_with_their_widths(narrow):
     model, _, _, d = narrow
     loaded = load_weights("hen-ctn", [d / "latest_net_G_A.pth", d / "latest_net_C_A.pth"])
-    assert (loaded.config.width, loaded.config.code_dim, loaded.config.hen_width, loaded.config.hist_bins) == (8, 8, 16, 32)
+    assert (loaded.config.width, loaded.config.code_dim, loaded.config.hen_width, loaded.config.hist_bins) == (
+        8,
+        8,
+        16,
+        32,
+    )
     g = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, 64, 80, generator=g)
     m = torch.zeros(1, 1, 64, 80)
@@ -254,16 +276,29 @@ def _expect_error(tmp_path, hen, ctn, *needles, **options):
 
 def test_missing_unexpected_and_misshaped_tensors_are_named(narrow, tmp_path):
     _, hen, ctn, _ = narrow
-    _expect_error(tmp_path, hen, {k: v for k, v in ctn.items() if k != "InterOut2.1.weight"},
-                  "CTN file", "missing: InterOut2.1.weight")
+    _expect_error(
+        tmp_path,
+        hen,
+        {k: v for k, v in ctn.items() if k != "InterOut2.1.weight"},
+        "CTN file",
+        "missing: InterOut2.1.weight",
+    )
     _expect_error(tmp_path, {**hen, "model2.1.weight": torch.zeros(1)}, ctn, "HEN file", "unexpected: model2.1.weight")
     _expect_error(tmp_path, {**hen, "model.16.weight": torch.zeros(1)}, ctn, "HEN file", "model.16.weight (1,)")
     _expect_error(tmp_path, hen, {**ctn, "block_last.6.bias": torch.zeros(5)}, "wrong shape: block_last.6.bias (5,)")
-    _expect_error(tmp_path, hen, {**ctn, "HistUnetDec2.block.99.weight": torch.zeros(1)},
-                  "unexpected: HistUnetDec2.block.99.weight")
+    _expect_error(
+        tmp_path,
+        hen,
+        {**ctn, "HistUnetDec2.block.99.weight": torch.zeros(1)},
+        "unexpected: HistUnetDec2.block.99.weight",
+    )
     # a counter the authors' strict loader would refuse too (no BatchNorm here): not tolerated
-    _expect_error(tmp_path, hen, {**ctn, "block_init.1.num_batches_tracked": torch.tensor(0)},
-                  "unexpected: block_init.1.num_batches_tracked")
+    _expect_error(
+        tmp_path,
+        hen,
+        {**ctn, "block_init.1.num_batches_tracked": torch.tensor(0)},
+        "unexpected: block_init.1.num_batches_tracked",
+    )
     # the HEN code length must fit the CTN
     bad = {**hen, "model2.0.weight": torch.zeros(8, 8)}
     bad["model.14.weight"] = torch.zeros(4, 16, 1, 1)
@@ -313,7 +348,9 @@ def test_card_files_from_the_weights_cache(narrow, tmp_path, monkeypatch, capsys
     monkeypatch.setenv("HARMBENCH_WEIGHTS", str(tmp_path / "cache"))
     assert main(["weights", "fetch", "hen-ctn-official"]) != 0  # no direct link: says how to get the files
     assert "checkpoints.zip" in capsys.readouterr().err
-    assert main(["weights", "import", "hen-ctn-official", str(d / "latest_net_G_A.pth"),
-                 str(d / "latest_net_C_A.pth")]) == 0
+    assert (
+        main(["weights", "import", "hen-ctn-official", str(d / "latest_net_G_A.pth"), str(d / "latest_net_C_A.pth")])
+        == 0
+    )
     model = load_weights("hen-ctn", "hen-ctn-official")
     assert (model.config.width, model.config.code_dim) == (8, 8)

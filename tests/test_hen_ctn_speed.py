@@ -79,7 +79,9 @@ def test_fast_inference_outputs_equal_the_previous_implementation():
 
 
 def test_bench_line(capsys):
-    assert main(["bench", "hen-ctn", "--n", "4", "--batch", "2", "--size", "96", "--repeats", "1", "--threads", "1"]) == 0
+    assert (
+        main(["bench", "hen-ctn", "--n", "4", "--batch", "2", "--size", "96", "--repeats", "1", "--threads", "1"]) == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()
     rec = json.loads(lines[-1])
     assert rec["bench"] == "hen-ctn" and rec["target_img_per_s"] == 10.0 and rec["size"] == 96

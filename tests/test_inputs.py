@@ -162,8 +162,9 @@ def _rotated_folder(folder: Path, comp: np.ndarray, real: np.ndarray, mask: np.n
     ext = {"PNG": "png", "JPEG": "jpg"}[fmt]
     kw = {"quality": 95, "subsampling": 0} if fmt == "JPEG" else {}
     for stem, arr in (("1", comp), ("1-gt", real)):
-        Image.fromarray(stored_for_orientation_6(arr)).save(folder / f"{stem}.{ext}", format=fmt,
-                                                             exif=exif_bytes(6), **kw)
+        Image.fromarray(stored_for_orientation_6(arr)).save(
+            folder / f"{stem}.{ext}", format=fmt, exif=exif_bytes(6), **kw
+        )
     Image.fromarray(mask.astype(np.uint8) * 255).save(folder / "1-mask.png")
 
 
@@ -184,8 +185,14 @@ def test_exif_rotated_triplet_scores_like_its_upright_twin(tmp_path, fmt):
     comp[m] = np.clip(comp[m].astype(int) + 60, 0, 255).astype(np.uint8)
     _rotated_folder(tmp_path / "rot", comp, real, m, fmt)
     # the upright twin holds exactly the displayed pixels (lossless), the mask is the same file
-    shown = {s: np.asarray(Image.open(tmp_path / "rot" / f"{s}.{'png' if fmt == 'PNG' else 'jpg'}").transpose(
-        Image.Transpose.ROTATE_270)) for s in ("1", "1-gt")}
+    shown = {
+        s: np.asarray(
+            Image.open(tmp_path / "rot" / f"{s}.{'png' if fmt == 'PNG' else 'jpg'}").transpose(
+                Image.Transpose.ROTATE_270
+            )
+        )
+        for s in ("1", "1-gt")
+    }
     write_flat_triplet(tmp_path / "up", "1", shown["1"], shown["1-gt"], m)
     rot = _score(tmp_path / "rot", resize="none")
     up = _score(tmp_path / "up", resize="none")
@@ -239,8 +246,21 @@ def test_over_limit_image_is_skipped_by_score_and_the_rest_scored(tmp_path, monk
     big = rgb_array(40, 40, 2)
     write_flat_triplet(tmp_path / "d", "2", big, big, box_mask(40, 40, 5, 5, 6, 6))
     monkeypatch.setenv("HARMBENCH_MAX_PIXELS", "1000")
-    rc = main(["score", str(tmp_path / "d"), "--json", str(tmp_path / "out.json"), "--no-progress", "--workers", "1",
-               "--device", "cpu", "--resize", "none"])
+    rc = main(
+        [
+            "score",
+            str(tmp_path / "d"),
+            "--json",
+            str(tmp_path / "out.json"),
+            "--no-progress",
+            "--workers",
+            "1",
+            "--device",
+            "cpu",
+            "--resize",
+            "none",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 0 and "Traceback" not in err
     doc = json.loads((tmp_path / "out.json").read_text())
@@ -255,7 +275,9 @@ def test_max_pixels_flag_sets_the_limit(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HARMBENCH_MAX_PIXELS", "")  # recorded, so the value main() sets is undone
     real = rgb_array(40, 40, 2)
     write_flat_triplet(tmp_path / "d", "1", real, real, box_mask(40, 40, 5, 5, 6, 6))
-    rc = main(["--max-pixels", "100", "score", str(tmp_path / "d"), "--no-progress", "--workers", "1", "--device", "cpu"])
+    rc = main(
+        ["--max-pixels", "100", "score", str(tmp_path / "d"), "--no-progress", "--workers", "1", "--device", "cpu"]
+    )
     assert rc == 1  # nothing could be scored
     assert "above the pixel limit of 100" in capsys.readouterr().err
 
@@ -398,8 +420,22 @@ def test_inspect_verify_checks_every_shard(tmp_path, capsys):
 def test_eval_scores_every_other_shard_and_lists_the_broken_ones(tmp_path, capsys):
     rows = write_shard_dir(tmp_path / "ds")
     _break_shards(tmp_path / "ds", rows)
-    args = ["eval", "--model", "composite", "--data", str(tmp_path / "ds"), "--out", str(tmp_path / "run"),
-            "--device", "cpu", "--workers", "0", "--no-progress", "--previews", "0"]
+    args = [
+        "eval",
+        "--model",
+        "composite",
+        "--data",
+        str(tmp_path / "ds"),
+        "--out",
+        str(tmp_path / "run"),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--previews",
+        "0",
+    ]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "Traceback" not in err
@@ -423,8 +459,10 @@ def test_eval_scores_every_other_shard_and_lists_the_broken_ones(tmp_path, capsy
 def test_leaderboard_run_refuses_a_missing_checkpoint_before_any_build(tmp_path, capsys):
     lb = tmp_path / "lb" / "leaderboard.toml"
     lb.parent.mkdir()
-    lb.write_text('[leaderboard]\nlpips = false\n\n[[datasets]]\nname = "c"\nrecipe = "r.toml"\n\n'
-                  '[[models]]\nname = "dovenet"\ncheckpoint = "nope.safetensors"\n')
+    lb.write_text(
+        '[leaderboard]\nlpips = false\n\n[[datasets]]\nname = "c"\nrecipe = "r.toml"\n\n'
+        '[[models]]\nname = "dovenet"\ncheckpoint = "nope.safetensors"\n'
+    )
     (lb.parent / "r.toml").write_text("")  # never read: the check comes first
     assert main(["leaderboard", "run", str(lb), "--device", "cpu", "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -437,8 +475,10 @@ def test_leaderboard_footnotes_name_broken_shards(tmp_path, capsys):
     _break_shards(tmp_path / "ds", rows)
     lb = tmp_path / "lb" / "leaderboard.toml"
     lb.parent.mkdir()
-    lb.write_text(f'[leaderboard]\nlpips = false\nbootstrap = 10\ngrid_samples = 0\n\n[[datasets]]\nname = "c"\n'
-                  f'path = "{tmp_path / "ds"}"\n\n[[models]]\nname = "composite"\n')
+    lb.write_text(
+        f'[leaderboard]\nlpips = false\nbootstrap = 10\ngrid_samples = 0\n\n[[datasets]]\nname = "c"\n'
+        f'path = "{tmp_path / "ds"}"\n\n[[models]]\nname = "composite"\n'
+    )
     assert main(["leaderboard", "run", str(lb), "--device", "cpu", "--workers", "0", "--no-progress"]) == 0
     assert main(["leaderboard", "run", str(lb), "--device", "cpu", "--workers", "0", "--no-progress", "--strict"]) == 1
     assert main(["leaderboard", "export", str(lb), "--format", "md"]) == 0
@@ -519,15 +559,17 @@ def test_recipe_toml_errors_name_file_and_field(tmp_path, find, replace, field, 
         ("limit = 5", "limit = 0", "datasets[0].limit"),
         ("limit = 5", "limit = inf", "datasets[0].limit"),
         ('path = "DATA"', 'path = "does/not/exist"', "datasets[0].path"),
-        ("[[models]]", '[[models]]\noptions = { k = nan }\n', "models[0].options.k"),
+        ("[[models]]", "[[models]]\noptions = { k = nan }\n", "models[0].options.k"),
     ],
 )
 def test_leaderboard_toml_errors_name_file_and_field(tmp_path, find, replace, field):
     from harmbench.leaderboard.definition import load_leaderboard
 
     (tmp_path / "data").mkdir()
-    text = (f'[leaderboard]\nseed = 0\n\n[[datasets]]\nname = "d"\npath = "{tmp_path / "data"}"\nlimit = 5\n\n'
-            '[[models]]\nname = "composite"\n')
+    text = (
+        f'[leaderboard]\nseed = 0\n\n[[datasets]]\nname = "d"\npath = "{tmp_path / "data"}"\nlimit = 5\n\n'
+        '[[models]]\nname = "composite"\n'
+    )
     find = find.replace("DATA", str(tmp_path / "data"))
     p = tmp_path / "lb.toml"
     p.write_text(text)
@@ -564,8 +606,29 @@ def test_a_key_in_two_shards_scores_the_first_copy_once(tmp_path, capsys):
     write_shard(tmp_path / "two" / "x-test-000001.tar", [second])
     write_shard(tmp_path / "one" / "x-test-000000.tar", [first, shard_sample("a", 3)])
     for name in ("two", "one"):
-        assert main(["eval", "--model", "composite", "--data", str(tmp_path / name), "--out", str(tmp_path / f"r{name}"),
-                     "--device", "cpu", "--workers", "0", "--no-progress", "--previews", "0", "--split", "all"]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "--model",
+                    "composite",
+                    "--data",
+                    str(tmp_path / name),
+                    "--out",
+                    str(tmp_path / f"r{name}"),
+                    "--device",
+                    "cpu",
+                    "--workers",
+                    "0",
+                    "--no-progress",
+                    "--previews",
+                    "0",
+                    "--split",
+                    "all",
+                ]
+            )
+            == 0
+        )
     capsys.readouterr()
     two = pd.read_parquet(tmp_path / "rtwo" / "samples.parquet").drop(columns=["seconds"])
     one = pd.read_parquet(tmp_path / "rone" / "samples.parquet").drop(columns=["seconds"])
@@ -579,7 +642,10 @@ def test_a_key_in_two_shards_scores_the_first_copy_once(tmp_path, capsys):
     ("argv", "message"),
     [
         (["score", ".", "--batch-size", "-3"], "argument --batch-size: must be >= 1, got -3"),
-        (["eval", "--model", "m", "--data", ".", "--out", "o", "--previews", "-1"], "argument --previews: must be >= 0"),
+        (
+            ["eval", "--model", "m", "--data", ".", "--out", "o", "--previews", "-1"],
+            "argument --previews: must be >= 0",
+        ),
         (["inspect", ".", "--samples", "x"], "argument --samples: must be an integer, got 'x'"),
         (["build", "r.toml", "--out", "o", "--max-samples", "0"], "argument --max-samples: must be >= 1, got 0"),
     ],

@@ -33,7 +33,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
     for _ in range(rng.choice((1, 1, 2))):
         kind = rng.choice(("truncate", "flip", "insert"))
         if kind == "truncate" and len(b) > 1:
-            del b[rng.randrange(len(b)):]
+            del b[rng.randrange(len(b)) :]
         elif kind == "flip" and b:
             for _ in range(rng.randint(1, 8)):
                 b[rng.randrange(len(b))] = rng.randrange(256)
@@ -101,8 +101,23 @@ def test_score_on_damaged_files_accounts_for_every_triplet(tmp_path, capsys):
         for name in rng.sample(files, rng.randint(1, 2)):
             (d / name).write_bytes(mutate((base / name).read_bytes(), rng))
         out = tmp_path / f"case{n}.json"
-        rc = main(["score", str(d), "--json", str(out), "--no-progress", "--workers", "1", "--device", "cpu",
-                   "--resize", rng.choice(("fixed256", "none")), "--profile", rng.choice(("harmbench", "dovenet"))])
+        rc = main(
+            [
+                "score",
+                str(d),
+                "--json",
+                str(out),
+                "--no-progress",
+                "--workers",
+                "1",
+                "--device",
+                "cpu",
+                "--resize",
+                rng.choice(("fixed256", "none")),
+                "--profile",
+                rng.choice(("harmbench", "dovenet")),
+            ]
+        )
         cap = capsys.readouterr()
         _clean(cap.err)
         assert rc in (0, 1)
@@ -135,8 +150,24 @@ def test_damaged_shards_inspect_and_eval(tmp_path, capsys):
         assert rc in (0, 1)
         if victim.read_bytes() != (base / victim.name).read_bytes():
             assert rc == 1 and f"broken {victim}:" in cap.err
-        rc = main(["eval", "--model", "composite", "--data", str(d), "--out", str(tmp_path / f"run{n}"), "--device",
-                   "cpu", "--workers", "0", "--no-progress", "--previews", "0"])
+        rc = main(
+            [
+                "eval",
+                "--model",
+                "composite",
+                "--data",
+                str(d),
+                "--out",
+                str(tmp_path / f"run{n}"),
+                "--device",
+                "cpu",
+                "--workers",
+                "0",
+                "--no-progress",
+                "--previews",
+                "0",
+            ]
+        )
         cap = capsys.readouterr()
         _clean(cap.err)
         assert rc in (0, 1, 2)
@@ -149,7 +180,9 @@ def test_damaged_shards_inspect_and_eval(tmp_path, capsys):
                     keys.add((r["url"], f"s{rows.index(r)}_{j}"))
             import pandas as pd
 
-            scored = set(pd.read_parquet(tmp_path / f"run{n}" / "samples.parquet")["key"]) if run["n_samples"] else set()
+            scored = (
+                set(pd.read_parquet(tmp_path / f"run{n}" / "samples.parquet")["key"]) if run["n_samples"] else set()
+            )
             skipped = {s.get("key") for s in run["skipped"]}
             for url, key in keys:
                 assert key in scored or key in skipped or url in broken, (key, run["skipped"], broken)
@@ -202,8 +235,23 @@ name = "composite"
 label = "Composite"
 """
 
-VALUES = ["nan", "inf", "-inf", "-1", "0", "1e309", '"x"', "true", "[]", "{}", '""', "[1, nan]", "{ a = nan }",
-          "-9223372036854775808", "3.5"]
+VALUES = [
+    "nan",
+    "inf",
+    "-inf",
+    "-1",
+    "0",
+    "1e309",
+    '"x"',
+    "true",
+    "[]",
+    "{}",
+    '""',
+    "[1, nan]",
+    "{ a = nan }",
+    "-9223372036854775808",
+    "3.5",
+]
 
 
 def mutate_toml(text: str, rng: random.Random) -> str:

@@ -32,8 +32,13 @@ def _cli(args: list[str], crash: str | None = None) -> subprocess.Popen:
     env.pop(CRASH_ENV, None)
     if crash:
         env[CRASH_ENV] = crash
-    return subprocess.Popen([sys.executable, "-m", "harmbench.cli", *args], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "harmbench.cli", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
 
 
 def _finish(p: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
@@ -89,8 +94,24 @@ def test_score_json_killed_and_rerun_gives_the_same_bytes(folder, tmp_path, caps
 
 
 def _eval_args(data: Path, run: Path) -> list[str]:
-    return ["eval", "--model", "composite", "--data", str(data), "--out", str(run), "--device", "cpu", "--workers", "0",
-            "--no-progress", "--resize", "none", "--previews", "3"]
+    return [
+        "eval",
+        "--model",
+        "composite",
+        "--data",
+        str(data),
+        "--out",
+        str(run),
+        "--device",
+        "cpu",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--resize",
+        "none",
+        "--previews",
+        "3",
+    ]
 
 
 def _final(run: Path) -> tuple[pd.DataFrame, dict]:

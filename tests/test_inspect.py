@@ -7,14 +7,14 @@ import json
 import pytest
 from PIL import Image
 
+from harmbench.cli import main
+from harmbench.fileio import atomic_write_json
 from harmbench.generate import synthetic as syn
 from harmbench.generate.index import dataset_index
 from harmbench.generate.plan import make_shards
 from harmbench.generate.runner import write_shard
 from harmbench.generate.stats import aggregate, reason_class
 from harmbench.generate.writer import OutputOptions
-from harmbench.fileio import atomic_write_json
-from harmbench.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,12 @@ def built(tmp_path_factory):
     out.mkdir()
     stats = [write_shard(t, str(out), OutputOptions(), syn.synthesize) for t in make_shards(specs, "ins", 4)]
     atomic_write_json(out / "index.json", dataset_index("ins", stats))
-    agg = aggregate(stats, [{"path": "x.jpg", "reason": "obj x_1: foreground ratio 0.5% outside [1%, 80%]"}],
-                    wall_time_s=1.0, built_now=[s["shard"] for s in stats])
+    agg = aggregate(
+        stats,
+        [{"path": "x.jpg", "reason": "obj x_1: foreground ratio 0.5% outside [1%, 80%]"}],
+        wall_time_s=1.0,
+        built_now=[s["shard"] for s in stats],
+    )
     atomic_write_json(out / "stats.json", {"name": "ins", "generator": "harmbench test", "seed": 1, **agg})
     return out
 
@@ -48,8 +52,10 @@ def test_inspect_rejects_unbuilt_dir(tmp_path, capsys):
 
 
 def test_reason_class():
-    assert reason_class("hue: object demo_2_6: foreground ratio 0.90% outside [1%, 80%]") == \
-        "foreground ratio N% outside [N%, N%]"
+    assert (
+        reason_class("hue: object demo_2_6: foreground ratio 0.90% outside [1%, 80%]")
+        == "foreground ratio N% outside [N%, N%]"
+    )
     assert json.dumps(reason_class(""))
 
 
@@ -59,7 +65,10 @@ def test_contact_sheet_takes_turns_over_recipe_and_method():
     from harmbench.generate.report import _pick_round_robin
 
     metas = [(Path("a.tar"), f"k{i}", {"recipe": "hcoco", "method": "reinhard"}) for i in range(5)]
-    metas += [(Path("a.tar"), "h0", {"recipe": "hue", "method": "hue"}), (Path("b.tar"), "i0", {"recipe": "identical", "method": "identity"})]
+    metas += [
+        (Path("a.tar"), "h0", {"recipe": "hue", "method": "hue"}),
+        (Path("b.tar"), "i0", {"recipe": "identical", "method": "identity"}),
+    ]
     picked = [k for _, k, _ in _pick_round_robin(metas, 4)]
     assert picked == ["k0", "h0", "i0", "k1"]
     assert len(_pick_round_robin(metas, 100)) == len(metas)

@@ -55,12 +55,16 @@ def data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def board(tmp_path_factory, data) -> Path:
     """A leaderboard run once (module-wide): composite + reinhard, plus a missing optional checkpoint."""
-    lb = write_lb(tmp_path_factory.mktemp("lb") / "board", data, extra_models="""
+    lb = write_lb(
+        tmp_path_factory.mktemp("lb") / "board",
+        data,
+        extra_models="""
 [[models]]
 name = "dovenet"
 checkpoint = "no/such/dovenet.safetensors"
 optional = true
-""")
+""",
+    )
     res = run_leaderboard(lb, report=lambda m: None)
     assert sorted(res.ran) == ["synth/Reinhard-bg", "synth/composite"]
     assert res.skipped and "checkpoint not found" in res.skipped[0][1]
@@ -138,7 +142,13 @@ def test_export_matches_an_independent_recomputation(board, tmp_path):
     assert r"\toprule" in tex and r"Reinhard (bg)" in tex
     html = (out / "results.html").read_text()
     assert "<table>" in html and "figures/synth_metrics.png" in html
-    for f in ("synth_metrics.png", "synth_metrics_mse.png", "synth_metrics_psnr.png", "synth_buckets.png", "synth_grid.png"):
+    for f in (
+        "synth_metrics.png",
+        "synth_metrics_mse.png",
+        "synth_metrics_psnr.png",
+        "synth_buckets.png",
+        "synth_grid.png",
+    ):
         p = out / "figures" / f
         assert p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f
     assert all(p.exists() for p in ctx.written)
@@ -190,8 +200,12 @@ def test_model_card_entries_run_from_the_cache_or_are_skipped(tmp_path, monkeypa
     from harmbench.models.cards import CARDS, ModelCard, WeightFile
 
     fixture = shared_path("official", "dovenet_G", "state_dict.pt")
-    card = ModelCard(name="test-dovenet-g", model="dovenet", source="test",
-                     files=(WeightFile(role="G", filename="latest_net_G.pth"),))
+    card = ModelCard(
+        name="test-dovenet-g",
+        model="dovenet",
+        source="test",
+        files=(WeightFile(role="G", filename="latest_net_G.pth"),),
+    )
     monkeypatch.setitem(CARDS, card.name, card)
     monkeypatch.setenv("HARMBENCH_WEIGHTS", str(tmp_path / "cache"))
     extra = """

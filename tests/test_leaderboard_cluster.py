@@ -52,8 +52,16 @@ path = "{data}"
     assert local.ran == [] and len(local.reused) == 4
     from harmbench.eval.loop import evaluate
 
-    ref = evaluate("reinhard", data, tmp_path / "local-reinhard", resize="none", batch_size=4, workers=0,
-                   progress=False, previews=0)
+    ref = evaluate(
+        "reinhard",
+        data,
+        tmp_path / "local-reinhard",
+        resize="none",
+        batch_size=4,
+        workers=0,
+        progress=False,
+        previews=0,
+    )
     ray_df = pd.read_parquet(lb.run_dir(lb.datasets[0], lb.models[1]) / "samples.parquet")
     pd.testing.assert_frame_equal(ray_df.drop(columns="seconds"), ref.samples.drop(columns="seconds"))
     ctx = export_leaderboard(toml, "csv,md", out=tmp_path / "export")

@@ -42,8 +42,7 @@ def test_features_reused_give_the_same_lpips(model):
     plain = compute_metrics(pred, target, mask, "harmbench", lpips_model=model)
     feats = hl.target_features(model, target)
     assert [tuple(f.shape[:2]) for f in feats] == [(3, 64), (3, 192), (3, 384), (3, 256), (3, 256)]
-    reused = compute_metrics(pred, target, mask, "harmbench", lpips_model=model,
-                             lpips_target_features=feats)
+    reused = compute_metrics(pred, target, mask, "harmbench", lpips_model=model, lpips_target_features=feats)
     for k in ("lpips", "flpips"):
         assert torch.equal(plain[k], reused[k])
     # the package's own forward agrees
@@ -55,7 +54,12 @@ def test_cache_round_trip_and_identity(model, tmp_path, alex_file):
     _, target, _ = _batch(4, 1)
     feats = hl.target_features(model, target)
     keys = ["a", "b/c", "d", "e"]
-    ident = {"dataset_hash": "abc", "profile": "harmbench", "resize": "fixed256", "weights": weights_identity(alex_file)}
+    ident = {
+        "dataset_hash": "abc",
+        "profile": "harmbench",
+        "resize": "fixed256",
+        "weights": weights_identity(alex_file),
+    }
     cache = LPIPSFeatureCache(tmp_path, **ident)
     assert cache.get(keys) is None
     cache.put(keys, feats)
@@ -81,14 +85,17 @@ def test_eval_with_the_cache_scores_like_without(tmp_path, alex_file):
 
     data = tmp_path / "data"
     write_synthetic_shards(data, 10, width=96, height=64, seed=3)
-    kw = dict(device="cpu", lpips=True, lpips_weights=str(alex_file), previews=0, progress=False, workers=0,
-              batch_size=4)
+    kw = dict(
+        device="cpu", lpips=True, lpips_weights=str(alex_file), previews=0, progress=False, workers=0, batch_size=4
+    )
     cache = tmp_path / "cache"
     runs = {}
     for method in ("composite", "reinhard"):
         runs[method, "plain"] = evaluate(method, data, tmp_path / f"{method}-plain", **kw)
         runs[method, "cached"] = evaluate(method, data, tmp_path / f"{method}-cached", lpips_cache=str(cache), **kw)
-    hits = [s.get("lpips_cache") for m in ("composite", "reinhard") for s in runs[m, "cached"].run["timing"]["sessions"]]
+    hits = [
+        s.get("lpips_cache") for m in ("composite", "reinhard") for s in runs[m, "cached"].run["timing"]["sessions"]
+    ]
     assert hits == [{"hits": 0, "misses": 10}, {"hits": 10, "misses": 0}]  # the second method reads the first's
     assert len(list(cache.glob("*/*.safetensors"))) == 10
     for method in ("composite", "reinhard"):

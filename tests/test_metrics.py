@@ -64,7 +64,9 @@ def test_psnr_peak_rules_follow_the_codebases():
     # DoveNet: skimage with data_range = P.max() - P.min()
     got = pixel.psnr(_t(p), _t(t), "pred_range").numpy()
     pf = p.astype(np.float32)
-    want = [peak_signal_noise_ratio(t[i].astype(np.float32), pf[i], data_range=pf[i].max() - pf[i].min()) for i in range(2)]
+    want = [
+        peak_signal_noise_ratio(t[i].astype(np.float32), pf[i], data_range=pf[i].max() - pf[i].min()) for i in range(2)
+    ]
     np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
@@ -91,7 +93,9 @@ def test_fmse_formulas_against_numpy():
     # bcmi: skimage mse(P*M, T*M) * H * W / N_fg
     pf, tf = p.astype(np.float32), t.astype(np.float32)
     h, w = m.shape[1:]
-    want_bin = [mean_squared_error(pf[i] * m[i][..., None], tf[i] * m[i][..., None]) * h * w / m[i].sum() for i in range(2)]
+    want_bin = [
+        mean_squared_error(pf[i] * m[i][..., None], tf[i] * m[i][..., None]) * h * w / m[i].sum() for i in range(2)
+    ]
     got_img = pixel.fmse(_t(p), _t(t), _tm(m), "masked_image_mse").numpy()
     got_sum = pixel.fmse(_t(p), _t(t), _tm(m), "masked_sum").numpy()
     np.testing.assert_allclose(got_img, want_bin, rtol=1e-9)
@@ -110,8 +114,14 @@ def test_empty_mask_per_profile():
 
 def _skimage_ssim(t, p, m):
     s, full = structural_similarity(
-        t.astype(np.float64), p.astype(np.float64), gaussian_weights=True, sigma=1.5,
-        use_sample_covariance=False, data_range=255, channel_axis=2, full=True,
+        t.astype(np.float64),
+        p.astype(np.float64),
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        data_range=255,
+        channel_axis=2,
+        full=True,
     )
     mc = m[5:-5, 5:-5, None]
     return s, float((full[5:-5, 5:-5] * mc).sum() / (3 * mc.sum()))
@@ -187,15 +197,22 @@ def test_compute_metrics_values_per_profile():
     np.testing.assert_allclose(hb["fpsnr"].numpy(), 10 * np.log10(255**2 / (fm + 1e-6)), rtol=1e-12)
     zl = compute_metrics(_t(p), _t(t), _tm(m), "zhenglab")
     np.testing.assert_allclose(zl["fpsnr"].numpy(), 10 * np.log10(255**2 / fm), rtol=1e-9)
-    ih = compute_metrics(torch.from_numpy(p).permute(0, 3, 1, 2), torch.from_numpy(t).permute(0, 3, 1, 2), _tm(m), "iharm")
+    ih = compute_metrics(
+        torch.from_numpy(p).permute(0, 3, 1, 2), torch.from_numpy(t).permute(0, 3, 1, 2), _tm(m), "iharm"
+    )
     assert ih["mse"].dtype == torch.float32  # uint8 input accepted, float32 profile
-    np.testing.assert_allclose(ih["psnr"].numpy(), [10 * math.log10(float(t[i].max()) ** 2 / (ref_mse[i] + 1e-6)) for i in range(2)], rtol=1e-5)
+    np.testing.assert_allclose(
+        ih["psnr"].numpy(), [10 * math.log10(float(t[i].max()) ** 2 / (ref_mse[i] + 1e-6)) for i in range(2)], rtol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
     "shapes, match",
-    [(((2, 3, 16, 16), (2, 3, 16, 16), (2, 3, 16, 16)), "mask"), (((2, 4, 16, 16), (2, 4, 16, 16), (2, 1, 16, 16)), "pred"),
-     (((2, 3, 16, 16), (1, 3, 16, 16), (2, 1, 16, 16)), "target")],
+    [
+        (((2, 3, 16, 16), (2, 3, 16, 16), (2, 3, 16, 16)), "mask"),
+        (((2, 4, 16, 16), (2, 4, 16, 16), (2, 1, 16, 16)), "pred"),
+        (((2, 3, 16, 16), (1, 3, 16, 16), (2, 1, 16, 16)), "target"),
+    ],
 )
 def test_compute_metrics_rejects_bad_shapes(shapes, match):
     a, b, c = (torch.zeros(s) for s in shapes)
@@ -220,8 +237,16 @@ def _smooth_pair(n=2, size=256, seed=3):
     from PIL import Image
 
     rng = np.random.default_rng(seed)
-    t = np.stack([np.asarray(Image.fromarray(rng.integers(30, 220, (7, 8, 3), dtype=np.uint8)).resize(
-        (size, size), Image.Resampling.BICUBIC)) for _ in range(n)])
+    t = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(rng.integers(30, 220, (7, 8, 3), dtype=np.uint8)).resize(
+                    (size, size), Image.Resampling.BICUBIC
+                )
+            )
+            for _ in range(n)
+        ]
+    )
     p = np.clip(t.astype(np.int16) + np.array([30, -10, 5], np.int16), 0, 255).astype(np.uint8)
     m = np.zeros((n, size, size), np.float64)
     m[:, size // 4 : size // 2, size // 3 : 3 * size // 4] = 1.0

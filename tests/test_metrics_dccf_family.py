@@ -159,11 +159,13 @@ def test_mse_fmse_formulas_reject_unknown_names():
 def _photo(h=300, w=420):
     rng = np.random.default_rng(3)
     yy, xx = np.mgrid[0:h, 0:w]
-    real = np.clip(np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) % 256], -1) + rng.integers(-9, 9, (h, w, 3)),
-                   0, 255).astype(np.uint8)
+    real = np.clip(
+        np.stack([xx * 255 // w, yy * 255 // h, (xx + yy) % 256], -1) + rng.integers(-9, 9, (h, w, 3)), 0, 255
+    ).astype(np.uint8)
     pred = np.clip(real.astype(int) + rng.integers(-30, 30, real.shape), 0, 255).astype(np.uint8)
-    mask = cv2.GaussianBlur(((((yy - h / 2) / 90) ** 2 + ((xx - w / 2) / 100) ** 2) <= 1).astype(np.uint8) * 255,
-                            (7, 7), 0)  # soft edges, as JPEG or antialiased masks have
+    mask = cv2.GaussianBlur(
+        ((((yy - h / 2) / 90) ** 2 + ((xx - w / 2) / 100) ** 2) <= 1).astype(np.uint8) * 255, (7, 7), 0
+    )  # soft edges, as JPEG or antialiased masks have
     return pred, real, mask
 
 
@@ -172,10 +174,12 @@ def test_prepare_low_and_full_resolution(name):
     pred, real, mask = _photo()
     prof = get_profile(name)
     low = prof.prepare(pred, real, mask, "fixed256")  # albumentations Resize(256, 256): cv2 INTER_LINEAR
-    np.testing.assert_array_equal(low.target.transpose(1, 2, 0),
-                                  cv2.resize(real, (256, 256), interpolation=cv2.INTER_LINEAR))
-    np.testing.assert_array_equal(low.mask[0], cv2.resize(mask.astype(np.float32) / 255.0, (256, 256),
-                                                          interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(
+        low.target.transpose(1, 2, 0), cv2.resize(real, (256, 256), interpolation=cv2.INTER_LINEAR)
+    )
+    np.testing.assert_array_equal(
+        low.mask[0], cv2.resize(mask.astype(np.float32) / 255.0, (256, 256), interpolation=cv2.INTER_LINEAR)
+    )
     full = prof.prepare(pred, real, mask, "none")  # the raw photo and raw / 255 mask, nothing resized
     np.testing.assert_array_equal(full.target.transpose(1, 2, 0), real)
     np.testing.assert_array_equal(full.mask[0], mask.astype(np.float32) / 255.0)
@@ -193,7 +197,12 @@ def test_records_every_choice(name):
     assert d["psnr_peak"] == {"pctnet": "255", "dccf": "target_max"}[name]
     assert d["fmse_formula"] == "masked_sum" and d["fmse_eps"] == d["psnr_eps"] == 1e-6
     assert d["image_filter"] == "cv2_linear" and d["mask_rule"] == "cv2_linear_float"
-    assert (d["ssim"]["window"], d["ssim"]["sigma"], d["ssim"]["data_range"], d["ssim"]["padding"]) == (11, 1.5, 255.0, "valid")
+    assert (d["ssim"]["window"], d["ssim"]["sigma"], d["ssim"]["data_range"], d["ssim"]["padding"]) == (
+        11,
+        1.5,
+        255.0,
+        "valid",
+    )
     for other in ("harmbench", "iharm", "dovenet", "zhenglab"):
         o = get_profile(other).to_dict()
         assert o["mse_formula"] == "mean" and o["ssim_input"] == "prediction"
@@ -204,7 +213,11 @@ def test_profile_rejects_unknown_choices():
     import dataclasses
 
     base = get_profile("pctnet")
-    for field, bad in (("mse_formula", "foreground"), ("ssim_input", "composite"), ("psnr_peak", "256"),
-                       ("resolutions", (("full", "native"),))):
+    for field, bad in (
+        ("mse_formula", "foreground"),
+        ("ssim_input", "composite"),
+        ("psnr_peak", "256"),
+        ("resolutions", (("full", "native"),)),
+    ):
         with pytest.raises(ValueError, match=field if field != "resolutions" else "resolutions"):
             dataclasses.replace(base, **{field: bad})

@@ -40,10 +40,30 @@ def test_registry_and_errors():
 def test_to_dict_records_every_choice(name):
     d = get_profile(name).to_dict()
     json.dumps(d)  # serialisable
-    for key in ("image_filter", "mask_rule", "mask_binary", "mask_threshold", "psnr_peak", "psnr_eps", "fmse_formula",
-                "fmse_eps", "fpsnr_peak", "fpsnr_eps", "dtype", "ssim", "ssim_origin", "bucket_edges",
-                "bucket_inclusive", "bucket_names", "fg_ratio_rule", "empty_mask", "source", "mse_formula",
-                "ssim_input", "resolutions"):
+    for key in (
+        "image_filter",
+        "mask_rule",
+        "mask_binary",
+        "mask_threshold",
+        "psnr_peak",
+        "psnr_eps",
+        "fmse_formula",
+        "fmse_eps",
+        "fpsnr_peak",
+        "fpsnr_eps",
+        "dtype",
+        "ssim",
+        "ssim_origin",
+        "bucket_edges",
+        "bucket_inclusive",
+        "bucket_names",
+        "fg_ratio_rule",
+        "empty_mask",
+        "source",
+        "mse_formula",
+        "ssim_input",
+        "resolutions",
+    ):
         assert key in d, key
     assert {"window", "sigma", "k1", "k2", "data_range", "padding"} <= set(d["ssim"])
     assert d["bucket_names"] == list(BUCKET_NAMES)
@@ -55,7 +75,9 @@ def test_iharm_prepare_matches_opencv_albumentations_rule():
     want_t = cv2.resize(real, (256, 256), interpolation=cv2.INTER_LINEAR)
     want_m = cv2.resize(mask.astype(np.float32) / 255.0, (256, 256), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_array_equal(s.target, want_t.transpose(2, 0, 1).astype(np.float32))
-    np.testing.assert_array_equal(s.pred, cv2.resize(pred, (256, 256), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1))
+    np.testing.assert_array_equal(
+        s.pred, cv2.resize(pred, (256, 256), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+    )
     np.testing.assert_array_equal(s.mask[0], want_m)
     assert ((s.mask > 0) & (s.mask < 1)).any()  # continuous mask kept
     assert s.fg_ratio == pytest.approx(float((want_m > 0.5).sum()) / 256**2)
@@ -106,7 +128,9 @@ def test_resize_strategies():
     pred, real, mask = _sample(1100, 1500)
     s = get_profile("iharm").prepare(pred, real, mask, "limit1024")
     assert s.size == (751, 1024)
-    np.testing.assert_array_equal(s.target, cv2.resize(real, (1024, 751), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1))
+    np.testing.assert_array_equal(
+        s.target, cv2.resize(real, (1024, 751), interpolation=cv2.INTER_LINEAR).transpose(2, 0, 1)
+    )
 
 
 def test_prediction_at_target_size_is_not_resized_again():
@@ -154,7 +178,12 @@ def test_profiles_give_different_numbers_on_the_same_sample():
     assert vals["iharm"]["psnr"] != pytest.approx(vals["harmbench"]["psnr"], abs=1e-3)
     assert vals["zhenglab"]["ssim"] != pytest.approx(vals["harmbench"]["ssim"], abs=1e-4)
     with pytest.raises(UserError, match="different sizes"):
-        stack_samples([PROFILES["iharm"].prepare(pred, real, mask, "fixed256"), PROFILES["iharm"].prepare(pred, real, mask, "none")])
+        stack_samples(
+            [
+                PROFILES["iharm"].prepare(pred, real, mask, "fixed256"),
+                PROFILES["iharm"].prepare(pred, real, mask, "none"),
+            ]
+        )
 
 
 def test_real_triplets_from_shared(shared):
@@ -170,7 +199,7 @@ def test_real_triplets_from_shared(shared):
         for name, prof in PROFILES.items():
             s = prof.prepare(pred, real, mask, "fixed256")
             out = compute_metrics(*stack_samples([s]), prof)
-            assert 0 < out["mse"].item() and 0 < out["fmse"].item(), name
+            assert out["mse"].item() > 0 and out["fmse"].item() > 0, name
             assert out["fmse"].item() > out["mse"].item()  # composites differ only in the foreground
             assert -1 <= out["ssim"].item() <= 1
 

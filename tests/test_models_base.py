@@ -12,7 +12,6 @@ from harmbench.models import MODELS, ModelInputError, TransferHarmonizer, availa
 from harmbench.models.base import crop_padding, pad_to_multiple
 from harmbench.models.dovenet import DoveNet, DoveNetConfig
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

@@ -10,7 +10,6 @@ from skimage import color
 from harmbench.models.histogram import hard_ab_histogram, hard_l_histogram, hen_input, soft_ab_histogram
 from harmbench.models.lab import lab_to_rgb, nlab_to_rgb, normalize_lab, rgb_to_lab, rgb_to_nlab
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 

@@ -98,8 +98,10 @@ def test_network_fixture(name):
 @pytest.mark.parametrize("name", sorted(NETS))
 def test_name_maps_are_bijective(name):
     """Every authors' name maps to a distinct tensor of the harmbench model and back to itself."""
-    forward, inverse = {"idih": (official_dih_name, dih_name_to_official),
-                        "issam": (official_ssam_name, ssam_name_to_official)}[name]
+    forward, inverse = {
+        "idih": (official_dih_name, dih_name_to_official),
+        "issam": (official_ssam_name, ssam_name_to_official),
+    }[name]
     keys = json.loads(shared_path("official", NETS[name], "meta.json").read_text())["files"]["state_dict.pt"]["keys"]
     mapped = [forward(k) for k in keys]
     assert len(set(mapped)) == len(keys)
@@ -181,13 +183,30 @@ def test_cli_harmonize_official(tmp_path, e2e):
         ("idih", [], "idih256.fixed256.pred_uint8"),  # the authors' evaluation default: 256×256
         ("issam", [], "issam256.fixed256.pred_uint8"),
         ("issam", ["--option", "resize=none"], "issam256.none.pred_uint8"),  # photo size, 240×320
-        ("idih", ["--option", "resize=dir256", "--option", "original_size=true"],
-         "idih256.dir256.pred_original_size_uint8"),
+        (
+            "idih",
+            ["--option", "resize=dir256", "--option", "original_size=true"],
+            "idih256.dir256.pred_original_size_uint8",
+        ),
     ]
     for name, extra, key in cases:
         dst = tmp_path / f"{name}-{len(extra)}.png"
-        argv = ["harmonize", "--method", name, "--weights", str(_weights(name)), "--protocol", "official",
-                "--device", "cpu", *extra, str(img), str(msk), "-o", str(dst)]
+        argv = [
+            "harmonize",
+            "--method",
+            name,
+            "--weights",
+            str(_weights(name)),
+            "--protocol",
+            "official",
+            "--device",
+            "cpu",
+            *extra,
+            str(img),
+            str(msk),
+            "-o",
+            str(dst),
+        ]
         assert main(argv) == 0
         _assert_u8_close(read_rgb(dst), out[key][0], f"CLI {name} {extra}")
 
@@ -259,7 +278,9 @@ def test_error_extra_tensor(tmp_path, issam_sd):
 def test_error_wrong_shape(tmp_path, issam_sd):
     sd = dict(issam_sd)
     sd["decoder.to_rgb.weight"] = torch.zeros(3, 16, 1, 1)
-    with pytest.raises(ConfigError, match=r"wrong shape: decoder\.to_rgb\.weight \(3, 16, 1, 1\) \(expected \(3, 32, 1, 1\)\)"):
+    with pytest.raises(
+        ConfigError, match=r"wrong shape: decoder\.to_rgb\.weight \(3, 16, 1, 1\) \(expected \(3, 32, 1, 1\)\)"
+    ):
         load_weights("issam", _write(tmp_path, sd))
 
 
@@ -280,8 +301,10 @@ def test_error_wrong_model_and_options(tmp_path, issam_sd):
 
 
 def test_cards():
-    for card_name, model, filename in (("idih256-official", "idih", "idih256.pth"),
-                                       ("issam256-official", "issam", "issam256.pth")):
+    for card_name, model, filename in (
+        ("idih256-official", "idih", "idih256.pth"),
+        ("issam256-official", "issam", "issam256.pth"),
+    ):
         card = get_card(card_name)
         assert card.model == model and card.code_license == "MPL-2.0"
         assert card.commit == "4d16b1257eaae115c8714bf147f3113a9dabdf51"
@@ -295,8 +318,32 @@ def test_cards():
 
 @pytest.mark.slow
 def test_bench_eval_times_learned_models(capsys):
-    assert main(["bench", "eval", "--n", "4", "--width", "96", "--height", "64", "--batch-size", "2", "--repeats", "1",
-                 "--no-lpips", "--models", "idih,issam", "--model-n", "2", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "eval",
+                "--n",
+                "4",
+                "--width",
+                "96",
+                "--height",
+                "64",
+                "--batch-size",
+                "2",
+                "--repeats",
+                "1",
+                "--no-lpips",
+                "--models",
+                "idih,issam",
+                "--model-n",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     rec = json.loads(out.strip().splitlines()[-1])
     assert set(rec["learned_images_per_s"]) == {"idih", "issam"} and rec["learned_n_images"] == 2

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from _helpers import image_batch
 
-from harmbench.models import BargainNet, DoveNet, HENCTN, get_model
+from harmbench.models import HENCTN, BargainNet, DoveNet, get_model
 from harmbench.models.bargainnet import DomainEncoder, harmony_score
 from harmbench.models.dovenet import DoveNetDiscriminator
 from harmbench.models.layers import PartialConv2d, count_parameters
@@ -20,7 +20,6 @@ from harmbench.models.losses import (
     triplet_loss,
 )
 from harmbench.models.unet import AttentionUNet
-
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

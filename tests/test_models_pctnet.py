@@ -48,8 +48,10 @@ def weights_file(net: str) -> Path:
 @pytest.fixture(scope="module")
 def models() -> dict[str, torch.nn.Module]:
     """Both variants built from the fixture checkpoints through the public loading path (official protocol)."""
-    return {net: load_weights(net.replace("_", "-"), weights_file(net), protocol="official")
-            for net in ("pctnet_vit", "pctnet_cnn")}
+    return {
+        net: load_weights(net.replace("_", "-"), weights_file(net), protocol="official")
+        for net in ("pctnet_vit", "pctnet_cnn")
+    }
 
 
 def normalise(model, u8_nhwc: torch.Tensor) -> torch.Tensor:
@@ -76,7 +78,9 @@ def test_pct_transform_matches_the_formula():
     assert (np.clip(y, 0, 1) != y).any()  # the clamp was exercised
 
 
-@pytest.mark.parametrize("mean,std", [((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+@pytest.mark.parametrize(
+    "mean,std", [((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+)
 def test_identity_parameters_reproduce_the_image(mean, std):
     m = torch.tensor(mean).view(1, 3, 1, 1)
     s = torch.tensor(std).view(1, 3, 1, 1)
@@ -86,8 +90,10 @@ def test_identity_parameters_reproduce_the_image(mean, std):
     torch.testing.assert_close(pct_transform(x, p, m, s), x, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("src,dst,band", [((256, 256), (288, 384), 64), ((256, 256), (2832, 4256), 500),
-                                          ((16, 20), (7, 9), 3), ((9, 11), (40, 23), 1)])
+@pytest.mark.parametrize(
+    "src,dst,band",
+    [((256, 256), (288, 384), 64), ((256, 256), (2832, 4256), 500), ((16, 20), (7, 9), 3), ((9, 11), (40, 23), 1)],
+)
 def test_banded_bicubic_equals_interpolate(src, dst, band):
     x = torch.randn(1, 12 if dst[0] < 1000 else 2, *src, generator=torch.Generator().manual_seed(1))
     ref = F.interpolate(x, size=dst, mode="bicubic", align_corners=False)
@@ -125,8 +131,16 @@ def test_network_fixture(models, net):
     from harmbench.models.pct import apply_fullres
 
     with torch.no_grad():
-        apply_fullres(got.params, got.attention if model.learned_attention else None, tuple(xf.shape[-2:]), read, write,
-                      mean=model.mean, std=model.std, tile_rows=37)
+        apply_fullres(
+            got.params,
+            got.attention if model.learned_attention else None,
+            tuple(xf.shape[-2:]),
+            read,
+            write,
+            mean=model.mean,
+            std=model.std,
+            tile_rows=37,
+        )
     assert (res - out["images_fullres"]).abs().max().item() <= TOL_NORM
     # uint8 result of the authors' predictor: rounding of the clamped 0–255 float
     u8 = model.denormalize_255(res).permute(0, 2, 3, 1).round().to(torch.uint8)
@@ -235,14 +249,18 @@ def test_harmbench_protocol_low_resolution_input(models, e2e):
 # --------------------------------------------------------------------------- loading, widths, errors
 
 
-@pytest.mark.parametrize("net,preset,expect", [("pctnet-vit", "small", {"dim": 64, "depth": 2, "ffn": 128}),
-                                               ("pctnet-cnn", "small", {"ch": 8})])
+@pytest.mark.parametrize(
+    "net,preset,expect",
+    [("pctnet-vit", "small", {"dim": 64, "depth": 2, "ffn": 128}), ("pctnet-cnn", "small", {"ch": 8})],
+)
 def test_widths_are_inferred_from_shapes(tmp_path, net, preset, expect):
     """A reduced-width model saved under the authors' names loads back with the same widths and weights."""
     from harmbench.models import pctnet_official as po
 
     folder = "pctnet_vit" if net == "pctnet-vit" else "pctnet_cnn"
-    official_keys = json.loads((shared_path("official", folder) / "meta.json").read_text())["files"]["state_dict.pt"]["keys"]
+    official_keys = json.loads((shared_path("official", folder) / "meta.json").read_text())["files"]["state_dict.pt"][
+        "keys"
+    ]
     rename = po.vit_rename if net == "pctnet-vit" else po.cnn_rename
     small = get_model(net, preset=preset, seed=4)
     own = small.state_dict()
@@ -300,7 +318,9 @@ def test_errors_name_the_problem(tmp_path):
     torch.save(extra, tmp_path / "extra.pth")
     with pytest.raises(ConfigError) as err:
         load_weights("pctnet-vit", tmp_path / "extra.pth")
-    assert "unexpected: encoder.pos_embedding" in str(err.value) and "get_params.bias (13,) (expected (12,))" in str(err.value)
+    assert "unexpected: encoder.pos_embedding" in str(err.value) and "get_params.bias (13,) (expected (12,))" in str(
+        err.value
+    )
     # options that contradict the shapes
     with pytest.raises(ConfigError, match="contradict"):
         load_weights("pctnet-vit", weights_file("pctnet_vit"), dim=128)
@@ -321,8 +341,10 @@ def test_errors_name_the_problem(tmp_path):
 
 
 def test_cards():
-    for name, model, filename in (("pctnet-vit-official", "pctnet-vit", "PCTNet_ViT.pth"),
-                                  ("pctnet-cnn-official", "pctnet-cnn", "PCTNet_CNN.pth")):
+    for name, model, filename in (
+        ("pctnet-vit-official", "pctnet-vit", "PCTNet_ViT.pth"),
+        ("pctnet-cnn-official", "pctnet-cnn", "PCTNet_CNN.pth"),
+    ):
         card = get_card(name)
         assert card.model == model and card.code_license == "MPL-2.0"
         assert card.commit == "1572176ed1a72217dad7395391615329b98d30c7"
@@ -380,8 +402,21 @@ def test_cli_harmonize_official(tmp_path, e2e, net):
     img, msk, dst = tmp_path / "in.png", tmp_path / "mask.png", tmp_path / "out.png"
     img.write_bytes(encode_image(inp["comp_uint8"][0].numpy(), "png"))
     msk.write_bytes(encode_image(inp["mask_uint8"][0].numpy(), "png"))
-    argv = ["harmonize", "--method", net.replace("_", "-"), "--weights", str(weights_file(net)), "--protocol", "official",
-            "--device", "cpu", str(img), str(msk), "-o", str(dst)]
+    argv = [
+        "harmonize",
+        "--method",
+        net.replace("_", "-"),
+        "--weights",
+        str(weights_file(net)),
+        "--protocol",
+        "official",
+        "--device",
+        "cpu",
+        str(img),
+        str(msk),
+        "-o",
+        str(dst),
+    ]
     assert main(argv) == 0
     got = read_rgb(dst).astype(int)
     ref = np.clip(np.rint(out[f"{net}.eval_fixed256.pred_fullres_float"][0].numpy()), 0, 255)

@@ -125,8 +125,9 @@ def test_dovenet_g_network_outputs():
     # the context restores eval mode and leaves the running statistics alone
     assert not model.training
     state = _load(_official("dovenet_G", "state_dict.pt"))
-    assert torch.equal(model.state_dict()["generator.model.model.1.model.2.running_var"],
-                       state["model.model.1.model.2.running_var"])
+    assert torch.equal(
+        model.state_dict()["generator.model.model.1.model.2.running_var"], state["model.model.1.model.2.running_var"]
+    )
 
 
 def test_dovenet_official_protocol_on_256_inputs_matches_train_mode_outputs():
@@ -152,7 +153,9 @@ def test_bargainnet_e_codes_and_harmony_score():
     scores = harmony_scores(ext, comp_u8.permute(0, 3, 1, 2).float() / 255, m)
     assert torch.allclose(scores.float(), ref["harmony_score_eval"], atol=1e-5)
     # train-mode (per image) codes, as the authors' test.py computes them
-    model = load_weights("bargainnet", [_official("bargainnet_E", "state_dict.pt"), _official("bargainnet_G", "state_dict.pt")])
+    model = load_weights(
+        "bargainnet", [_official("bargainnet_E", "state_dict.pt"), _official("bargainnet_G", "state_dict.pt")]
+    )
     codes = []
     with torch.no_grad():
         for i in range(2):
@@ -162,7 +165,9 @@ def test_bargainnet_e_codes_and_harmony_score():
 
 
 def test_bargainnet_g_network_outputs_any_file_order():
-    model = load_weights("bargainnet", f"{_official('bargainnet_G', 'state_dict.pt')},{_official('bargainnet_E', 'state_dict.pt')}")
+    model = load_weights(
+        "bargainnet", f"{_official('bargainnet_G', 'state_dict.pt')},{_official('bargainnet_E', 'state_dict.pt')}"
+    )
     assert model.config.ngf == 8 and model.config.code_dim == 16 and model.config.encoder_width == 64
     assert float(model.generator.code_scale.detach()) == pytest.approx(0.37)
     _, x, m = _net_inputs()
@@ -192,8 +197,21 @@ def test_dovenet_end_to_end_through_the_cli(tmp_path):
     assert np.array_equal(comp256, inputs["comp_256_uint8"].numpy())
     assert np.array_equal(mask256, inputs["mask_256"].numpy())
     out = tmp_path / "out.png"
-    base = ["harmonize", "--method", "dovenet", "--weights", weights, "--protocol", "official", "--device", "cpu",
-            comp_png, mask_png, "-o", str(out)]
+    base = [
+        "harmonize",
+        "--method",
+        "dovenet",
+        "--weights",
+        weights,
+        "--protocol",
+        "official",
+        "--device",
+        "cpu",
+        comp_png,
+        mask_png,
+        "-o",
+        str(out),
+    ]
     assert main([*base[:7], "--seed", "0", *base[7:]]) == 0
     seeded = read_rgb(out)
     assert seeded.shape == (256, 256, 3)  # the authors' output size, raw (no re-compositing)
@@ -210,7 +228,9 @@ def test_dovenet_seeded_dropout_matches_the_stored_keep_masks():
     seeded = load_weights("dovenet", _official("dovenet_G", "state_dict.pt"), protocol="official", seed=0)
     y_seed = _u8(seeded.harmonize(comp, mask))
     # the same run with the fixture's keep-masks applied at each dropout call (device- and RNG-independent)
-    masked = load_weights("dovenet", _official("dovenet_G", "state_dict.pt"), protocol="official", dropout=True, seed=123)
+    masked = load_weights(
+        "dovenet", _official("dovenet_G", "state_dict.pt"), protocol="official", dropout=True, seed=123
+    )
     hooks = _KeepMasks(masked.generator, [ref[f"dropout_keep_c{k}"] for k in range(3)])
     for mod in masked.generator.modules():  # its own draws off: the hooks supply the noise
         if isinstance(mod, torch.nn.Dropout):
@@ -231,8 +251,12 @@ def test_dovenet_seeded_dropout_matches_the_stored_keep_masks():
 
 
 def _bargainnet(**options):
-    return load_weights("bargainnet", [_official("bargainnet_E", "state_dict.pt"), _official("bargainnet_G", "state_dict.pt")],
-                        protocol="official", **options)
+    return load_weights(
+        "bargainnet",
+        [_official("bargainnet_E", "state_dict.pt"), _official("bargainnet_G", "state_dict.pt")],
+        protocol="official",
+        **options,
+    )
 
 
 def test_bargainnet_end_to_end_with_the_real_image():
@@ -255,8 +279,28 @@ def test_bargainnet_cli_without_real_uses_the_composite_background(tmp_path):
     ref, inputs = _load(d / "outputs.pt"), _load(d / "inputs.pt")
     weights = f"{_official('bargainnet_E', 'state_dict.pt')},{_official('bargainnet_G', 'state_dict.pt')}"
     out = tmp_path / "out.png"
-    assert main(["harmonize", "--method", "bargainnet", "--weights", weights, "--protocol", "official", "--option",
-                 "dropout=false", "--device", "cpu", str(d / "comp.png"), str(d / "mask.png"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "harmonize",
+                "--method",
+                "bargainnet",
+                "--weights",
+                weights,
+                "--protocol",
+                "official",
+                "--option",
+                "dropout=false",
+                "--device",
+                "cpu",
+                str(d / "comp.png"),
+                str(d / "mask.png"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     got = read_rgb(out)
     assert got.shape == (256, 256, 3)
     # the fixture's composite-background variant: G (train mode) fed the stored z_b = E(comp, 1 - M)
@@ -270,7 +314,9 @@ def test_bargainnet_cli_without_real_uses_the_composite_background(tmp_path):
     # and its published metric: MSE against tensor2im(real) (the authors' reference image)
     real_ref = tensor2im(inputs["real"])[0].permute(1, 2, 0).numpy().astype(np.float32)
     mse = float(np.mean((got.astype(np.float32) - real_ref) ** 2, dtype=np.float64))
-    assert mse == pytest.approx(json.loads((d / "meta.json").read_text())["metrics"]["compbg_nodropout"]["mse"], rel=2e-3)
+    assert mse == pytest.approx(
+        json.loads((d / "meta.json").read_text())["metrics"]["compbg_nodropout"]["mse"], rel=2e-3
+    )
     # it is not the real-background output
     assert not np.array_equal(got, ref["harm_nodropout_uint8"].numpy())
 
@@ -291,8 +337,10 @@ def _copy_state(tmp_path, folder: str, edit) -> str:
     [
         (lambda sd: sd.pop("model.model.1.model.3.model.1.weight"), "missing: model.model.1.model.3.model.1.weight"),
         (lambda sd: sd.__setitem__("model.model.extra.weight", torch.zeros(3)), "unexpected: model.model.extra.weight"),
-        (lambda sd: sd.__setitem__("model.model.1.attention.0.bias", torch.zeros(5)),
-         "wrong shape: model.model.1.attention.0.bias (5,)"),
+        (
+            lambda sd: sd.__setitem__("model.model.1.attention.0.bias", torch.zeros(5)),
+            "wrong shape: model.model.1.attention.0.bias (5,)",
+        ),
     ],
 )
 def test_dovenet_checkpoint_errors_name_the_tensor(tmp_path, edit, needle):
@@ -303,7 +351,9 @@ def test_dovenet_checkpoint_errors_name_the_tensor(tmp_path, edit, needle):
 
 
 def test_absent_batchnorm_counters_are_tolerated(tmp_path):
-    path = _copy_state(tmp_path, "dovenet_G", lambda sd: [sd.pop(k) for k in list(sd) if k.endswith("num_batches_tracked")])
+    path = _copy_state(
+        tmp_path, "dovenet_G", lambda sd: [sd.pop(k) for k in list(sd) if k.endswith("num_batches_tracked")]
+    )
     model = load_weights("dovenet", path)
     _, x, m = _net_inputs()
     with torch.no_grad():
@@ -346,7 +396,9 @@ def test_converted_checkpoint_round_trips(tmp_path):
     assert bn_back.config == bn.config
     assert all(torch.equal(v, bn_back.state_dict()[k]) for k, v in bn.state_dict().items())
     # run-time options may change on load; the weights' own options may not
-    assert load_weights("dovenet", tmp_path / "dovenet-authors.safetensors", protocol="harmbench").protocol == "harmbench"
+    assert (
+        load_weights("dovenet", tmp_path / "dovenet-authors.safetensors", protocol="harmbench").protocol == "harmbench"
+    )
 
 
 def test_protocol_and_seed_options():
@@ -368,8 +420,20 @@ def test_score_no_reference_cli(tmp_path, capsys):
         (folder / f"img{i}.png").write_bytes(encode_image(comp_u8[i].numpy(), "png"))
         (folder / f"img{i}_mask.png").write_bytes(encode_image((m[i, 0].numpy() * 255).astype(np.uint8), "png"))
     out_json = tmp_path / "scores.json"
-    assert main(["score", "--no-reference", str(folder), "--weights", str(_official("bargainnet_E", "state_dict.pt")),
-                 "--json", str(out_json)]) == 0
+    assert (
+        main(
+            [
+                "score",
+                "--no-reference",
+                str(folder),
+                "--weights",
+                str(_official("bargainnet_E", "state_dict.pt")),
+                "--json",
+                str(out_json),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "authors' BargainNet E" in printed and "img0.png" in printed
     doc = json.loads(out_json.read_text())
@@ -400,9 +464,19 @@ def test_eval_passes_the_real_image_and_records_the_protocol(tmp_path):
 
     _bargainnet_triplet(tmp_path / "tri")
     e, g = str(_official("bargainnet_E", "state_dict.pt")), str(_official("bargainnet_G", "state_dict.pt"))
-    res = evaluate("bargainnet", tmp_path / "tri", tmp_path / "run", split=None, device="cpu", previews=1,
-                   progress=False, weights=f"{g},{e}", protocol="official", model_options={"dropout": False},
-                   harmony=e)
+    res = evaluate(
+        "bargainnet",
+        tmp_path / "tri",
+        tmp_path / "run",
+        split=None,
+        device="cpu",
+        previews=1,
+        progress=False,
+        weights=f"{g},{e}",
+        protocol="official",
+        model_options={"dropout": False},
+        harmony=e,
+    )
     assert res.run["protocol"] == "official" and "authors' BargainNet E" in res.run["harmony"]
     out = read_rgb(res.run_dir / "previews" / "1.output.png")
     # z_b from the real image, as the authors' test.py: their real-background output
@@ -427,8 +501,17 @@ def test_eval_official_protocol_needs_the_authors_size(tmp_path):
     for src, dst in (("comp.png", "1.png"), ("real.png", "1-gt.png"), ("mask.png", "1-mask.png")):
         (tmp_path / "tri" / dst).write_bytes((d / src).read_bytes())
     with pytest.raises(UserError, match="--resize fixed256"):
-        evaluate("dovenet", tmp_path / "tri", tmp_path / "run", split=None, resize="none", device="cpu", progress=False,
-                 weights=str(_official("dovenet_G", "state_dict.pt")), protocol="official")
+        evaluate(
+            "dovenet",
+            tmp_path / "tri",
+            tmp_path / "run",
+            split=None,
+            resize="none",
+            device="cpu",
+            progress=False,
+            weights=str(_official("dovenet_G", "state_dict.pt")),
+            protocol="official",
+        )
 
 
 def test_leaderboard_model_entries_take_weights_protocol_and_seed(tmp_path):
@@ -446,10 +529,12 @@ options = {{ dropout = false }}
 
 [[models]]
 name = "dovenet"
-weights = "{tmp_path / 'absent.pth'}"
+weights = "{tmp_path / "absent.pth"}"
 optional = true
 """
-    (tmp_path / "leaderboard.toml").write_text(f'[leaderboard]\n[[datasets]]\nname = "d"\npath = "{tmp_path}"\n{models}')
+    (tmp_path / "leaderboard.toml").write_text(
+        f'[leaderboard]\n[[datasets]]\nname = "d"\npath = "{tmp_path}"\n{models}'
+    )
     lb = load_leaderboard(tmp_path / "leaderboard.toml")
     authors, absent = lb.models
     assert authors.weights == (e, g) and authors.protocol == "official" and authors.seed == 4 and authors.available()
@@ -457,7 +542,8 @@ optional = true
     assert not absent.available() and "weights not found" in absent.missing_reason()
     for bad, field in (('protocol = "authors"', "protocol"), ("seed = 1.5", "seed"), ("weights = [1]", "weights")):
         (tmp_path / "leaderboard.toml").write_text(
-            f'[leaderboard]\n[[datasets]]\nname = "d"\npath = "{tmp_path}"\n[[models]]\nname = "dovenet"\n{bad}\n')
+            f'[leaderboard]\n[[datasets]]\nname = "d"\npath = "{tmp_path}"\n[[models]]\nname = "dovenet"\n{bad}\n'
+        )
         with pytest.raises(ConfigError, match=rf"models\[0\]\.{field}"):
             load_leaderboard(tmp_path / "leaderboard.toml")
 
@@ -467,7 +553,8 @@ def test_leaderboard_harmony_option(tmp_path):
 
     def board(value: str):
         (tmp_path / "leaderboard.toml").write_text(
-            f'[leaderboard]\nharmony = "{value}"\n[[datasets]]\nname = "d"\npath = "{tmp_path}"\n[[models]]\nname = "composite"\n')
+            f'[leaderboard]\nharmony = "{value}"\n[[datasets]]\nname = "d"\npath = "{tmp_path}"\n[[models]]\nname = "composite"\n'
+        )
         return load_leaderboard(tmp_path / "leaderboard.toml")
 
     assert board("bargainnet-cpu").harmony == "bargainnet-cpu"
@@ -544,7 +631,11 @@ def test_card_names_stand_for_the_cached_authors_files(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HARMBENCH_WEIGHTS", str(tmp_path / "cache"))
     files = {}
-    for folder, name in (("bargainnet_E", "latest_net_E.pth"), ("bargainnet_G", "latest_net_G.pth"), ("dovenet_G", "G")):
+    for folder, name in (
+        ("bargainnet_E", "latest_net_E.pth"),
+        ("bargainnet_G", "latest_net_G.pth"),
+        ("dovenet_G", "G"),
+    ):
         files[folder] = tmp_path / folder / ("latest_net_G.pth" if name == "G" else name)
         files[folder].parent.mkdir()
         shutil.copyfile(_official(folder, "state_dict.pt"), files[folder])
@@ -552,14 +643,35 @@ def test_card_names_stand_for_the_cached_authors_files(tmp_path, monkeypatch):
     import_files("dovenet-official", [files["dovenet_G"]])
     model = load_weights("bargainnet", "bargainnet-official", protocol="official", dropout=False)
     d = _official("e2e_bargainnet")
-    _assert_u8_close(model.predict_uint8(read_rgb(d / "comp.png"), _raw_mask(d / "mask.png"), read_rgb(d / "real.png")),
-                     _load(d / "outputs.pt")["harm_nodropout_uint8"].numpy())
+    _assert_u8_close(
+        model.predict_uint8(read_rgb(d / "comp.png"), _raw_mask(d / "mask.png"), read_rgb(d / "real.png")),
+        _load(d / "outputs.pt")["harm_nodropout_uint8"].numpy(),
+    )
     ext = load_extractor("bargainnet-official")
     assert ext.authors and "latest_net_E.pth" in ext.label
     with pytest.raises(ConfigError, match="holds weights for model 'dovenet'"):
         load_weights("bargainnet", "dovenet-official")
     out = tmp_path / "out.png"
-    assert main(["harmonize", "--method", "dovenet", "--weights", "dovenet-official", "--protocol", "official",
-                 "--option", "dropout=false", "--device", "cpu", str(_official("e2e_dovenet", "comp.png")),
-                 str(_official("e2e_dovenet", "mask.png")), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "harmonize",
+                "--method",
+                "dovenet",
+                "--weights",
+                "dovenet-official",
+                "--protocol",
+                "official",
+                "--option",
+                "dropout=false",
+                "--device",
+                "cpu",
+                str(_official("e2e_dovenet", "comp.png")),
+                str(_official("e2e_dovenet", "mask.png")),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     _assert_u8_close(read_rgb(out), _load(_official("e2e_dovenet", "outputs.pt"))["output_nodropout_uint8"].numpy())

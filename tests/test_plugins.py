@@ -55,7 +55,8 @@ def plugin_site(tmp_path_factory) -> Path:
     src = root / "src"
     (src / "hb_plugin_demo").mkdir(parents=True)
     (src / "hb_plugin_demo" / "__init__.py").write_text(PLUGIN)
-    (src / "pyproject.toml").write_text(textwrap.dedent("""
+    (src / "pyproject.toml").write_text(
+        textwrap.dedent("""
         [build-system]
         requires = ["setuptools>=68"]
         build-backend = "setuptools.build_meta"
@@ -67,12 +68,26 @@ def plugin_site(tmp_path_factory) -> Path:
         [project.entry-points."harmbench.models"]
         brighten = "hb_plugin_demo:make"
         broken = "hb_plugin_demo_missing:make"
-    """))
+    """)
+    )
     site = root / "site"
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(site), str(src)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--target",
+            str(site),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert (site / "hb_plugin_demo" / "__init__.py").is_file()
@@ -88,8 +103,9 @@ def shards(tmp_path_factory) -> Path:
 
 def _run(args: list[str], site: Path, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
-    return subprocess.run([sys.executable, "-m", "harmbench.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "harmbench.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600
+    )
 
 
 def _expected_fmse_drop(shards: Path, tmp_path: Path) -> pd.Series:
@@ -109,8 +125,24 @@ def _expected_fmse_drop(shards: Path, tmp_path: Path) -> pd.Series:
 def test_entry_point_and_factory_through_eval(plugin_site, shards, tmp_path):
     expected = _expected_fmse_drop(shards, tmp_path)
     for spec, run in (("brighten", "ep"), ("hb_plugin_demo:make", "factory")):
-        proc = _run(["eval", "--model", spec, "--data", str(shards), "--out", str(tmp_path / run), "--option", "gain=0.25",
-                     "--workers", "0", "--no-progress"], plugin_site, tmp_path)
+        proc = _run(
+            [
+                "eval",
+                "--model",
+                spec,
+                "--data",
+                str(shards),
+                "--out",
+                str(tmp_path / run),
+                "--option",
+                "gain=0.25",
+                "--workers",
+                "0",
+                "--no-progress",
+            ],
+            plugin_site,
+            tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr
         samples = pd.read_parquet(tmp_path / run / "samples.parquet").set_index("key")
         pd.testing.assert_series_equal(samples["fmse"].sort_index(), expected.sort_index(), check_names=False)
@@ -162,8 +194,11 @@ options = {{ gain = 0.25 }}
 
 
 def test_broken_plugin_and_bad_factories_are_named(plugin_site, shards, tmp_path):
-    proc = _run(["eval", "--model", "broken", "--data", str(shards), "--out", str(tmp_path / "b"), "--no-progress"],
-                plugin_site, tmp_path)
+    proc = _run(
+        ["eval", "--model", "broken", "--data", str(shards), "--out", str(tmp_path / "b"), "--no-progress"],
+        plugin_site,
+        tmp_path,
+    )
     assert proc.returncode == 2 and "hb_plugin_demo_missing:make" in proc.stderr and "Traceback" not in proc.stderr
     with pytest.raises(ConfigError, match="no harmonize"):
         load_factory("tests.test_plugins:_not_a_model_factory")

@@ -59,10 +59,23 @@ def coco_root(tmp_path_factory) -> Path:
         for cat, (y0, y1, x0, x1) in objs:
             aid += 1
             poly = [x0, y0, x1 - 1, y0, x1 - 1, y1 - 1, x0, y1 - 1]
-            anns.append({"id": aid, "image_id": i, "category_id": cat_id[cat], "segmentation": [poly], "iscrowd": 0,
-                         "area": float((y1 - y0) * (x1 - x0)), "bbox": [x0, y0, x1 - x0, y1 - y0]})
-    data = {"images": images, "annotations": anns, "licenses": [{"id": 1, "name": "CC-BY-4.0", "url": ""}],
-            "categories": [{"id": v, "name": k} for k, v in cat_id.items()]}
+            anns.append(
+                {
+                    "id": aid,
+                    "image_id": i,
+                    "category_id": cat_id[cat],
+                    "segmentation": [poly],
+                    "iscrowd": 0,
+                    "area": float((y1 - y0) * (x1 - x0)),
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                }
+            )
+    data = {
+        "images": images,
+        "annotations": anns,
+        "licenses": [{"id": 1, "name": "CC-BY-4.0", "url": ""}],
+        "categories": [{"id": v, "name": k} for k, v in cat_id.items()],
+    }
     (root / "annotations" / "instances.json").write_text(json.dumps(data))
     return root
 
@@ -150,12 +163,18 @@ def test_split_by_image(tmp_path, coco_root):
         for s in plan.specs:
             split_of[s.inputs["record"].image_id].add(s.split)
         assert all(len(v) == 1 for v in split_of.values()), split_of
-    assert plan_dataset(_cfg(tmp_path, coco_root, overrides={"split.test_fraction": 0.0})).counts["by_split"].keys() == {"train"}
-    assert plan_dataset(_cfg(tmp_path, coco_root, overrides={"split.test_fraction": 1.0})).counts["by_split"].keys() == {"test"}
+    assert plan_dataset(_cfg(tmp_path, coco_root, overrides={"split.test_fraction": 0.0})).counts[
+        "by_split"
+    ].keys() == {"train"}
+    assert plan_dataset(_cfg(tmp_path, coco_root, overrides={"split.test_fraction": 1.0})).counts[
+        "by_split"
+    ].keys() == {"test"}
 
 
 def test_split_from_lists(tmp_path, coco_root):
-    text = TOML.replace("test_fraction = 0.4", 'test_list = ["2", "photo3.jpg"]\ntrain_list = ["synth/1"]\nunlisted = "skip"')
+    text = TOML.replace(
+        "test_fraction = 0.4", 'test_list = ["2", "photo3.jpg"]\ntrain_list = ["synth/1"]\nunlisted = "skip"'
+    )
     plan = plan_dataset(_cfg(tmp_path, coco_root, text))
     got = {s.inputs["record"].image_id: s.split for s in plan.specs}
     assert got == {"1": "train", "2": "test", "3": "test"}
@@ -180,7 +199,9 @@ def test_same_category_references_and_fallback(tmp_path, coco_root):
     for s in hcoco:
         by_obj[s.inputs["record"].key].append(s.inputs["methods"][0])
     assert all(len(set(m)) == 2 for m in by_obj.values())
-    plan = plan_dataset(_cfg(tmp_path, coco_root, TOML.replace('"histmatch"]', '"histmatch"]\nreference_fallback = "skip"')))
+    plan = plan_dataset(
+        _cfg(tmp_path, coco_root, TOML.replace('"histmatch"]', '"histmatch"]\nreference_fallback = "skip"'))
+    )
     assert not any(s.inputs["record"].category == "lonely" for s in plan.specs if s.recipe == "hcoco")
     assert any("lonely" in s["reason"] for s in plan.skipped)
 
@@ -208,8 +229,23 @@ def test_each_recipe_output_and_meta(tmp_path, coco_root):
         assert np.array_equal(a.composite[~a.mask], a.real[~a.mask])  # background untouched
         assert a.reference is not None and a.reference.dtype == np.uint8
         m = a.meta
-        for f in ("key", "recipe", "split", "seed", "sample_seed", "source", "image_key", "object_key", "category",
-                  "method", "params", "fg_ratio", "size", "original_size", "license"):
+        for f in (
+            "key",
+            "recipe",
+            "split",
+            "seed",
+            "sample_seed",
+            "source",
+            "image_key",
+            "object_key",
+            "category",
+            "method",
+            "params",
+            "fg_ratio",
+            "size",
+            "original_size",
+            "license",
+        ):
             assert f in m, (s.key, f)
         assert m["key"] == s.key and m["split"] == s.split and m["seed"] == 7 and m["license"] == "CC-BY-4.0"
         assert 0.01 <= m["fg_ratio"] <= 0.8
@@ -250,7 +286,10 @@ def test_hue_keeps_lightness(tmp_path, coco_root):
 
 
 def test_hue_amounts_come_from_the_configured_ranges(tmp_path, coco_root):
-    text = TOML.replace('type = "hue"\nsource = "synth"', 'type = "hue"\nsource = "synth"\nhue_shift = [0.4, 0.6]\nsat_scale = [1.0, 1.0]')
+    text = TOML.replace(
+        'type = "hue"\nsource = "synth"',
+        'type = "hue"\nsource = "synth"\nhue_shift = [0.4, 0.6]\nsat_scale = [1.0, 1.0]',
+    )
     plan = plan_dataset(_cfg(tmp_path, coco_root, text))
     for s in [s for s in plan.specs if s.recipe == "hue"][:4]:
         p = synthesize(s).meta["params"]
@@ -350,9 +389,14 @@ def test_two_recipes_of_one_type_need_names(tmp_path, coco_root):
 
 def test_recipe_splits_adds_training_samples_and_keeps_the_test_split(tmp_path, coco_root):
     base = plan_dataset(_cfg(tmp_path, coco_root))
-    extra = TOML + '\n[[recipes]]\ntype = "hue"\nsource = "synth"\nname = "hue_more"\nper_object = 3\nsplits = ["train"]\n'
+    extra = (
+        TOML + '\n[[recipes]]\ntype = "hue"\nsource = "synth"\nname = "hue_more"\nper_object = 3\nsplits = ["train"]\n'
+    )
     plan = plan_dataset(_cfg(tmp_path, coco_root, extra))
-    test_of = lambda p: [(s.key, s.seed) for s in p.specs if s.split == "test"]
+
+    def test_of(p):
+        return [(s.key, s.seed) for s in p.specs if s.split == "test"]
+
     assert test_of(plan) == test_of(base) and test_of(base)
     train_objects = {s.inputs["record"].key for s in base.specs if s.split == "train" and s.recipe == "identical"}
     more = [s for s in plan.specs if s.key.startswith("hue_more_")]

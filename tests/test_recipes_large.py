@@ -373,9 +373,12 @@ def test_change_filter_redraws_on_foreground_pixels(tmp_path):
     hue = next(s for s in plan.specs if s.recipe == "hue")
     a = synthesize(hue)
     assert a.meta["fmse"] == round(_fmse_float(a.composite, a.real, a.mask), 3) >= 1.0
-    too_high = plan_dataset(build_config_from_text(
-        RECIPES.format(root=root, methods='["hue"]', store="false").replace("min_fmse = 1.0", "min_fmse = 1e9"),
-        tmp_path / "hi.toml"))
+    too_high = plan_dataset(
+        build_config_from_text(
+            RECIPES.format(root=root, methods='["hue"]', store="false").replace("min_fmse = 1.0", "min_fmse = 1e9"),
+            tmp_path / "hi.toml",
+        )
+    )
     with pytest.raises(InputError, match=r"too close to the real image after 3 attempt\(s\) \(best fMSE"):
         synthesize(next(s for s in too_high.specs if s.recipe == "hue"))
 
@@ -394,9 +397,11 @@ def test_synthesis_memory_is_frame_uint8_plus_object_sized(tmp_path, recipe):
 
     small = _photo(100, 150, 1)
     for p in range(2):
-        Image.fromarray(np.roll(small, 40 * p, axis=1)).resize((w, h)).save(root / "images" / f"photo{p}.jpg", quality=90)
+        Image.fromarray(np.roll(small, 40 * p, axis=1)).resize((w, h)).save(
+            root / "images" / f"photo{p}.jpg", quality=90
+        )
         m = np.zeros((h, w), np.uint8)
-        m[300 + 200 * p : 500 + 200 * p, 500 : 800] = 255  # 1 % of the frame: object-sized arrays are small
+        m[300 + 200 * p : 500 + 200 * p, 500:800] = 255  # 1 % of the frame: object-sized arrays are small
         Image.fromarray(m).save(root / "masks" / f"photo{p}_0.png")
     plan = plan_dataset(_cfg(tmp_path, root, ["reinhard"], store=False))
     spec = next(s for s in plan.specs if s.recipe == recipe)

@@ -134,7 +134,8 @@ def test_hadobe5k_fg_from_other_version_bg_from_real(shared, tmp_path):
 def test_hadobe5k_fixed_real_version_keeps_original_bytes(shared, tmp_path):
     root, masks = _fivek_setup(shared, tmp_path)
     cfg = build_config_from_text(
-        HADOBE.format(root=root, masks=masks, extra='real_version = "B"\nversions = ["A", "B", "C"]'), tmp_path / "h.toml"
+        HADOBE.format(root=root, masks=masks, extra='real_version = "B"\nversions = ["A", "B", "C"]'),
+        tmp_path / "h.toml",
     )
     plan = plan_dataset(cfg)
     assert plan.counts["by_recipe"]["hadobe5k"] == 6  # 2 other versions per photo

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage.color import rgb2hsv
@@ -26,7 +28,11 @@ def test_saturation_keeps_gray_and_scales_chroma():
     assert np.array_equal(retouch(gray, Retouch(saturation=1.5)), gray)
     img = _img(2)
     s0 = rgb2hsv(img)[..., 1].mean()
-    assert rgb2hsv(retouch(img, Retouch(saturation=0.5)))[..., 1].mean() < s0 < rgb2hsv(retouch(img, Retouch(saturation=1.4)))[..., 1].mean()
+    assert (
+        rgb2hsv(retouch(img, Retouch(saturation=0.5)))[..., 1].mean()
+        < s0
+        < rgb2hsv(retouch(img, Retouch(saturation=1.4)))[..., 1].mean()
+    )
 
 
 def test_black_lift_and_contrast_endpoints():
@@ -55,7 +61,7 @@ def test_demo_versions_are_cached_and_deterministic(tmp_path):
     r = recs[0]
     arrs = {v: read_rgb(p) for v, p in r.versions.items()}
     assert {a.shape for a in arrs.values()} == {(r.size[0], r.size[1], 3)}
-    first = {v: open(p, "rb").read() for v, p in r.versions.items()}
+    first = {v: Path(p).read_bytes() for v, p in r.versions.items()}
     again = get_source("demo")(versions=True, cache_dir=tmp_path)[0]
-    assert {v: open(p, "rb").read() for v, p in again.versions.items()} == first
+    assert {v: Path(p).read_bytes() for v, p in again.versions.items()} == first
     assert np.array_equal(arrs["warm"], retouch(arrs["original"], "warm"))

@@ -7,10 +7,10 @@ import math
 from pathlib import Path
 
 import numpy as np
+import protocol_reference as ref
 import pytest
 from PIL import Image
 
-import protocol_reference as ref
 from harmbench.cli import main
 from harmbench.eval.score import ScoreOptions, score_dataset
 
@@ -86,7 +86,7 @@ def test_mixed_sizes_are_grouped(tmp_path):
     _triplet(d, "b2", 2, size=(64, 40), box=(5, 50, 5, 30))
     res = score_dataset(d, ScoreOptions(resize="none", batch_size=4, progress=False))
     assert res.n == 2
-    for row, (stem, size) in zip(res.per_sample, (("a1", (H, W)), ("b2", (64, 40)))):
+    for row, (stem, _size) in zip(res.per_sample, (("a1", (H, W)), ("b2", (64, 40)))):
         want = ref.reference_files("harmbench", "none", d / f"{stem}_1_1.png", d / f"{stem}.png", d / f"{stem}_1.png")
         for m in METRICS:
             assert row[m] == pytest.approx(want[m], rel=1e-4), (stem, m)
@@ -204,7 +204,9 @@ def test_split_file_line_without_files(tmp_path):
     real, mask = _rng_image(3), _mask()
     Image.fromarray(real).save(sub / "real_images" / "f1.jpg", quality=95)
     Image.fromarray(mask).save(sub / "masks" / "f1_1.png")
-    Image.fromarray(np.clip(real.astype(int) + 20, 0, 255).astype(np.uint8)).save(sub / "composite_images" / "f1_1_1.jpg")
+    Image.fromarray(np.clip(real.astype(int) + 20, 0, 255).astype(np.uint8)).save(
+        sub / "composite_images" / "f1_1_1.jpg"
+    )
     Image.fromarray(real).save(sub / "composite_images" / "f1_1_2.jpg")  # not in the split: ignored
     (root / "IHD_test.txt").write_text("HFlickr/composite_images/f1_1_1.jpg\nHFlickr/composite_images/f9_1_1.jpg\n")
     res = score_dataset(root, ScoreOptions(progress=False))
@@ -289,8 +291,13 @@ def test_table_and_json_share_the_aggregation(flat, tmp_path, capsys):
 
     res = score_dataset(flat, ScoreOptions(progress=False))
     doc = res.to_dict()
-    want = summary_dict(pd.DataFrame(res.per_sample), METRICS, bucket_edges=(0.0, 0.05, 0.15, 1.0),
-                        bucket_inclusive="half-open", exclude_identity=False)
+    want = summary_dict(
+        pd.DataFrame(res.per_sample),
+        METRICS,
+        bucket_edges=(0.0, 0.05, 0.15, 1.0),
+        bucket_inclusive="half-open",
+        exclude_identity=False,
+    )
     assert {k: doc[k] for k in ("n", "metrics", "subsets", "buckets")} == want
     lines = res.format_table().splitlines()
     assert lines[0] == "profile harmbench, resize fixed256" and lines[3].startswith("All")

@@ -10,9 +10,9 @@ import json
 import math
 from pathlib import Path
 
+import protocol_reference as ref
 import pytest
 
-import protocol_reference as ref
 from harmbench.cli import main
 
 PROFILES = ("iharm", "dovenet", "zhenglab", "harmbench")
@@ -25,7 +25,9 @@ REL_BY_PROFILE = {"pctnet": 1e-6, "dccf": 1e-6}
 
 
 def _score(dataset: Path, out: Path, profile: str, resize: str, *extra: str) -> dict:
-    rc = main(["score", str(dataset), "--profile", profile, "--resize", resize, "--json", str(out), "--no-progress", *extra])
+    rc = main(
+        ["score", str(dataset), "--profile", profile, "--resize", resize, "--json", str(out), "--no-progress", *extra]
+    )
     assert rc == 0
     return json.loads(out.read_text())
 
@@ -133,6 +135,9 @@ def test_jpeg_mask_thresholding_matches_reference(shared, tmp_path, profile):
     Image.fromarray(np.clip(comp, 0, 255).astype(np.uint8)).save(d / "c35030_434421_1.png")
     for resize in ("fixed256", "none"):
         doc = _score(d, tmp_path / f"{resize}.json", profile, resize)
-        refs = {"c35030_434421_1": ref.reference_files(profile, resize, d / "c35030_434421_1.png", d / "c35030.jpg",
-                                                       d / "c35030_434421.jpg")}
+        refs = {
+            "c35030_434421_1": ref.reference_files(
+                profile, resize, d / "c35030_434421_1.png", d / "c35030.jpg", d / "c35030_434421.jpg"
+            )
+        }
         _check(doc, refs, {"c35030_434421_1": "hcoco"}, profile, resize)

@@ -123,19 +123,45 @@ def test_bad_inputs_are_skipped_with_reasons(shared, tmp_path):
     fourth = data["images"][3]
     h, w = fourth["height"], fourth["width"]
     extra = [
-        {"id": 1, "image_id": fourth["id"], "category_id": 1, "iscrowd": 0, "segmentation": [[w + 500, 0, w + 600, 10, w + 550, 50]]},
+        {
+            "id": 1,
+            "image_id": fourth["id"],
+            "category_id": 1,
+            "iscrowd": 0,
+            "segmentation": [[w + 500, 0, w + 600, 10, w + 550, 50]],
+        },
         {"id": 2, "image_id": fourth["id"], "category_id": 1, "iscrowd": 0, "segmentation": [[1, 1, 5, 5]]},
-        {"id": 3, "image_id": fourth["id"], "category_id": 1, "iscrowd": 0, "segmentation": {"size": [h, w], "counts": [h * w]}},
-        {"id": 4, "image_id": fourth["id"], "category_id": 1, "iscrowd": 0, "segmentation": {"size": [h + 1, w], "counts": [h * w + w]}},
+        {
+            "id": 3,
+            "image_id": fourth["id"],
+            "category_id": 1,
+            "iscrowd": 0,
+            "segmentation": {"size": [h, w], "counts": [h * w]},
+        },
+        {
+            "id": 4,
+            "image_id": fourth["id"],
+            "category_id": 1,
+            "iscrowd": 0,
+            "segmentation": {"size": [h + 1, w], "counts": [h * w + w]},
+        },
         {"id": 5, "image_id": fourth["id"], "category_id": 999, "iscrowd": 0, "segmentation": [[1, 1, 50, 1, 50, 50]]},
         {"id": 6, "image_id": 123456789, "category_id": 1, "iscrowd": 0, "segmentation": [[1, 1, 50, 1, 50, 50]]},
-        {"id": 7, "image_id": fourth["id"], "category_id": 1, "iscrowd": 0, "segmentation": {"size": [h, w], "counts": "zzzz"}},
+        {
+            "id": 7,
+            "image_id": fourth["id"],
+            "category_id": 1,
+            "iscrowd": 0,
+            "segmentation": {"size": [h, w], "counts": "zzzz"},
+        },
     ]
     (tmp_path / "ann.json").write_text(json.dumps({**data, "annotations": data["annotations"] + extra}))
     recs = coco_source(annotations=tmp_path / "ann.json", images=images)
 
     n_first = sum(1 for a in data["annotations"] if a["image_id"] == first["id"] and not a["iscrowd"])
-    n_lost = sum(1 for a in data["annotations"] if a["image_id"] in {first["id"], second["id"], third["id"]} and not a["iscrowd"])
+    n_lost = sum(
+        1 for a in data["annotations"] if a["image_id"] in {first["id"], second["id"], third["id"]} and not a["iscrowd"]
+    )
     assert n_first > 0
     assert len(recs) == 76 - n_lost
     reasons = [s["reason"] for s in recs.skipped]
@@ -238,8 +264,16 @@ def test_rle_masks_decode_to_c_order_bool():
     rng = np.random.default_rng(0)
     m = np.asfortranarray(rng.random((37, 53)) > 0.6).astype(np.uint8)
     rle = mask_utils.encode(m)
-    rec = ObjectRecord(key="k", source="coco", image_id="1", object_id="2", image_path="x.jpg", category="c", size=(37, 53),
-                       mask_rle={"size": rle["size"], "counts": rle["counts"].decode("ascii")})
+    rec = ObjectRecord(
+        key="k",
+        source="coco",
+        image_id="1",
+        object_id="2",
+        image_path="x.jpg",
+        category="c",
+        size=(37, 53),
+        mask_rle={"size": rle["size"], "counts": rle["counts"].decode("ascii")},
+    )
     out = rec.decode_mask()
     assert out.dtype == bool and out.flags.c_contiguous and out.shape == (37, 53)
     np.testing.assert_array_equal(out, m.astype(bool))

@@ -51,7 +51,9 @@ def test_voc_sample_matches_labelme2coco(shared):
     assert len(used) == 12  # one-to-one
 
 
-def _write_labelme(path: Path, shapes: list, image_path: str | None, h: int, w: int, image_data: str | None = None) -> None:
+def _write_labelme(
+    path: Path, shapes: list, image_path: str | None, h: int, w: int, image_data: str | None = None
+) -> None:
     path.write_text(
         json.dumps(
             {

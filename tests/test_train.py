@@ -30,7 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_MODELS = {
     "dovenet": {"preset": "small", "options": {"ngf": 4, "num_downs": 5, "ndf": 4, "d_layers": 3}},
     "bargainnet": {"preset": "small", "options": {"ngf": 4, "num_downs": 5, "encoder_width": 4, "code_dim": 4}},
-    "hen-ctn": {"preset": "small", "options": {"width": 4, "code_dim": 4, "hen_width": 8, "hist_bins": 8, "pad_margin": 0}},
+    "hen-ctn": {
+        "preset": "small",
+        "options": {"width": 4, "code_dim": 4, "hen_width": 8, "hist_bins": 8, "pad_margin": 0},
+    },
     "pctnet-cnn": {"preset": "small", "options": {"ch": 4, "lowres": 32}},
 }
 
@@ -58,8 +61,16 @@ def _photo(rng: np.random.Generator, h: int, w: int) -> tuple[np.ndarray, np.nda
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 
-def write_shards(root: Path, *, n_train: int = 8, n_test: int = 4, size: tuple[int, int] = (72, 80),
-                 drop_real: bool = False, soft_mask: bool = False, seed: int = 0) -> Path:
+def write_shards(
+    root: Path,
+    *,
+    n_train: int = 8,
+    n_test: int = 4,
+    size: tuple[int, int] = (72, 80),
+    drop_real: bool = False,
+    soft_mask: bool = False,
+    seed: int = 0,
+) -> Path:
     """A tiny built dataset (index.json + one shard per split) written with the build writer."""
     from harmbench.generate.index import dataset_index
     from harmbench.generate.writer import (
@@ -86,7 +97,9 @@ def write_shards(root: Path, *, n_train: int = 8, n_test: int = 4, size: tuple[i
                 if recipe == "identical":
                     comp = real.copy()
                 key = f"s{split}{i:03d}"
-                fields = encode_sample(SampleArrays(key, comp, mask, real, {"recipe": recipe}), split, recipe, OutputOptions("png"))
+                fields = encode_sample(
+                    SampleArrays(key, comp, mask, real, {"recipe": recipe}), split, recipe, OutputOptions("png")
+                )
                 if drop_real:
                     fields.pop("real.png")
                 if soft_mask:
@@ -95,7 +108,16 @@ def write_shards(root: Path, *, n_train: int = 8, n_test: int = 4, size: tuple[i
                     fields["mask.png"] = encode_image(m, "png")
                 w.write(key, fields)
             w.close()
-        stats.append({"shard": name, "split": split, "index": 0, "count": n, "md5sum": hashlib.md5((root / name).read_bytes()).hexdigest(), "filesize": (root / name).stat().st_size})
+        stats.append(
+            {
+                "shard": name,
+                "split": split,
+                "index": 0,
+                "count": n,
+                "md5sum": hashlib.md5((root / name).read_bytes()).hexdigest(),
+                "filesize": (root / name).stat().st_size,
+            }
+        )
     (root / "index.json").write_text(json.dumps(dataset_index("tiny", stats)))
     return root
 
@@ -107,12 +129,28 @@ def shards(tmp_path_factory) -> Path:
 
 def tiny_config(name: str, **train) -> TrainConfig:
     m = TINY_MODELS[name]
-    return TrainConfig.from_dict({
-        "model": {"name": name, "preset": m["preset"], "options": m["options"]},
-        "data": {"image_size": 64, "batch_size": 2, "workers": 0, "shuffle": 4, "val_samples": 2, "val_batch_size": 2},
-        "loss": {"symmetric": False} if name == "hen-ctn" else {},
-        "train": {"steps": 4, "checkpoint_every": 2, "validate_every": 100, "log_every": 1, "final_validation": "none", **train},
-    })
+    return TrainConfig.from_dict(
+        {
+            "model": {"name": name, "preset": m["preset"], "options": m["options"]},
+            "data": {
+                "image_size": 64,
+                "batch_size": 2,
+                "workers": 0,
+                "shuffle": 4,
+                "val_samples": 2,
+                "val_batch_size": 2,
+            },
+            "loss": {"symmetric": False} if name == "hen-ctn" else {},
+            "train": {
+                "steps": 4,
+                "checkpoint_every": 2,
+                "validate_every": 100,
+                "log_every": 1,
+                "final_validation": "none",
+                **train,
+            },
+        }
+    )
 
 
 def fixed_batch(n: int = 2, size: int = 64, seed: int = 0) -> dict:
@@ -120,7 +158,7 @@ def fixed_batch(n: int = 2, size: int = 64, seed: int = 0) -> dict:
     real = torch.rand(n, 3, 1, 1, generator=g) * 0.6 + 0.2 + torch.rand(n, 3, size, size, generator=g) * 0.1
     mask = torch.zeros(n, 1, size, size)
     mask[:, :, 16:40, 20:44] = 1
-    comp = (real * (1 - mask) + (real * torch.tensor([1.4, 0.7, 0.9]).view(1, 3, 1, 1)).clamp(0, 1) * mask)
+    comp = real * (1 - mask) + (real * torch.tensor([1.4, 0.7, 0.9]).view(1, 3, 1, 1)).clamp(0, 1) * mask
     return {"composite": comp, "real": real, "mask": mask, "key": [f"k{i}" for i in range(n)]}
 
 
@@ -261,15 +299,24 @@ def test_resume_rejects_other_model_config_and_data(shards, tmp_path):
     cfg = tiny_config("bargainnet", steps=2)
     Trainer(cfg, shards, tmp_path / "run", device="cpu", progress=False).run()
     longer = cfg.replace(**{"train.steps": 4})
-    other_model = TrainConfig.from_dict({**longer.to_dict(), "model": {**longer.to_dict()["model"], "options": {**TINY_MODELS["bargainnet"]["options"], "ngf": 6}}})
+    other_model = TrainConfig.from_dict(
+        {
+            **longer.to_dict(),
+            "model": {**longer.to_dict()["model"], "options": {**TINY_MODELS["bargainnet"]["options"], "ngf": 6}},
+        }
+    )
     with pytest.raises(ConfigError) as info:
         Trainer(other_model, shards, tmp_path / "run", device="cpu", resume=True, progress=False).run()
     assert info.value.field == "bargainnet.ngf"
     with pytest.raises(ConfigError) as info:
-        Trainer(longer.replace(**{"optim.lr": 3e-4}), shards, tmp_path / "run", device="cpu", resume=True, progress=False).run()
+        Trainer(
+            longer.replace(**{"optim.lr": 3e-4}), shards, tmp_path / "run", device="cpu", resume=True, progress=False
+        ).run()
     assert info.value.field == "optim.lr"
     with pytest.raises(ConfigError) as info:
-        Trainer(tiny_config("hen-ctn", steps=4), shards, tmp_path / "run", device="cpu", resume=True, progress=False).run()
+        Trainer(
+            tiny_config("hen-ctn", steps=4), shards, tmp_path / "run", device="cpu", resume=True, progress=False
+        ).run()
     assert info.value.field == "model.name"
     other = write_shards(tmp_path / "other", seed=5)
     with pytest.raises(ConfigError) as info:
@@ -313,8 +360,13 @@ def test_missing_field_and_bad_mask_fail_before_training(tmp_path):
         Trainer(tiny_config("dovenet"), soft, tmp_path / "r2", device="cpu", progress=False).run()
     assert not (tmp_path / "r1" / "checkpoints").exists() and not (tmp_path / "r2" / "checkpoints").exists()
     with pytest.raises(ConfigError) as info:
-        Trainer(tiny_config("dovenet").replace(**{"data.validation": "val"}), write_shards(tmp_path / "ok"), tmp_path / "r3",
-                device="cpu", progress=False).run()
+        Trainer(
+            tiny_config("dovenet").replace(**{"data.validation": "val"}),
+            write_shards(tmp_path / "ok"),
+            tmp_path / "r3",
+            device="cpu",
+            progress=False,
+        ).run()
     assert info.value.field == "data.validation"
 
 

@@ -13,11 +13,11 @@ from harmbench.models.losses import mask_weighted_mse, param_smoothness, sobel_m
 def test_mask_weighted_mse_matches_the_formula_by_hand():
     pred = torch.zeros(2, 3, 4, 5)
     target = torch.zeros(2, 3, 4, 5)
-    pred[0, 0, 0, 0] = 3.0          # one error of 3 (background or not: every pixel counts)
-    pred[1, :, 1, 1] = 2.0          # three errors of 2
+    pred[0, 0, 0, 0] = 3.0  # one error of 3 (background or not: every pixel counts)
+    pred[1, :, 1, 1] = 2.0  # three errors of 2
     mask = torch.zeros(2, 1, 4, 5)
-    mask[0, :, :2, :] = 1           # 10 foreground pixels
-    mask[1, :, 0, 0] = 1            # 1 pixel: the floor applies
+    mask[0, :, :2, :] = 1  # 10 foreground pixels
+    mask[1, :, 0, 0] = 1  # 1 pixel: the floor applies
     got = mask_weighted_mse(pred, target, mask, min_area=4.0)
     assert got.tolist() == pytest.approx([9.0 / (3 * 10), 12.0 / (3 * 4)])
     # a large floor turns it into a plain sum / (C * floor)
@@ -52,7 +52,7 @@ def _batch(n: int = 3, size: int = 32, seed: int = 0) -> dict:
     real = torch.rand(n, 3, size, size, generator=g) * 0.8 + 0.1
     mask = torch.zeros(n, 1, size, size)
     mask[0, :, 4:20, 6:30] = 1
-    mask[1, :, 10:12, 10:12] = 1          # 4 pixels: below min_area
+    mask[1, :, 10:12, 10:12] = 1  # 4 pixels: below min_area
     mask[2, :, 8:24, 8:24] = 1
     comp = real * (1 - mask) + (real * 0.6 + 0.3) * mask
     return {"composite": comp, "real": real, "mask": mask, "key": [f"k{i}" for i in range(n)]}

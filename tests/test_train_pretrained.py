@@ -44,7 +44,9 @@ def test_committed_weights_load_with_their_config(name):
     assert model.name == PRETRAINED[name] and not model.training
     # fields that say how to run (e.g. protocol, seed) postdate these checkpoints and take their defaults
     runtime = set(getattr(model.config_class, "RUNTIME_FIELDS", ()))
-    assert {k: v for k, v in model.config_dict().items() if k not in runtime or k in meta["model_config"]} == meta["model_config"]
+    assert {k: v for k, v in model.config_dict().items() if k not in runtime or k in meta["model_config"]} == meta[
+        "model_config"
+    ]
     assert all(p.dtype == torch.float32 for p in model.parameters())
     for key in ("train_config", "command", "dataset", "step", "evaluation"):
         assert meta.get(key), key
@@ -73,7 +75,11 @@ def test_committed_weights_reproduce_reference_numbers(name, shared):
 @pytest.mark.parametrize("name", sorted(PRETRAINED))
 def test_learned_baselines_beat_the_composite_on_the_test_split(name):
     ev = _sidecar(name)["evaluation"]
-    comp = json.loads((WEIGHTS.parent / "results.json").read_text())["composite"] if (WEIGHTS.parent / "results.json").is_file() else None
+    comp = (
+        json.loads((WEIGHTS.parent / "results.json").read_text())["composite"]
+        if (WEIGHTS.parent / "results.json").is_file()
+        else None
+    )
     if comp is None:
         pytest.skip("baselines/results.json not committed")
     assert ev["split"] == "test" and ev["n"] == comp["n"]

@@ -80,7 +80,9 @@ def test_label_maps_transfer_label_by_label():
     assert np.array_equal(out[src_labels == 2], src[src_labels == 2])
     # RGB colour label maps: labels are matched by exact colour
     palette = np.array([[255, 0, 0], [0, 0, 255], [9, 9, 9]], np.uint8)
-    rgb = transfer(src, ref, method="histmatch", source_labels=palette[src_labels], reference_labels=palette[ref_labels])
+    rgb = transfer(
+        src, ref, method="histmatch", source_labels=palette[src_labels], reference_labels=palette[ref_labels]
+    )
     assert np.array_equal(rgb, out)
 
 
@@ -116,8 +118,14 @@ def test_hen_ctn_harmbench_protocol_regions_and_labels():
     x = torch.from_numpy(src).permute(2, 0, 1)[None].float() / 255
     h = model.harmonize(x, torch.from_numpy(s)[None, None].float())
     assert np.array_equal(one, (h[0] * 255).round().byte().permute(1, 2, 0).numpy())
-    labels = transfer(src, ref, method="hen-ctn", model=model, source_labels=s.astype(np.uint8),
-                      reference_labels=np.ones(ref.shape[:2], np.uint8))  # only label 1 exists in the reference
+    labels = transfer(
+        src,
+        ref,
+        method="hen-ctn",
+        model=model,
+        source_labels=s.astype(np.uint8),
+        reference_labels=np.ones(ref.shape[:2], np.uint8),
+    )  # only label 1 exists in the reference
     assert np.array_equal(labels[~s], src[~s]) and not np.array_equal(labels[s], src[s])
 
 
@@ -134,7 +142,12 @@ def test_errors_name_the_input(tmp_path, capsys):
     with pytest.raises(UserError, match="needs both source and reference label maps"):
         transfer(img, source_labels=np.zeros(img.shape[:2], int))
     with pytest.raises(UserError, match="not both"):
-        transfer(img, source_mask=m, source_labels=np.zeros(img.shape[:2], int), reference_labels=np.zeros(img.shape[:2], int))
+        transfer(
+            img,
+            source_mask=m,
+            source_labels=np.zeros(img.shape[:2], int),
+            reference_labels=np.zeros(img.shape[:2], int),
+        )
     with pytest.raises(UserError, match="share no label"):
         transfer(img, img, source_labels=np.zeros(img.shape[:2], int), reference_labels=np.ones(img.shape[:2], int))
     with pytest.raises(UserError, match="only hen-ctn has"):
@@ -148,8 +161,19 @@ def test_errors_name_the_input(tmp_path, capsys):
     # the command line reports them with the file names, exit status 2
     (tmp_path / "a.png").write_bytes(encode_image(img, "png"))
     (tmp_path / "m.png").write_bytes(encode_image(np.full((10, 10), 255, np.uint8), "png"))
-    assert main(["transfer", str(tmp_path / "a.png"), "--source-mask", str(tmp_path / "m.png"),
-                 "-o", str(tmp_path / "o.png")]) == 2
+    assert (
+        main(
+            [
+                "transfer",
+                str(tmp_path / "a.png"),
+                "--source-mask",
+                str(tmp_path / "m.png"),
+                "-o",
+                str(tmp_path / "o.png"),
+            ]
+        )
+        == 2
+    )
     assert f"{tmp_path / 'm.png'}: mask is 10x10 but {tmp_path / 'a.png'} is 64x48" in capsys.readouterr().err
     assert main(["transfer", str(tmp_path / "a.png"), str(tmp_path / "nope.png"), "-o", str(tmp_path / "o.png")]) == 2
     assert "nope.png" in capsys.readouterr().err
@@ -162,6 +186,20 @@ def test_cli_region_transfer_writes_the_function_result(tmp_path):
     for name, arr in (("s.png", src), ("r.png", ref), ("sm.png", s)):
         (tmp_path / name).write_bytes(encode_image(arr, "png"))
     out = tmp_path / "o.png"
-    assert main(["transfer", str(tmp_path / "s.png"), str(tmp_path / "r.png"), "--method", "reinhard",
-                 "--source-mask", str(tmp_path / "sm.png"), "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                str(tmp_path / "s.png"),
+                str(tmp_path / "r.png"),
+                "--method",
+                "reinhard",
+                "--source-mask",
+                str(tmp_path / "sm.png"),
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(read_rgb(out), transfer(src, ref, method="reinhard", source_mask=s > 127))

@@ -268,8 +268,12 @@ def test_unique_colours_equals_np_unique_and_rejects_non_8bit():
     for g, w in zip(got, want, strict=True):
         assert np.array_equal(g, w)
     assert np.array_equal(got[0][got[1]], px)
-    for bad in (px + 1e-9, np.where(np.arange(len(px))[:, None] == 40000, np.nan, px),
-                np.where(np.arange(len(px))[:, None] == 50000, 256 / 255, px), -px):
+    for bad in (
+        px + 1e-9,
+        np.where(np.arange(len(px))[:, None] == 40000, np.nan, px),
+        np.where(np.arange(len(px))[:, None] == 50000, 256 / 255, px),
+        -px,
+    ):
         assert unique_colours(bad) is None and _plain_unique(bad) is None
     assert np.array_equal(unique_colours(-0.0 * px)[0], np.zeros((1, 3)))  # -0.0 is the code 0
 
@@ -285,7 +289,9 @@ def test_composite_clips_like_float64_clip_and_zeros_nan():
     assert np.array_equal(got, want)
     assert np.array_equal(got[~mask], img[~mask])
     full = np.ones((1, n), bool)
-    assert np.array_equal(composite(vals[None].astype(np.float32), full, vals), _plain_composite(vals[None], full, vals))
+    assert np.array_equal(
+        composite(vals[None].astype(np.float32), full, vals), _plain_composite(vals[None], full, vals)
+    )
     assert _check_pixels("t", got, "out") == (0.0, 1.0)
 
 

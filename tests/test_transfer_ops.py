@@ -55,7 +55,7 @@ def test_reinhard_matches_reference_lab_mean_and_std():
     mask, ref_mask = _ellipse(), np.ones((30, 50), bool)
     out = get_transfer("reinhard")(img, mask, ref, ref_mask)
     fg = out[mask].astype(np.float64)
-    assert 0.0 < fg.min() and fg.max() < 1.0  # nothing clipped, so the statistics are exact
+    assert fg.min() > 0.0 and fg.max() < 1.0  # nothing clipped, so the statistics are exact
     lab_out, lab_ref = to_lab(fg), to_lab(ref[ref_mask].astype(np.float64))
     # tolerance: iHarmony4's M2 equals inv(M1) only to 4 digits
     np.testing.assert_allclose(lab_out.mean(0), lab_ref.mean(0), atol=2e-3)
@@ -104,8 +104,11 @@ def test_histmatch_uint8_mode_equals_skimage_on_uint8():
     img8 = rng.integers(0, 200, (30, 30, 3), dtype=np.uint8)
     ref8 = rng.integers(60, 256, (20, 25, 3), dtype=np.uint8)
     out = get_transfer("histmatch")(
-        img8.astype(np.float32) / 255, np.ones((30, 30), bool), ref8.astype(np.float32) / 255,
-        np.ones((20, 25), bool), uint8=True,
+        img8.astype(np.float32) / 255,
+        np.ones((30, 30), bool),
+        ref8.astype(np.float32) / 255,
+        np.ones((20, 25), bool),
+        uint8=True,
     )
     expected = match_histograms(img8, ref8, channel_axis=-1)  # truncated into uint8
     np.testing.assert_array_equal(np.rint(out * 255).astype(np.uint8), expected)
@@ -210,7 +213,7 @@ def test_xiao_matches_reference_mean_and_covariance():
     out = get_transfer("xiao")(img, mask, ref, ref_mask)
     fg = out[mask].astype(np.float64)
     r = ref[ref_mask].astype(np.float64)
-    assert 0.0 < fg.min() and fg.max() < 1.0
+    assert fg.min() > 0.0 and fg.max() < 1.0
     np.testing.assert_allclose(fg.mean(0), r.mean(0), atol=1e-6)
     np.testing.assert_allclose(np.cov(fg.T), np.cov(r.T), atol=1e-6)
 
@@ -236,8 +239,10 @@ def _marginal_w1(a: np.ndarray, b: np.ndarray) -> float:
 def test_idt_matches_marginals_of_a_bimodal_reference():
     img = _blobs(11, (0.6, 0.4, 0.3), (0.1, 0.08, 0.06), shape=(64, 64))
     ref = np.concatenate(  # bimodal reference: not reachable by mean/cov alone
-        [_blobs(12, (0.2, 0.5, 0.7), (0.04, 0.05, 0.05), shape=(32, 64)),
-         _blobs(13, (0.7, 0.7, 0.3), (0.04, 0.04, 0.04), shape=(32, 64))]
+        [
+            _blobs(12, (0.2, 0.5, 0.7), (0.04, 0.05, 0.05), shape=(32, 64)),
+            _blobs(13, (0.7, 0.7, 0.3), (0.04, 0.04, 0.04), shape=(32, 64)),
+        ]
     )
     mask = _ellipse((64, 64))
     out = get_transfer("idt")(img, mask, ref, np.ones((64, 64), bool), rng=np.random.default_rng(0), regrain=False)
@@ -289,7 +294,9 @@ def test_imresize_matches_matlab_weights_and_bilinear_upsampling():
     np.testing.assert_allclose(_resize_matrix(8, 4)[1], [0, 1 / 8, 3 / 8, 3 / 8, 1 / 8, 0, 0, 0])
     np.testing.assert_allclose(_resize_matrix(8, 4)[0], [4 / 8, 3 / 8, 1 / 8, 0, 0, 0, 0, 0])
     a = np.random.default_rng(0).random((13, 17, 3))
-    np.testing.assert_allclose(imresize_bilinear(a, (26, 34)), cv2.resize(a, (34, 26), interpolation=cv2.INTER_LINEAR), atol=1e-12)
+    np.testing.assert_allclose(
+        imresize_bilinear(a, (26, 34)), cv2.resize(a, (34, 26), interpolation=cv2.INTER_LINEAR), atol=1e-12
+    )
 
 
 def _direct_solve(irr, i0, ir, n_iter, smoothness, level):

@@ -72,15 +72,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(part)))
         self.end_headers()
         cut = srv.cut_after.pop(0) if srv.cut_after else None
+        # bytes are counted before they are written: the client may finish (and the test read the count)
+        # before this thread runs another line
         if cut is not None:
+            srv.sent += min(cut, len(part))
             self.wfile.write(part[:cut])
             self.wfile.flush()
-            srv.sent += min(cut, len(part))
             self.connection.shutdown(socket.SHUT_RDWR)  # the connection drops mid-file
             self.close_connection = True
             return
-        self.wfile.write(part)
         srv.sent += len(part)
+        self.wfile.write(part)
 
 
 @pytest.fixture
@@ -124,8 +126,14 @@ def _register(monkeypatch, card: ModelCard) -> ModelCard:
 
 
 def _card(name: str, *files: WeightFile, model: str = "dovenet") -> ModelCard:
-    return ModelCard(name=name, model=model, source="https://example.org/test", code_license="MIT",
-                     weights_license="test-only", files=tuple(files))
+    return ModelCard(
+        name=name,
+        model=model,
+        source="https://example.org/test",
+        code_license="MIT",
+        weights_license="test-only",
+        files=tuple(files),
+    )
 
 
 # ---- downloads ---------------------------------------------------------------------------------------
@@ -134,7 +142,9 @@ def _card(name: str, *files: WeightFile, model: str = "dovenet") -> ModelCard:
 def test_fetch_downloads_verifies_and_skips_cached(server, cache, monkeypatch):
     data = _blob(300_000, 1)
     server.files["g.pth"] = data
-    card = _register(monkeypatch, _card("t-fetch", WeightFile("G", "g.pth", server.url("g.pth"), _sha(data), len(data))))
+    card = _register(
+        monkeypatch, _card("t-fetch", WeightFile("G", "g.pth", server.url("g.pth"), _sha(data), len(data)))
+    )
     assert not wc.is_cached(card) and [f.filename for f in wc.missing_files(card)] == ["g.pth"]
     report = wc.fetch("t-fetch", progress=False, backoff=0)
     dest = cache / "t-fetch" / "g.pth"
@@ -190,8 +200,13 @@ def test_server_ignoring_range_restarts_from_zero(server, cache, monkeypatch):
 def test_checksum_mismatch_is_a_clear_error_and_leaves_nothing(server, cache, monkeypatch, bad):
     data = _blob(100_000, 5)
     server.files["g.pth"] = data
-    wf = WeightFile("G", "g.pth", server.url("g.pth"),
-                    sha256="0" * 64 if bad == "sha256" else _sha(data), size=len(data) + 1 if bad == "size" else None)
+    wf = WeightFile(
+        "G",
+        "g.pth",
+        server.url("g.pth"),
+        sha256="0" * 64 if bad == "sha256" else _sha(data),
+        size=len(data) + 1 if bad == "size" else None,
+    )
     card = _register(monkeypatch, _card("t-bad", wf))
     with pytest.raises(wc.ChecksumError) as info:
         wc.fetch(card, retries=0, progress=False)
@@ -217,7 +232,9 @@ def test_file_url_and_resume_by_seeking(tmp_path, cache, monkeypatch):
     src = tmp_path / "published" / "net G.pth"
     src.parent.mkdir()
     src.write_bytes(data)
-    card = _register(monkeypatch, _card("t-file", WeightFile("G", "latest_net_G.pth", src.as_uri(), _sha(data), len(data))))
+    card = _register(
+        monkeypatch, _card("t-file", WeightFile("G", "latest_net_G.pth", src.as_uri(), _sha(data), len(data)))
+    )
     part = cache / "t-file" / "latest_net_G.pth.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(data[:70_000])  # an earlier, interrupted copy
@@ -232,11 +249,16 @@ def test_file_url_and_resume_by_seeking(tmp_path, cache, monkeypatch):
 def test_files_without_a_link_come_with_instructions(server, cache, monkeypatch, capsys):
     e = _blob(50_000, 7)
     server.files["e.pth"] = e
-    card = _register(monkeypatch, _card(
-        "t-manual",
-        WeightFile("E", "latest_net_E.pth", server.url("e.pth"), _sha(e)),
-        WeightFile("G", "latest_net_G.pth", manual="no direct link: take it from the authors' Baidu share (code abcd)"),
-    ))
+    card = _register(
+        monkeypatch,
+        _card(
+            "t-manual",
+            WeightFile("E", "latest_net_E.pth", server.url("e.pth"), _sha(e)),
+            WeightFile(
+                "G", "latest_net_G.pth", manual="no direct link: take it from the authors' Baidu share (code abcd)"
+            ),
+        ),
+    )
     report = wc.fetch(card, progress=False)
     assert not report.complete and [f.status for f in report.files] == ["fetched", "manual"]
     how = report.manual[0].instructions
@@ -252,9 +274,14 @@ def test_files_without_a_link_come_with_instructions(server, cache, monkeypatch,
 
 def test_import_matches_verifies_and_copies(tmp_path, cache, monkeypatch):
     g, e = _blob(60_000, 8), _blob(40_000, 9)
-    card = _register(monkeypatch, _card(
-        "t-import", WeightFile("E", "latest_net_E.pth", sha256=_sha(e)), WeightFile("G", "latest_net_G.pth", sha256=_sha(g))
-    ))
+    card = _register(
+        monkeypatch,
+        _card(
+            "t-import",
+            WeightFile("E", "latest_net_E.pth", sha256=_sha(e)),
+            WeightFile("G", "latest_net_G.pth", sha256=_sha(g)),
+        ),
+    )
     (tmp_path / "dl").mkdir()
     renamed = tmp_path / "dl" / "download (1).pth"  # browser-renamed: matched by its sha256
     renamed.write_bytes(g)
@@ -277,7 +304,9 @@ def test_import_matches_verifies_and_copies(tmp_path, cache, monkeypatch):
 
 def test_failed_import_leaves_the_cache_as_it_was(tmp_path, cache, monkeypatch):
     a, b = _blob(1000, 10), _blob(2000, 11)
-    card = _register(monkeypatch, _card("t-atomic", WeightFile("E", "e.pth", size=1000), WeightFile("G", "g.pth", size=2000)))
+    card = _register(
+        monkeypatch, _card("t-atomic", WeightFile("E", "e.pth", size=1000), WeightFile("G", "g.pth", size=2000))
+    )
     (tmp_path / "e.pth").write_bytes(a)
     (tmp_path / "g.pth").write_bytes(b[:1500])  # truncated download
     with pytest.raises(wc.ChecksumError, match="size mismatch: expected 2000 bytes, got 1500"):
@@ -293,8 +322,11 @@ def _checkpoint_card(name: str, server: _Server) -> ModelCard:
     w = (COMMITTED / "dovenet-cpu.safetensors").read_bytes()
     j = (COMMITTED / "dovenet-cpu.json").read_bytes()
     server.files["dovenet-cpu.safetensors"], server.files["dovenet-cpu.json"] = w, j
-    return _card(name, WeightFile("weights", "dovenet-cpu.safetensors", server.url("dovenet-cpu.safetensors"), _sha(w), len(w)),
-                 WeightFile("sidecar", "dovenet-cpu.json", server.url("dovenet-cpu.json")))
+    return _card(
+        name,
+        WeightFile("weights", "dovenet-cpu.safetensors", server.url("dovenet-cpu.safetensors"), _sha(w), len(w)),
+        WeightFile("sidecar", "dovenet-cpu.json", server.url("dovenet-cpu.json")),
+    )
 
 
 def test_card_name_as_weights(server, cache, monkeypatch):
@@ -306,8 +338,10 @@ def test_card_name_as_weights(server, cache, monkeypatch):
     with pytest.raises(UserError, match="harmbench weights fetch t-dovenet"):
         load_weights("dovenet", "t-dovenet")
     wc.fetch(card, progress=False)
-    assert split_weights_spec("t-dovenet", "dovenet") == [cache / "t-dovenet" / "dovenet-cpu.safetensors",
-                                                          cache / "t-dovenet" / "dovenet-cpu.json"]
+    assert split_weights_spec("t-dovenet", "dovenet") == [
+        cache / "t-dovenet" / "dovenet-cpu.safetensors",
+        cache / "t-dovenet" / "dovenet-cpu.json",
+    ]
     net = load_weights("dovenet", "t-dovenet")
     ref = load_weights("dovenet", COMMITTED / "dovenet-cpu.json")
     assert type(net).__name__ == "DoveNet"
@@ -337,12 +371,20 @@ def test_committed_weights_have_cards_and_resolve():
 def test_weights_list_cli(server, cache, monkeypatch, capsys):
     data = _blob(3000, 12)
     server.files["g.pth"] = data
-    _register(monkeypatch, _card("t-list", WeightFile("G", "g.pth", server.url("g.pth"), _sha(data), len(data)),
-                                 WeightFile("E", "e.pth", manual="ask the authors")))
+    _register(
+        monkeypatch,
+        _card(
+            "t-list",
+            WeightFile("G", "g.pth", server.url("g.pth"), _sha(data), len(data)),
+            WeightFile("E", "e.pth", manual="ask the authors"),
+        ),
+    )
     assert main(["weights", "list", "--json"]) == 0
     rows = [r for r in json.loads(capsys.readouterr().out) if r["name"] == "t-list"]
     assert [(r["file"], r["size"], r["sha256"], r["cached"], r["licence"]) for r in rows] == [
-        ("g.pth", 3000, _sha(data), False, "test-only"), ("e.pth", None, None, False, "test-only")]
+        ("g.pth", 3000, _sha(data), False, "test-only"),
+        ("e.pth", None, None, False, "test-only"),
+    ]
     assert main(["weights", "fetch", "t-list", "--no-progress"]) == 1  # e.pth has no link
     capsys.readouterr()
     assert main(["weights", "list"]) == 0
@@ -401,9 +443,37 @@ def test_card_name_resolves_as_a_model_and_on_the_command_line(server, cache, mo
     mask = np.zeros((64, 64), np.uint8)
     mask[16:48, 16:48] = 255
     Image.fromarray(mask).save(tmp_path / "m.png")
-    assert main(["harmonize", str(tmp_path / "c.png"), str(tmp_path / "m.png"), "-o", str(tmp_path / "o.png"),
-                 "--weights", "t-cli", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "harmonize",
+                str(tmp_path / "c.png"),
+                str(tmp_path / "m.png"),
+                "-o",
+                str(tmp_path / "o.png"),
+                "--weights",
+                "t-cli",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     direct = tmp_path / "direct.png"
-    assert main(["harmonize", str(tmp_path / "c.png"), str(tmp_path / "m.png"), "-o", str(direct),
-                 "--weights", str(COMMITTED / "dovenet-cpu.json"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "harmonize",
+                str(tmp_path / "c.png"),
+                str(tmp_path / "m.png"),
+                "-o",
+                str(direct),
+                "--weights",
+                str(COMMITTED / "dovenet-cpu.json"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), np.asarray(Image.open(direct)))

@@ -40,9 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=6000)
     parser.add_argument("--height", type=int, default=4000)
     parser.add_argument("--shard-size", type=int, default=2, help="samples per shard (default 2)")
-    parser.add_argument("--recipe", default="hue",
-                        help="recipe type to build with (default hue); 'synthetic' uses the engine's own minimal "
-                             "recipe (harmbench.generate.synthetic) to measure the engine without a recipe's cost")
+    parser.add_argument(
+        "--recipe",
+        default="hue",
+        help="recipe type to build with (default hue); 'synthetic' uses the engine's own minimal "
+        "recipe (harmbench.generate.synthetic) to measure the engine without a recipe's cost",
+    )
     parser.add_argument("--keep", default=None, help="keep the photos and builds in this directory")
 
 
@@ -67,8 +70,8 @@ max_attempts = 1
 
 [sources.photos]
 type = "folder"
-images = "{src / 'images'}"
-masks = "{src / 'masks'}"
+images = "{src / "images"}"
+masks = "{src / "masks"}"
 category = "object"
 
 [[recipes]]
@@ -118,8 +121,9 @@ def codec_floor(inputs: list[list[tuple[Path, Path]]], quality: int, encode_real
     return len(inputs) / (time.perf_counter() - t0)
 
 
-def isolated_floor(inputs: list[list[tuple[Path, Path]]], quality: int, encode_real: bool, scratch: Path,
-                   repeats: int = 3) -> float:
+def isolated_floor(
+    inputs: list[list[tuple[Path, Path]]], quality: int, encode_real: bool, scratch: Path, repeats: int = 3
+) -> float:
     """Best of ``repeats`` :func:`codec_floor` runs in a fresh Python process.
 
     The conservative denominator: a new process, as the builder's workers are, with no
@@ -128,8 +132,16 @@ def isolated_floor(inputs: list[list[tuple[Path, Path]]], quality: int, encode_r
     import subprocess
     import sys
 
-    scratch.write_text(json.dumps({"inputs": [[[str(i), str(m)] for i, m in row] for row in inputs],
-                                   "quality": quality, "encode_real": encode_real, "repeats": repeats}))
+    scratch.write_text(
+        json.dumps(
+            {
+                "inputs": [[[str(i), str(m)] for i, m in row] for row in inputs],
+                "quality": quality,
+                "encode_real": encode_real,
+                "repeats": repeats,
+            }
+        )
+    )
     code = (
         "import json, sys\n"
         "from pathlib import Path\n"
@@ -168,24 +180,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     src = root / "src"
     try:
         t = time.perf_counter()
-        records = make_photos(src, args.photos, width=args.width, height=args.height, n_objects=args.objects,
-                              seed=7, folder_layout=True)
+        records = make_photos(
+            src, args.photos, width=args.width, height=args.height, n_objects=args.objects, seed=7, folder_layout=True
+        )
         gen_s = time.perf_counter() - t
         toml_path = root / "bench.toml"
         toml_path.write_text(_toml(src, args.recipe, args.shard_size))
 
         started = False
         if not ray.is_initialized():
-            ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024**2,
-                     logging_level=logging.WARNING)
+            ray.init(
+                address="local",
+                num_cpus=2,
+                include_dashboard=False,
+                object_store_memory=256 * 1024**2,
+                logging_level=logging.WARNING,
+            )
             started = True
         runs: dict[int, dict[str, Any]] = {}
         try:
             for w in (1, 2):
                 if args.recipe == "synthetic":
-                    res = build_from_plan(plan_photos(records), root / f"out{w}", name="benchbuild",
-                                          synthesize=synthesize, shard_size=args.shard_size, workers=w,
-                                          resume=False, progress=False)
+                    res = build_from_plan(
+                        plan_photos(records),
+                        root / f"out{w}",
+                        name="benchbuild",
+                        synthesize=synthesize,
+                        shard_size=args.shard_size,
+                        workers=w,
+                        resume=False,
+                        progress=False,
+                    )
                 else:
                     res = build_dataset(toml_path, root / f"out{w}", workers=w, resume=False, progress=False)
                 shard_stats = [json.loads(p.read_text()) for p in (root / f"out{w}").glob("*.stats.json")]
@@ -201,7 +226,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if started:
                 ray.shutdown()
         same = sorted(p.read_bytes() for p in (root / "out1").glob("*.tar")) == sorted(
-            p.read_bytes() for p in (root / "out2").glob("*.tar"))
+            p.read_bytes() for p in (root / "out2").glob("*.tar")
+        )
         reenc = _real_reencoded(root / "out1", src)
         inputs = floor_inputs(root / "out1", src)
         floor = isolated_floor(inputs, 95, reenc, root / "floor.json")
@@ -210,12 +236,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rss = max(runs[1]["rss"], runs[2]["rss"])
         rows = [
             ("codec floor (serial)", f"{floor:.3f}", "-", "-"),
-            ("builder, 1 worker", f"{runs[1]['sps']:.3f}", f"{runs[1]['rss']:.0f}",
-             f"synth {runs[1]['synth_s']:.1f} s, encode+write {runs[1]['encode_s']:.1f} s"),
+            (
+                "builder, 1 worker",
+                f"{runs[1]['sps']:.3f}",
+                f"{runs[1]['rss']:.0f}",
+                f"synth {runs[1]['synth_s']:.1f} s, encode+write {runs[1]['encode_s']:.1f} s",
+            ),
             ("builder, 2 workers", f"{runs[2]['sps']:.3f}", f"{runs[2]['rss']:.0f}", f"identical bytes: {same}"),
         ]
-        print(f"{args.photos} photos {args.width}x{args.height}, {runs[1]['samples']} samples "
-              f"(recipe {args.recipe}, generated in {gen_s:.1f} s, {os.cpu_count()} CPUs)")
+        print(
+            f"{args.photos} photos {args.width}x{args.height}, {runs[1]['samples']} samples "
+            f"(recipe {args.recipe}, generated in {gen_s:.1f} s, {os.cpu_count()} CPUs)"
+        )
         print(format_table(rows, ("run", "samples/s", "peak RSS MB/worker", "notes")))
         return {
             "bench": NAME,

@@ -50,21 +50,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, help="use this built shard directory instead of synthetic shards")
     parser.add_argument("--split", default="test", help="split of --data (default test)")
     parser.add_argument("--batch-size", type=int, default=16, help="eval batch size (default 16)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="DataLoader workers for both sides (default: what harmbench eval picks for a large run)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="DataLoader workers for both sides (default: what harmbench eval picks for a large run)",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="timed repeats; the best is reported (default 2)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda …")
-    parser.add_argument("--models", default=",".join(LEARNED),
-                        help=f"learned models to time, comma-separated ('' for none; default {','.join(LEARNED)})")
-    parser.add_argument("--model-n", type=int, default=16,
-                        help="samples the learned models run on (default 16; at most --n)")
+    parser.add_argument(
+        "--models",
+        default=",".join(LEARNED),
+        help=f"learned models to time, comma-separated ('' for none; default {','.join(LEARNED)})",
+    )
+    parser.add_argument(
+        "--model-n", type=int, default=16, help="samples the learned models run on (default 16; at most --n)"
+    )
     add_lpips_arguments(parser)
     parser.add_argument("--seed", type=int, default=0)
 
 
 def write_synthetic_shards(
-    out: str | os.PathLike, n: int, *, width: int = 96, height: int = 64, seed: int = 0, shard_size: int = 32,
-    identity_every: int = 0, recipes: tuple[str, ...] = ("alpha", "beta"), split: str = "test", prefix: str = "",
+    out: str | os.PathLike,
+    n: int,
+    *,
+    width: int = 96,
+    height: int = 64,
+    seed: int = 0,
+    shard_size: int = 32,
+    identity_every: int = 0,
+    recipes: tuple[str, ...] = ("alpha", "beta"),
+    split: str = "test",
+    prefix: str = "",
     name: str = "synth",
 ) -> list[str]:
     """Write ``n`` samples as harmbench shards ``<name>-<split>-NNNNNN.tar`` plus ``index.json``; returns keys.
@@ -96,16 +113,28 @@ def write_synthetic_shards(
             spec = dataclasses.replace(spec, key=prefix + spec.key)
             arr = dataclasses.replace(arr, key=spec.key, meta={**(arr.meta or {}), "key": spec.key})
         if ident:
-            arr = dataclasses.replace(arr, composite=arr.real.copy(), real_bytes=None,
-                                      meta={**(arr.meta or {}), "recipe_type": "identical", "method": "identity"})
+            arr = dataclasses.replace(
+                arr,
+                composite=arr.real.copy(),
+                real_bytes=None,
+                meta={**(arr.meta or {}), "recipe_type": "identical", "method": "identity"},
+            )
         items.append((spec, arr))
     items.sort(key=lambda t: t[0].key)
     stats = []
     idx_path = out / "index.json"
     if idx_path.exists():
         for r in json.loads(idx_path.read_text()).get("shardlist", []):
-            stats.append({"shard": r["url"], "split": r["split"], "index": len(stats), "count": r["nsamples"],
-                          "md5sum": r["md5sum"], "filesize": r["filesize"]})
+            stats.append(
+                {
+                    "shard": r["url"],
+                    "split": r["split"],
+                    "index": len(stats),
+                    "count": r["nsamples"],
+                    "md5sum": r["md5sum"],
+                    "filesize": r["filesize"],
+                }
+            )
     first = len(stats)
     for s in range(0, len(items), shard_size):
         shard = f"{name}-{split}-{first + s // shard_size:06d}.tar"
@@ -116,8 +145,16 @@ def write_synthetic_shards(
                 w.write(spec.key, encode_sample(arr, spec.split, spec.recipe, opts))
             w.close()
         data = path.read_bytes()
-        stats.append({"shard": shard, "split": split, "index": first + s // shard_size, "count": len(items[s : s + shard_size]),
-                      "md5sum": hashlib.md5(data).hexdigest(), "filesize": len(data)})
+        stats.append(
+            {
+                "shard": shard,
+                "split": split,
+                "index": first + s // shard_size,
+                "count": len(items[s : s + shard_size]),
+                "md5sum": hashlib.md5(data).hexdigest(),
+                "filesize": len(data),
+            }
+        )
     idx_path.write_text(json.dumps(dataset_index(name, stats), indent=2))
     shutil.rmtree(out / "_src", ignore_errors=True)
     return [spec.key for spec, _ in items]
@@ -147,8 +184,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         profile = get_profile("harmbench")
 
         def floor() -> None:  # the loader evaluate() iterates: decode, prepare, batch (workers), nothing else
-            for batch in batch_loader(ds.torch_dataset(set(keys), profile, "fixed256"), workers, args.batch_size,
-                                      EvalOptions.max_batch_pixels):
+            for batch in batch_loader(
+                ds.torch_dataset(set(keys), profile, "fixed256"), workers, args.batch_size, EvalOptions.max_batch_pixels
+            ):
                 if batch["errors"]:
                     raise RuntimeError(f"bench data unusable: {batch['errors'][0]}")
 
@@ -156,15 +194,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         def e2e(model: str, lpips: bool = False, weights: str | None = None, limit: int | None = None):
             def go() -> None:
-                evaluate(model, data, tmp / f"run-{model}-{next(counter)}", split=args.split, device=device,
-                         batch_size=args.batch_size, workers=workers, lpips=lpips, lpips_weights=weights,
-                         previews=0, progress=False, seed=args.seed, limit=limit)
+                evaluate(
+                    model,
+                    data,
+                    tmp / f"run-{model}-{next(counter)}",
+                    split=args.split,
+                    device=device,
+                    batch_size=args.batch_size,
+                    workers=workers,
+                    lpips=lpips,
+                    lpips_weights=weights,
+                    previews=0,
+                    progress=False,
+                    seed=args.seed,
+                    limit=limit,
+                )
+
             return go
 
         # warm-up: imports, worker start-up paths, first kernels
-        evaluate("composite", data, tmp / "warmup", split=args.split, device=device, batch_size=args.batch_size,
-                 workers=0, limit=min(n, args.batch_size), previews=0, progress=False)
-        times, _ = best_times({"floor": floor, "composite": e2e("composite"), "reinhard": e2e("reinhard")}, args.repeats)
+        evaluate(
+            "composite",
+            data,
+            tmp / "warmup",
+            split=args.split,
+            device=device,
+            batch_size=args.batch_size,
+            workers=0,
+            limit=min(n, args.batch_size),
+            previews=0,
+            progress=False,
+        )
+        times, _ = best_times(
+            {"floor": floor, "composite": e2e("composite"), "reinhard": e2e("reinhard")}, args.repeats
+        )
         t_floor, t_comp, t_rein = times["floor"], times["composite"], times["reinhard"]
         rows = [
             ("decode floor (DataLoader: decode + prepare)", f"{n / t_floor:.1f}", f"{t_floor * 1000 / n:.2f}"),
@@ -188,11 +251,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             e2e(name, limit=min(model_n, args.batch_size))()  # warm-up: model build, first kernels
             t_m = best_times({name: e2e(name, limit=model_n)}, 1)[0][name]
             learned[name] = model_n / t_m
-            rows.append((f"eval {name} (learned, {model_n} samples), all metrics but LPIPS",
-                         f"{model_n / t_m:.2f}", f"{t_m * 1000 / model_n:.1f}"))
-        print(f"{n} samples ({'synthetic ' + str(args.width) + 'x' + str(args.height) if not args.data else data}), "
-              f"fixed256, profile harmbench, device {device}, {workers} DataLoader workers, batch {args.batch_size}, "
-              f"torch threads {auto_threads(workers)}, best of {args.repeats}")
+            rows.append(
+                (
+                    f"eval {name} (learned, {model_n} samples), all metrics but LPIPS",
+                    f"{model_n / t_m:.2f}",
+                    f"{t_m * 1000 / model_n:.1f}",
+                )
+            )
+        print(
+            f"{n} samples ({'synthetic ' + str(args.width) + 'x' + str(args.height) if not args.data else data}), "
+            f"fixed256, profile harmbench, device {device}, {workers} DataLoader workers, batch {args.batch_size}, "
+            f"torch threads {auto_threads(workers)}, best of {args.repeats}"
+        )
         print(format_table(rows, ("pipeline", "images/s", "ms/image")))
         if note:
             print(note)

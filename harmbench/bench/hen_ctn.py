@@ -64,10 +64,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cpu[name] = min(cpu[name], time.process_time() - c)
     model.fast_layout = True
     rates = {name: args.n / s for name, s in best.items()}
-    rows = [(name, f"{rates[name]:.2f}", f"{1000 * best[name] / args.n:.1f}", f"{1000 * cpu[name] / args.n:.1f}")
-            for name in sides]
-    print(f"hen-ctn ({args.weights}) harmonize at {args.size}x{args.size}, batch {args.batch}, "
-          f"{torch.get_num_threads()} threads, best of {args.repeats}")
+    rows = [
+        (name, f"{rates[name]:.2f}", f"{1000 * best[name] / args.n:.1f}", f"{1000 * cpu[name] / args.n:.1f}")
+        for name in sides
+    ]
+    print(
+        f"hen-ctn ({args.weights}) harmonize at {args.size}x{args.size}, batch {args.batch}, "
+        f"{torch.get_num_threads()} threads, best of {args.repeats}"
+    )
     print(format_table(rows, ("inference", "img/s", "ms/img (wall)", "CPU ms/img (all threads)")))
     if diff is not None:
         print(f"max |channels-last - contiguous| = {diff:.2e} (0-1 scale)")

@@ -34,7 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device for harmbench (default cpu)")
     add_lpips_arguments(parser)
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch CPU threads for harmbench (default 1, like the single-threaded reference; 0 = torch default)",
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -83,8 +85,14 @@ def reference_loop(pred, target, masks) -> dict[str, list[float]]:
         out["psnr"].append(peak_signal_noise_ratio(t, p, data_range=255))
         out["fmse"].append(float((m[..., None] * (p - t) ** 2).sum() / (3 * m.sum())))
         s, smap = structural_similarity(
-            t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255,
-            channel_axis=2, full=True,
+            t,
+            p,
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=255,
+            channel_axis=2,
+            full=True,
         )
         mc = m[r:-r, r:-r, None]
         out["ssim"].append(float(s))
@@ -156,8 +164,13 @@ def _run(args: argparse.Namespace) -> dict:
 
     pred, target, masks = make_data(args.n, args.size, args.seed)
     ours(pred[:2], target[:2], masks[:2], args.batch, args.device)  # warm-up (kernels, allocator)
-    times, out = best_times({"ref": lambda: reference_loop(pred, target, masks),
-                             "ours": lambda: ours(pred, target, masks, args.batch, args.device)}, args.repeats)
+    times, out = best_times(
+        {
+            "ref": lambda: reference_loop(pred, target, masks),
+            "ours": lambda: ours(pred, target, masks, args.batch, args.device),
+        },
+        args.repeats,
+    )
     t_ref, t_ours, ref, mine = times["ref"], times["ours"], out["ref"], out["ours"]
     diffs = {k: float(np.max(np.abs(np.asarray(ref[k]) - np.asarray(mine[k])))) for k in ref}
     tol = {"mse": 1e-9, "psnr": 1e-5, "fmse": 1e-9, "ssim": 1e-6, "fssim": 1e-6}
@@ -165,7 +178,11 @@ def _run(args: argparse.Namespace) -> dict:
     ref_ips, our_ips = args.n / t_ref, args.n / t_ours
     rows = [
         ("reference: per-image skimage loop", f"{ref_ips:.1f}", f"{t_ref * 1000 / args.n:.2f}"),
-        (f"harmbench compute_metrics (batch {args.batch}, {args.device})", f"{our_ips:.1f}", f"{t_ours * 1000 / args.n:.2f}"),
+        (
+            f"harmbench compute_metrics (batch {args.batch}, {args.device})",
+            f"{our_ips:.1f}",
+            f"{t_ours * 1000 / args.n:.2f}",
+        ),
     ]
     lpips_ips, lpips_note = None, ""
     weights = None if args.no_lpips else find_lpips_weights(args.lpips_weights)
@@ -192,7 +209,11 @@ def _run(args: argparse.Namespace) -> dict:
         rows.append(("harmbench LPIPS + fLPIPS (alex v0.1)", f"{lpips_ips:.1f}", f"{t_lp * 1000 / args.n:.2f}"))
     print(f"{args.n} images {args.size}x{args.size}, torch threads {torch.get_num_threads()}, best of {args.repeats}")
     print(format_table(rows, ("implementation", "images/s", "ms/image")))
-    print("max |ours - reference|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()) + ("  (match)" if match else "  (MISMATCH)"))
+    print(
+        "max |ours - reference|: "
+        + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
+        + ("  (match)" if match else "  (MISMATCH)")
+    )
     if lpips_note:
         print(f"LPIPS: {lpips_note}")
     return {

@@ -33,9 +33,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=12, help="timed steps per model and mode (default 12)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
-    p.add_argument("--full", action="store_true",
-                   help="use the full-size configs baselines/<model>.toml (GPU runs; AMP as the config says) "
-                        "instead of the CPU ones")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="use the full-size configs baselines/<model>.toml (GPU runs; AMP as the config says) "
+        "instead of the CPU ones",
+    )
 
 
 def _write_tiny_shards(root, n: int, size: int) -> None:
@@ -61,7 +64,11 @@ def _write_tiny_shards(root, n: int, size: int) -> None:
             wr = DeterministicTarWriter(f)
             for i in range(count):
                 yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-                real = rng.uniform(40, 200, 3) + yy[..., None] * rng.uniform(-0.5, 0.5, 3) + xx[..., None] * rng.uniform(-0.5, 0.5, 3)
+                real = (
+                    rng.uniform(40, 200, 3)
+                    + yy[..., None] * rng.uniform(-0.5, 0.5, 3)
+                    + xx[..., None] * rng.uniform(-0.5, 0.5, 3)
+                )
                 real = np.clip(real + rng.normal(0, 8, (h, w, 3)), 0, 255).astype(np.uint8)
                 mask = np.zeros((h, w), bool)
                 y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
@@ -69,11 +76,24 @@ def _write_tiny_shards(root, n: int, size: int) -> None:
                 comp = real.copy()
                 comp[mask] = np.clip(real[mask] * rng.uniform(0.6, 1.4, 3), 0, 255).astype(np.uint8)
                 key = f"b{split}{i:04d}"
-                wr.write(key, encode_sample(SampleArrays(key, comp, mask, real, {"recipe": "bench"}), split, "bench", OutputOptions()))
+                wr.write(
+                    key,
+                    encode_sample(
+                        SampleArrays(key, comp, mask, real, {"recipe": "bench"}), split, "bench", OutputOptions()
+                    ),
+                )
             wr.close()
         data = (root / name).read_bytes()
-        stats.append({"shard": name, "split": split, "index": 0, "count": count, "md5sum": hashlib.md5(data).hexdigest(),
-                      "filesize": len(data)})
+        stats.append(
+            {
+                "shard": name,
+                "split": split,
+                "index": 0,
+                "count": count,
+                "md5sum": hashlib.md5(data).hexdigest(),
+                "filesize": len(data),
+            }
+        )
     (root / "index.json").write_text(json.dumps(dataset_index("bench", stats)))
 
 
@@ -173,10 +193,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if cuda:
                 peak_mb[name] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
             amp[name] = str(amp_dtype(cfg.train.amp, trainer.device) or "off")
-            loader_sps[name] = _time_steps(trainer, *_fresh(trainer), (b for _, _, b in itertools.islice(trainer._batches(0, 0), steps + 1)))
+            loader_sps[name] = _time_steps(
+                trainer, *_fresh(trainer), (b for _, _, b in itertools.islice(trainer._batches(0, 0), steps + 1))
+            )
             ratio = loader_sps[name] / memory_sps[name]
-            rows.append((name, f"{size}{'/' + str(cfg.data.crop) if cfg.data.crop else ''}", cfg.data.batch_size,
-                         cfg.data.workers, f"{loader_sps[name]:.2f}", f"{memory_sps[name]:.2f}", f"{ratio:.2f}"))
+            rows.append(
+                (
+                    name,
+                    f"{size}{'/' + str(cfg.data.crop) if cfg.data.crop else ''}",
+                    cfg.data.batch_size,
+                    cfg.data.workers,
+                    f"{loader_sps[name]:.2f}",
+                    f"{memory_sps[name]:.2f}",
+                    f"{ratio:.2f}",
+                )
+            )
     print(format_table(rows, ("model", "px", "batch", "workers", "loader samples/s", "memory samples/s", "ratio")))
     per_model = {m: loader_sps[m] / memory_sps[m] for m in names}
     return {

@@ -18,14 +18,25 @@ DESCRIPTION = (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("recipe", help="recipe TOML file")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--workers", type=non_negative, default=0,
-                   help="shards built in parallel (local Ray CPUs); default: all CPUs of the machine or cluster")
-    p.add_argument("--ray-address", default=None,
-                   help="join this Ray cluster (default: $RAY_ADDRESS, else start Ray locally)")
+    p.add_argument(
+        "--workers",
+        type=non_negative,
+        default=0,
+        help="shards built in parallel (local Ray CPUs); default: all CPUs of the machine or cluster",
+    )
+    p.add_argument(
+        "--ray-address", default=None, help="join this Ray cluster (default: $RAY_ADDRESS, else start Ray locally)"
+    )
     p.add_argument("--max-samples", type=positive, default=None, help="plan at most K samples (quick builds)")
     p.add_argument("--no-resume", action="store_true", help="rebuild every shard, discarding earlier output")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe field (repeatable), e.g. --set shard_size=500")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe field (repeatable), e.g. --set shard_size=500",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

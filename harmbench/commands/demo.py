@@ -19,13 +19,19 @@ HELP = "build the demo dataset, evaluate every baseline and export the demo lead
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--leaderboard", default="demo", help="leaderboard to run (default: demo)")
-    p.add_argument("--ray-address", default=None, help="run the cells on this Ray cluster (default: $RAY_ADDRESS or local)")
+    p.add_argument(
+        "--ray-address", default=None, help="run the cells on this Ray cluster (default: $RAY_ADDRESS or local)"
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
     p.add_argument("--restart", action="store_true", help="recompute every cell")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="where the tables and figures go (default: runs/<leaderboard>/export beside the runs, "
-                        "git-ignored; leaderboards/demo refreshes the committed leaderboard)")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="where the tables and figures go (default: runs/<leaderboard>/export beside the runs, "
+        "git-ignored; leaderboards/demo refreshes the committed leaderboard)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,9 +45,17 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     lb = load_leaderboard(args.leaderboard)
-    print(f"[1/3] datasets and runs of leaderboard '{lb.name}' ({len(lb.datasets)} dataset(s) x {len(lb.models)} model(s))")
-    res = run_leaderboard(lb, ray_address=args.ray_address, device=args.device, restart=args.restart,
-                          progress=False if args.no_progress else None, report=print)
+    print(
+        f"[1/3] datasets and runs of leaderboard '{lb.name}' ({len(lb.datasets)} dataset(s) x {len(lb.models)} model(s))"
+    )
+    res = run_leaderboard(
+        lb,
+        ray_address=args.ray_address,
+        device=args.device,
+        restart=args.restart,
+        progress=False if args.no_progress else None,
+        report=print,
+    )
     for note in res.notes:
         print(f"note: {note}")
     print("[2/3] exporting tables and figures")
@@ -72,4 +86,4 @@ def _first_table(markdown: str) -> str:
     end = start
     while end < len(lines) and lines[end].startswith("|"):
         end += 1
-    return "\n".join(lines[max(0, start - 2):end])
+    return "\n".join(lines[max(0, start - 2) : end])

@@ -20,19 +20,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("mask", help="mask of the region to harmonize (white = change), or a folder of masks")
     p.add_argument("-o", "--out", required=True, help="output file (png/jpg) or folder")
     p.add_argument("--method", default=None, help="registered model name or checkpoint (default: reinhard)")
-    p.add_argument("--weights", default=None, metavar="FILE[,FILE]",
-                   help="weights for --method: the authors' file(s) (comma-separated, any order, e.g. E.pth,G.pth) or a "
-                        "harmbench checkpoint (without --method: any harmbench checkpoint)")
-    p.add_argument("--protocol", choices=("harmbench", "official"), default=None,
-                   help="official: the authors' test/inference chain exactly (resize, run mode, seeded dropout, rounding) "
-                        "for models that define one; the output is then written as their script writes it")
-    p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
-                   help="model option, e.g. --option dropout=false (repeatable; values parsed as TOML, else strings)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the model's randomness: initialisation, the official protocol's dropout (default 0)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        metavar="FILE[,FILE]",
+        help="weights for --method: the authors' file(s) (comma-separated, any order, e.g. E.pth,G.pth) or a "
+        "harmbench checkpoint (without --method: any harmbench checkpoint)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=("harmbench", "official"),
+        default=None,
+        help="official: the authors' test/inference chain exactly (resize, run mode, seeded dropout, rounding) "
+        "for models that define one; the output is then written as their script writes it",
+    )
+    p.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="model option, e.g. --option dropout=false (repeatable; values parsed as TOML, else strings)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the model's randomness: initialisation, the official protocol's dropout (default 0)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda …")
-    p.add_argument("--keep-all", action="store_true",
-                   help="keep the model's output outside the mask too (always so under --protocol official)")
+    p.add_argument(
+        "--keep-all",
+        action="store_true",
+        help="keep the model's output outside the mask too (always so under --protocol official)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,8 +93,16 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--weights with the authors' files needs --method (the model they belong to)")
         else:
             weights = args.weights
-    written = harmonize_files(method, jobs, device=device, keep_background=not args.keep_all, options=options,
-                              seed=args.seed, weights=weights, on_skip=on_skip)
+    written = harmonize_files(
+        method,
+        jobs,
+        device=device,
+        keep_background=not args.keep_all,
+        options=options,
+        seed=args.seed,
+        weights=weights,
+        on_skip=on_skip,
+    )
     for p in written:
         print(f"wrote {p}")
     if skipped:

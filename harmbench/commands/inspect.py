@@ -16,8 +16,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=non_negative, default=8, help="rows of the contact sheet (default 8)")
     p.add_argument("--split", default=None, help="take samples from this split only")
     p.add_argument("--out", default=None, help="contact sheet PNG (default: <name>_contact_sheet.png here)")
-    p.add_argument("--verify", action="store_true",
-                   help="check every shard against index.json (file, size, md5, sample count); exit 1 if any is broken")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check every shard against index.json (file, size, md5, sample count); exit 1 if any is broken",
+    )
 
 
 def verify(root: str) -> int:

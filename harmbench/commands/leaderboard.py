@@ -23,25 +23,36 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--ray-address", default=None, help="run cells as Ray tasks on this cluster (default: $RAY_ADDRESS)")
     r.add_argument("--device", default="auto", help="device of local cells: auto (CUDA when available), cpu, cuda …")
     r.add_argument("--workers", type=non_negative, default=None, help="DataLoader decoding processes per cell")
-    r.add_argument("--model", dest="models", action="append", default=None, metavar="LABEL",
-                   help="only this model (repeatable)")
+    r.add_argument(
+        "--model", dest="models", action="append", default=None, metavar="LABEL", help="only this model (repeatable)"
+    )
     r.add_argument("--restart", action="store_true", help="discard existing runs of the selected cells")
     r.add_argument("--export", default=None, metavar="FORMATS", help="export afterwards in these formats")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--strict", action="store_true",
-                   help="exit 1 when a cell run now met a broken shard or skipped a sample (default: only when "
-                        "no cell scored anything)")
+    r.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when a cell run now met a broken shard or skipped a sample (default: only when "
+        "no cell scored anything)",
+    )
     e = sub.add_parser("export", help="write tables, charts and the qualitative grid")
     e.add_argument("name", help="leaderboard name, folder or TOML file")
-    e.add_argument("--format", default=None, metavar="FORMATS",
-                   help="comma-separated: csv,md,tex,html,png,grid (default: all); results.csv is always written")
+    e.add_argument(
+        "--format",
+        default=None,
+        metavar="FORMATS",
+        help="comma-separated: csv,md,tex,html,png,grid (default: all); results.csv is always written",
+    )
     e.add_argument("--out", default=None, metavar="DIR", help="output folder (default: the leaderboard's folder)")
-    e.add_argument("--bootstrap", type=positive, default=None, metavar="B", help="bootstrap resamples (default: the definition's)")
+    e.add_argument(
+        "--bootstrap", type=positive, default=None, metavar="B", help="bootstrap resamples (default: the definition's)"
+    )
     e.add_argument("--grid-samples", type=non_negative, default=None, metavar="K", help="rows of the qualitative grid")
 
 
-def _export(name: str, formats: str | None, out: str | None = None, n_boot: int | None = None,
-            grid: int | None = None) -> None:
+def _export(
+    name: str, formats: str | None, out: str | None = None, n_boot: int | None = None, grid: int | None = None
+) -> None:
     from harmbench.leaderboard.export import export_leaderboard
 
     ctx = export_leaderboard(name, formats, out=out, n_boot=n_boot, grid_samples=grid)
@@ -70,15 +81,24 @@ def run(args: argparse.Namespace) -> int:
     if action == "run":
         from harmbench.leaderboard.run import run_leaderboard
 
-        res = run_leaderboard(args.name, ray_address=args.ray_address, device=args.device, workers=args.workers,
-                              restart=args.restart, progress=False if args.no_progress else None,
-                              only_models=args.models, report=print)
+        res = run_leaderboard(
+            args.name,
+            ray_address=args.ray_address,
+            device=args.device,
+            workers=args.workers,
+            restart=args.restart,
+            progress=False if args.no_progress else None,
+            only_models=args.models,
+            report=print,
+        )
         for n in res.notes:
             print(f"note: {n}")
         for c, why in res.skipped:
             print(f"skipped {c}: {why}")
         docs = finished_runs(res.leaderboard, args.models)
-        broken = {(b.get("shard"), b.get("member"), b.get("reason")) for d in docs for b in d.get("broken_shards") or []}
+        broken = {
+            (b.get("shard"), b.get("member"), b.get("reason")) for d in docs for b in d.get("broken_shards") or []
+        }
         for shard, member, reason in sorted(broken, key=str):
             print(f"broken shard {shard}{' member ' + member if member else ''}: {reason} (left out)", file=sys.stderr)
         if args.export:

@@ -22,27 +22,56 @@ EXIT_SKIPPED = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", metavar="DATASET",
-                        help="iHarmony4-layout root, one subset folder, or a flat triplet folder; with --no-reference "
-                             "a folder of composites and masks (composites/ + masks/, or X.png + X_mask.png)")
-    parser.add_argument("--no-reference", action="store_true",
-                        help="no real images: print BargainNet's harmony score exp(-0.04212*|z_b - z_f|) per composite")
-    parser.add_argument("--weights", metavar="FILE[,FILE]", default=None,
-                        help="--no-reference extractor: the authors' latest_net_E.pth (or their E.pth,G.pth), a harmbench "
-                             "BargainNet checkpoint or a committed name (default bargainnet-cpu, harmbench's own E)")
-    parser.add_argument("--predictions", metavar="DIR", help="folder of predictions named by composite stem (flat or per subset)")
-    parser.add_argument("--profile", default="harmbench", help="metric profile: iharm, dovenet, zhenglab, pctnet, dccf, harmbench (default)")
+    parser.add_argument(
+        "dataset",
+        metavar="DATASET",
+        help="iHarmony4-layout root, one subset folder, or a flat triplet folder; with --no-reference "
+        "a folder of composites and masks (composites/ + masks/, or X.png + X_mask.png)",
+    )
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="no real images: print BargainNet's harmony score exp(-0.04212*|z_b - z_f|) per composite",
+    )
+    parser.add_argument(
+        "--weights",
+        metavar="FILE[,FILE]",
+        default=None,
+        help="--no-reference extractor: the authors' latest_net_E.pth (or their E.pth,G.pth), a harmbench "
+        "BargainNet checkpoint or a committed name (default bargainnet-cpu, harmbench's own E)",
+    )
+    parser.add_argument(
+        "--predictions", metavar="DIR", help="folder of predictions named by composite stem (flat or per subset)"
+    )
+    parser.add_argument(
+        "--profile",
+        default="harmbench",
+        help="metric profile: iharm, dovenet, zhenglab, pctnet, dccf, harmbench (default)",
+    )
     parser.add_argument("--resize", default="fixed256", help="fixed256 (default), limit1024 or none")
-    parser.add_argument("--split", default="test", help="split whose split files select composites (default test); 'all' ignores split files")
+    parser.add_argument(
+        "--split",
+        default="test",
+        help="split whose split files select composites (default test); 'all' ignores split files",
+    )
     parser.add_argument("--lpips", action="store_true", help="also compute LPIPS and foreground LPIPS")
-    parser.add_argument("--lpips-weights", metavar="FILE", help="local AlexNet backbone weights for LPIPS (offline use)")
+    parser.add_argument(
+        "--lpips-weights", metavar="FILE", help="local AlexNet backbone weights for LPIPS (offline use)"
+    )
     parser.add_argument("--json", metavar="OUT", help="write aggregates, per-sample values and skips to this JSON file")
     parser.add_argument("--strict", action="store_true", help="exit non-zero when any sample was skipped")
-    parser.add_argument("--batch-size", type=positive, default=16, metavar="B", help="samples per metric batch (default 16)")
+    parser.add_argument(
+        "--batch-size", type=positive, default=16, metavar="B", help="samples per metric batch (default 16)"
+    )
     parser.add_argument("--workers", type=positive, default=4, metavar="N", help="decoding threads (default 4)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1 …")
-    parser.add_argument("--palette-index", type=non_negative, default=None, metavar="K",
-                        help="palette (mode P) masks: only index K is foreground (default: every index but 0)")
+    parser.add_argument(
+        "--palette-index",
+        type=non_negative,
+        default=None,
+        metavar="K",
+        help="palette (mode P) masks: only index K is foreground (default: every index but 0)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="never show the progress bar")
 
 
@@ -69,10 +98,18 @@ def run_no_reference(args: argparse.Namespace) -> int:
     mean = sum(r.score for r in rows) / len(rows) if rows else float("nan")
     print(f"{'mean':<{width}}  {mean:>8.4f}  (N={len(rows)})")
     if args.json:
-        write_json({"metric": "harmony", "formula": "exp(-0.04212*||z_b - z_f||_2)",
-                    "extractor": {"label": ext.label, "authors": ext.authors, "size": ext.size},
-                    "images": [{"composite": r.composite, "mask": r.mask, "score": r.score} for r in rows],
-                    "mean": mean if rows else None, "n": len(rows), "skipped": skipped}, args.json)
+        write_json(
+            {
+                "metric": "harmony",
+                "formula": "exp(-0.04212*||z_b - z_f||_2)",
+                "extractor": {"label": ext.label, "authors": ext.authors, "size": ext.size},
+                "images": [{"composite": r.composite, "mask": r.mask, "score": r.score} for r in rows],
+                "mean": mean if rows else None,
+                "n": len(rows),
+                "skipped": skipped,
+            },
+            args.json,
+        )
     if not rows:
         return EXIT_SKIPPED
     return EXIT_SKIPPED if args.strict and skipped else EXIT_OK
@@ -109,9 +146,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(result.to_dict(), args.json)
     if result.n == 0:
-        why = "" if result.skipped else (
-            " (no triplet found: expected an iHarmony4 layout, SUBSET/{composite_images,masks,real_images}, or a flat "
-            "folder of N + N-gt + N-mask or <real>_<mask>_<k> + <real>_<mask> + <real> images)")
+        why = (
+            ""
+            if result.skipped
+            else (
+                " (no triplet found: expected an iHarmony4 layout, SUBSET/{composite_images,masks,real_images}, or a flat "
+                "folder of N + N-gt + N-mask or <real>_<mask>_<k> + <real>_<mask> + <real> images)"
+            )
+        )
         print(f"harmbench score: nothing could be scored in {args.dataset}{why}", file=sys.stderr)
         return EXIT_SKIPPED
     if args.strict and result.skipped:

@@ -24,8 +24,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="override train.seed")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in OUT")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (torch.set_num_threads)")
-    p.add_argument("--export", default=None, metavar="FILE.safetensors",
-                   help="after training, export float16 inference weights + sidecar here")
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="FILE.safetensors",
+        help="after training, export float16 inference weights + sidecar here",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -56,20 +60,31 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_train_config(args.config, overrides)
     out = Path(args.out) if args.out else Path("runs") / Path(args.config).stem
     command = "harmbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    trainer = Trainer(cfg, args.data, out, device=args.device, resume=args.resume,
-                      progress=False if args.no_progress else None, command=command)
+    trainer = Trainer(
+        cfg,
+        args.data,
+        out,
+        device=args.device,
+        resume=args.resume,
+        progress=False if args.no_progress else None,
+        command=command,
+    )
     res = trainer.run()
     v = res.validation
     line = f"trained {cfg.model.name} to step {res.steps} in {res.train_time_s:.0f} s ({res.samples_per_s:.2f} samples/s) -> {res.checkpoint}"
     print(line)
     if v:
-        print(f"validation ({cfg.data.validation}, n={v.get('n')}): MSE {v['mse']:.2f}  fMSE {v['fmse']:.2f}  PSNR {v['psnr']:.2f}")
+        print(
+            f"validation ({cfg.data.validation}, n={v.get('n')}): MSE {v['mse']:.2f}  fMSE {v['fmse']:.2f}  PSNR {v['psnr']:.2f}"
+        )
     if args.export:
         from harmbench.train.pretrained import export_pretrained
 
         shared = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "labelme_outdoor"
         side = export_pretrained(
-            res.checkpoint, args.export, extra={"train_time_s": res.train_time_s, "samples_per_s": res.samples_per_s},
+            res.checkpoint,
+            args.export,
+            extra={"train_time_s": res.train_time_s, "samples_per_s": res.samples_per_s},
             evaluate_data=args.data if cfg.data.validation else None,
             reference_root=shared if shared.is_dir() else None,
         )

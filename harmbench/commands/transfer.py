@@ -24,21 +24,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", nargs="?", default=None, help="photo whose colours to take (default: SOURCE)")
     p.add_argument("-o", "--out", required=True, help="output image (png/jpg)")
     p.add_argument("--method", default="histmatch", choices=METHODS, help="transfer method (default histmatch)")
-    p.add_argument("--weights", default=None,
-                   help="hen-ctn weights: the authors' C.pth,G.pth (any order) or a harmbench checkpoint "
-                        "(default: the committed CPU weights hen-ctn-cpu)")
-    p.add_argument("--protocol", default="harmbench", choices=("harmbench", "official"),
-                   help="hen-ctn: harmbench (default; any size) or official (the authors' test script: 700 px rule, "
-                        "30 px padding and their crop)")
+    p.add_argument(
+        "--weights",
+        default=None,
+        help="hen-ctn weights: the authors' C.pth,G.pth (any order) or a harmbench checkpoint "
+        "(default: the committed CPU weights hen-ctn-cpu)",
+    )
+    p.add_argument(
+        "--protocol",
+        default="harmbench",
+        choices=("harmbench", "official"),
+        help="hen-ctn: harmbench (default; any size) or official (the authors' test script: 700 px rule, "
+        "30 px padding and their crop)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of randomised methods (idt; default 0)")
-    p.add_argument("--option", dest="options", action="append", default=[], metavar="KEY=VALUE",
-                   help="method option (op parameter or hen-ctn model option; repeatable; values parsed as TOML)")
+    p.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="method option (op parameter or hen-ctn model option; repeatable; values parsed as TOML)",
+    )
     p.add_argument("--source-mask", metavar="M", help="region of SOURCE to recolour (white = change)")
     p.add_argument("--reference-mask", metavar="M", help="region of REFERENCE whose colours to take")
     p.add_argument("--source-labels", metavar="L", help="label map of SOURCE (semantic transfer)")
     p.add_argument("--reference-labels", metavar="L", help="label map of REFERENCE (semantic transfer)")
-    p.add_argument("--keep-all", action="store_true",
-                   help="hen-ctn: keep the network's output outside the regions too (default: source pixels there)")
+    p.add_argument(
+        "--keep-all",
+        action="store_true",
+        help="hen-ctn: keep the network's output outside the regions too (default: source pixels there)",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, auto …")
 
 
@@ -52,9 +68,14 @@ def run(args: argparse.Namespace) -> int:
     from harmbench.transfer import transfer
 
     device = resolve_device(args.device)
-    names = {"source": args.source, "reference": args.reference or args.source, "source_mask": args.source_mask,
-             "reference_mask": args.reference_mask, "source_labels": args.source_labels,
-             "reference_labels": args.reference_labels}
+    names = {
+        "source": args.source,
+        "reference": args.reference or args.source,
+        "source_mask": args.source_mask,
+        "reference_mask": args.reference_mask,
+        "source_labels": args.source_labels,
+        "reference_labels": args.reference_labels,
+    }
     out = transfer(
         read_rgb(args.source),
         None if args.reference is None else read_rgb(args.reference),

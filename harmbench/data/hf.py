@@ -8,8 +8,9 @@ from typing import Any
 from harmbench.data.shards import PathLike, shard_files
 
 
-def load_hf(root: PathLike, split: str = "train", *, streaming: bool = False, cache_dir: str | None = None,
-            **kwargs: Any) -> Any:
+def load_hf(
+    root: PathLike, split: str = "train", *, streaming: bool = False, cache_dir: str | None = None, **kwargs: Any
+) -> Any:
     """``datasets.load_dataset("webdataset", data_files={split: shards}, split=split)`` over a built directory.
 
     Columns are the full member extensions: ``__key__``, ``__url__``,

@@ -79,11 +79,23 @@ class IndexedShards(Dataset):
         self.shards = shards
         # wids announces every dataset it opens on stderr; that line is noise inside harmbench
         with contextlib.redirect_stderr(io.StringIO()):
-            self._ds = wids.ShardListDataset(shards, transformations=[], localname=_in_place, keep=True,
-                                             lru_size=lru_size, dataset_name=f"harmbench:{self.root}:{split}")
-        self._decoder = HarmonizationShards([s["url"] for s in shards], split=None, resize=resize, crop=crop,
-                                            random_crop=random_crop, transform=transform,
-                                            with_reference=with_reference)
+            self._ds = wids.ShardListDataset(
+                shards,
+                transformations=[],
+                localname=_in_place,
+                keep=True,
+                lru_size=lru_size,
+                dataset_name=f"harmbench:{self.root}:{split}",
+            )
+        self._decoder = HarmonizationShards(
+            [s["url"] for s in shards],
+            split=None,
+            resize=resize,
+            crop=crop,
+            random_crop=random_crop,
+            transform=transform,
+            with_reference=with_reference,
+        )
         self._keys: list[str] | None = None
 
     def __len__(self) -> int:
@@ -97,7 +109,9 @@ class IndexedShards(Dataset):
         try:
             sample = self._ds[index]
         except (OSError, ValueError, AssertionError, EOFError) as exc:
-            raise ShardError(self._shard_of(index), f"cannot read sample {index} ({type(exc).__name__}: {exc})") from exc
+            raise ShardError(
+                self._shard_of(index), f"cannot read sample {index} ({type(exc).__name__}: {exc})"
+            ) from exc
         out: dict[str, Any] = {"__key__": sample["__key__"], "__url__": sample["__shard__"]}
         for k, v in sample.items():
             if k.startswith("."):

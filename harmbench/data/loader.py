@@ -192,8 +192,9 @@ class HarmonizationShards(IterableDataset):
                 kw = {} if k == "mask" else {"align_corners": False, "antialias": True}
                 item[k] = F.interpolate(item[k][None], size=self.resize, mode=mode, **kw)[0].clamp_(0, 1)
             if "reference" in item:
-                item["reference"] = F.interpolate(item["reference"][None], size=self.resize, mode="bilinear",
-                                                  align_corners=False, antialias=True)[0].clamp_(0, 1)
+                item["reference"] = F.interpolate(
+                    item["reference"][None], size=self.resize, mode="bilinear", align_corners=False, antialias=True
+                )[0].clamp_(0, 1)
         if self.crop is not None:
             ch, cw = self.crop
             h, w = item["composite"].shape[-2:]

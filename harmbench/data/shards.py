@@ -36,8 +36,14 @@ class ShardError(InputError):
 
 
 #: Exceptions a tar reader raises on damaged input (tarfile, gzip/zlib streams, short reads).
-READ_ERRORS: tuple[type[BaseException], ...] = (tarfile.TarError, EOFError, OSError, zlib.error, ValueError,
-                                                UnicodeDecodeError)
+READ_ERRORS: tuple[type[BaseException], ...] = (
+    tarfile.TarError,
+    EOFError,
+    OSError,
+    zlib.error,
+    ValueError,
+    UnicodeDecodeError,
+)
 
 
 def shard_error(shard: PathLike, exc: BaseException, member: str | None = None, after: str | None = None) -> ShardError:
@@ -62,6 +68,7 @@ def shard_error(shard: PathLike, exc: BaseException, member: str | None = None, 
     if "unexpected end" in text or isinstance(exc, EOFError) or "truncated" in text:
         return ShardError(shard, f"truncated {where} ({text})")
     return ShardError(shard, f"bad tar header {where} ({text})")
+
 
 def shard_files(source: PathLike | Sequence[PathLike], split: str | None = None) -> list[str]:
     """Shard paths of ``split`` in a built directory (from ``index.json``, else by name), or the given list.

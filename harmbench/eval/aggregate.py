@@ -37,8 +37,16 @@ ALL = "All"
 METRICS = ("mse", "psnr", "fmse", "fpsnr", "ssim", "fssim", "lpips", "flpips", "harmony")
 #: True where a lower value is better (``harmony``: BargainNet's no-reference score, opt-in).
 LOWER_IS_BETTER = {
-    "mse": True, "psnr": False, "fmse": True, "fpsnr": False,
-    "ssim": False, "fssim": False, "lpips": True, "flpips": True, "input_mse": True, "harmony": False,
+    "mse": True,
+    "psnr": False,
+    "fmse": True,
+    "fpsnr": False,
+    "ssim": False,
+    "fssim": False,
+    "lpips": True,
+    "flpips": True,
+    "input_mse": True,
+    "harmony": False,
 }
 #: Foreground-ratio bucket edges (SamsungLabs ``evaluate_model_fg_ratios.py``): 0–5 %, 5–15 %, 15–100 %.
 BUCKET_EDGES = (0.0, 0.05, 0.15, 1.0)
@@ -108,7 +116,10 @@ def _boot_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def bootstrap_means(
-    values: np.ndarray, n_boot: int = DEFAULT_BOOT, seed: int | np.random.SeedSequence = 0, alpha: float = 0.05,
+    values: np.ndarray,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int | np.random.SeedSequence = 0,
+    alpha: float = 0.05,
     chunk: int = 256,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Means and percentile bootstrap ``1 − alpha`` intervals of each column of ``values``.
@@ -148,7 +159,11 @@ def bootstrap_means(
 
 
 def summarize_group(
-    df: pd.DataFrame, metrics: Sequence[str], *, n_boot: int = DEFAULT_BOOT, seed: int | np.random.SeedSequence = 0,
+    df: pd.DataFrame,
+    metrics: Sequence[str],
+    *,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int | np.random.SeedSequence = 0,
     alpha: float = 0.05,
 ) -> dict[str, Any]:
     """``{"n", "n_undefined", m, m_lo, m_hi, …}`` for one group of rows (image-weighted means)."""
@@ -243,15 +258,23 @@ def summary_dict(
     with undefined values gets ``n_undefined`` (left out when 0).
     """
     table = breakdown(
-        df, metrics, kinds=("all", "subset", "bucket"), bucket_edges=bucket_edges, bucket_inclusive=bucket_inclusive,
-        exclude_identity=exclude_identity, n_boot=n_boot, seed=seed,
+        df,
+        metrics,
+        kinds=("all", "subset", "bucket"),
+        bucket_edges=bucket_edges,
+        bucket_inclusive=bucket_inclusive,
+        exclude_identity=exclude_identity,
+        n_boot=n_boot,
+        seed=seed,
     )
     mets = metric_columns(df, metrics)
     keep = ["n", *mets] + ([f"{m}_{b}" for m in mets for b in ("lo", "hi")] if n_boot > 0 else [])
 
     def clean(r: Mapping[str, Any]) -> dict[str, Any]:
         d = {k: r[k] for k in keep if k in r}
-        out = {k: (int(v) if k == "n" else (float(v) if v is not None and np.isfinite(v) else None)) for k, v in d.items()}
+        out = {
+            k: (int(v) if k == "n" else (float(v) if v is not None and np.isfinite(v) else None)) for k, v in d.items()
+        }
         if r.get("n_undefined"):
             out["n_undefined"] = int(r["n_undefined"])
         return out
@@ -280,8 +303,9 @@ def identity_error(
     if "identity" not in df.columns or "input_mse" not in df.columns:
         return {"n": 0, "mse": float("nan"), "mse_lo": float("nan"), "mse_hi": float("nan")}
     part = df[df["identity"].fillna(False).astype(bool)]
-    mean, lo, hi = bootstrap_means(part["input_mse"].to_numpy(np.float64), n_boot=n_boot,
-                                   seed=_seed_for(seed, "identity"), alpha=alpha)
+    mean, lo, hi = bootstrap_means(
+        part["input_mse"].to_numpy(np.float64), n_boot=n_boot, seed=_seed_for(seed, "identity"), alpha=alpha
+    )
     return {"n": int(len(part)), "mse": float(mean), "mse_lo": float(lo), "mse_hi": float(hi)}
 
 
@@ -312,12 +336,25 @@ def paired_bootstrap(
     lo, hi = np.percentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)])
     below = (np.count_nonzero(reps <= 0) + 1) / (n_boot + 1)
     above = (np.count_nonzero(reps >= 0) + 1) / (n_boot + 1)
-    return {"n": int(n), "diff": float(d.mean()), "lo": float(lo), "hi": float(hi), "p": float(min(1.0, 2 * min(below, above)))}
+    return {
+        "n": int(n),
+        "diff": float(d.mean()),
+        "lo": float(lo),
+        "hi": float(hi),
+        "p": float(min(1.0, 2 * min(below, above))),
+    }
 
 
 def compare_runs(
-    a: pd.DataFrame, b: pd.DataFrame, metrics: Sequence[str] | None = None, *, n_boot: int = 10000, seed: int = 0,
-    alpha: float = 0.05, exclude_identity: bool = True, require_same: bool = True,
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    metrics: Sequence[str] | None = None,
+    *,
+    n_boot: int = 10000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    exclude_identity: bool = True,
+    require_same: bool = True,
 ) -> pd.DataFrame:
     """Paired comparison of two runs' per-sample tables on the same keys, one row per metric.
 
@@ -343,9 +380,19 @@ def compare_runs(
         if r["n"] and (r["lo"] > 0 or r["hi"] < 0):
             a_higher = r["diff"] > 0
             better = "b" if a_higher == LOWER_IS_BETTER.get(m, True) else "a"
-        rows.append({"metric": m, "n": r["n"], "a": float(va[ok].mean()) if ok.any() else float("nan"),
-                     "b": float(vb[ok].mean()) if ok.any() else float("nan"), "diff": r["diff"], "lo": r["lo"],
-                     "hi": r["hi"], "p": r["p"], "better": better})
+        rows.append(
+            {
+                "metric": m,
+                "n": r["n"],
+                "a": float(va[ok].mean()) if ok.any() else float("nan"),
+                "b": float(vb[ok].mean()) if ok.any() else float("nan"),
+                "diff": r["diff"],
+                "lo": r["lo"],
+                "hi": r["hi"],
+                "p": r["p"],
+                "better": better,
+            }
+        )
     return pd.DataFrame(rows, columns=["metric", "n", "a", "b", "diff", "lo", "hi", "p", "better"])
 
 

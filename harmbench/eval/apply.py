@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from harmbench.fileio import atomic_write_bytes
 from harmbench.errors import InputError, UserError
+from harmbench.fileio import atomic_write_bytes
 from harmbench.imaging import IMAGE_EXTENSIONS, binarize, encode_image, read_mask, read_rgb
 
 PathLike = str | os.PathLike
@@ -39,8 +39,9 @@ class Job:
     out: Path
 
 
-def plan_jobs(image: PathLike, mask: PathLike, out: PathLike,
-              on_skip: Callable[[InputError], None] | None = None) -> list[Job]:
+def plan_jobs(
+    image: PathLike, mask: PathLike, out: PathLike, on_skip: Callable[[InputError], None] | None = None
+) -> list[Job]:
     """One job for a file pair, or one per image of a folder whose mask (same stem) is in the mask folder.
 
     In a folder, an image without a mask is an error, or with ``on_skip`` reported to it and left out.
@@ -72,7 +73,9 @@ def plan_jobs(image: PathLike, mask: PathLike, out: PathLike,
     return jobs
 
 
-def harmonize_arrays(model, composite: np.ndarray, mask: np.ndarray, device: str = "cpu", keep_background: bool = True) -> np.ndarray:
+def harmonize_arrays(
+    model, composite: np.ndarray, mask: np.ndarray, device: str = "cpu", keep_background: bool = True
+) -> np.ndarray:
     """``uint8 (H, W, 3)`` composite + ``bool (H, W)`` mask -> harmonized ``uint8 (H, W, 3)``.
 
     A model under the authors' protocol (``model.protocol == "official"``) returns what their
@@ -80,7 +83,13 @@ def harmonize_arrays(model, composite: np.ndarray, mask: np.ndarray, device: str
     """
     import torch
 
-    x = torch.from_numpy(np.require(composite, requirements=["C", "W"])).permute(2, 0, 1)[None].float().div(255.0).to(device)
+    x = (
+        torch.from_numpy(np.require(composite, requirements=["C", "W"]))
+        .permute(2, 0, 1)[None]
+        .float()
+        .div(255.0)
+        .to(device)
+    )
     m = torch.from_numpy(mask.astype(np.float32))[None, None].to(device)
     with torch.no_grad():
         y = model.harmonize(x, m)
@@ -96,15 +105,25 @@ def _read_job(job: Job) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     raw = read_mask(job.mask)
     m = binarize(raw)
     if m.shape != rgb.shape[:2]:
-        raise InputError(str(job.mask), f"mask is {m.shape[1]}x{m.shape[0]} but {job.image.name} is {rgb.shape[1]}x{rgb.shape[0]}")
+        raise InputError(
+            str(job.mask), f"mask is {m.shape[1]}x{m.shape[0]} but {job.image.name} is {rgb.shape[1]}x{rgb.shape[0]}"
+        )
     if not m.any():
         raise InputError(str(job.mask), "mask is empty (no pixel >= 128)")
     return rgb, raw, m
 
 
-def harmonize_files(method: Any, jobs: Iterable[Job], *, device: str = "cpu", keep_background: bool = True,
-                    options: dict | None = None, seed: int = 0, weights: str | None = None,
-                    on_skip: Callable[[InputError], None] | None = None) -> list[Path]:
+def harmonize_files(
+    method: Any,
+    jobs: Iterable[Job],
+    *,
+    device: str = "cpu",
+    keep_background: bool = True,
+    options: dict | None = None,
+    seed: int = 0,
+    weights: str | None = None,
+    on_skip: Callable[[InputError], None] | None = None,
+) -> list[Path]:
     """Run ``method`` (model name, checkpoint path or a loaded model; with ``weights``, the registry
     model those files are for) on every job; returns the written files. A model under the official
     protocol writes what the authors' script writes (``predict_uint8``).

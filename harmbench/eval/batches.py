@@ -92,8 +92,12 @@ def batch_loader(dataset: Any, workers: int, batch_size: int, max_pixels: int, *
     """A DataLoader yielding :class:`BatchedItems` batches, made by ``workers`` processes (0: this one)."""
     from torch.utils.data import DataLoader
 
-    kw: dict[str, Any] = {"batch_size": None, "num_workers": int(workers), "collate_fn": _as_is,
-                          "pin_memory": bool(pin_memory)}
+    kw: dict[str, Any] = {
+        "batch_size": None,
+        "num_workers": int(workers),
+        "collate_fn": _as_is,
+        "pin_memory": bool(pin_memory),
+    }
     if workers > 0:
         kw["prefetch_factor"] = 2
         kw["persistent_workers"] = False

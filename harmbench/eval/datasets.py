@@ -98,7 +98,9 @@ def prepare_shard_sample(sample: Mapping[str, Any], profile: Any, resize: str, d
         real = read_rgb(real_b, f"{where}.{_member(sample, 'real')}", orient=orient)
         mask = read_mask(mask_b, f"{where}.mask.png", orient=orient)
         if not (comp.shape[:2] == real.shape[:2] == mask.shape[:2]):
-            return _error_item(key, where, f"size mismatch: composite {comp.shape[:2]}, real {real.shape[:2]}, mask {mask.shape[:2]}")
+            return _error_item(
+                key, where, f"size mismatch: composite {comp.shape[:2]}, real {real.shape[:2]}, mask {mask.shape[:2]}"
+            )
         prepared = profile.prepare(comp, real, mask, resize=resize, name=key)
     except InputError as exc:  # names the member: "shard.tar: key.composite.jpg"
         return _error_item(key, exc.path, exc.reason)
@@ -133,8 +135,15 @@ class EvalData:
 class _EvalShards(HarmonizationShards):
     """Shard stream yielding prepared eval items for ``wanted`` keys only (others are not decoded)."""
 
-    def __init__(self, shards: list[str], wanted: set[str], profile: Any, resize: str, default_subset: str,
-                 owner: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        shards: list[str],
+        wanted: set[str],
+        profile: Any,
+        resize: str,
+        default_subset: str,
+        owner: Mapping[str, str] | None = None,
+    ):
         super().__init__(shards, split=None)
         self.wanted = wanted
         self.owner = dict(owner or {})  # key -> the shard whose copy is used (a key in two shards: the first)
@@ -193,27 +202,47 @@ class ShardData(EvalData):
                     self.broken.append(broken_entry(exc))
                     continue
                 for key, fields in listing:
-                    missing = [n for n, ok in (
-                        ("composite", any(f.startswith("composite.") for f in fields)),
-                        ("real", any(f.startswith("real.") for f in fields)),
-                        ("mask.png", "mask.png" in fields),
-                    ) if not ok]
+                    missing = [
+                        n
+                        for n, ok in (
+                            ("composite", any(f.startswith("composite.") for f in fields)),
+                            ("real", any(f.startswith("real.") for f in fields)),
+                            ("mask.png", "mask.png" in fields),
+                        )
+                        if not ok
+                    ]
                     if missing:
-                        self.skipped.append({"key": key, "path": shard, "reason": (
-                            f"sample {key}: missing field {', '.join(missing)} (has {', '.join(sorted(fields))})")})
+                        self.skipped.append(
+                            {
+                                "key": key,
+                                "path": shard,
+                                "reason": (
+                                    f"sample {key}: missing field {', '.join(missing)} (has {', '.join(sorted(fields))})"
+                                ),
+                            }
+                        )
                         continue
                     if key in seen:
-                        self.skipped.append({"key": key, "path": shard,
-                                             "reason": f"sample key {key!r} also in {seen[key]}; the first is kept"})
+                        self.skipped.append(
+                            {
+                                "key": key,
+                                "path": shard,
+                                "reason": f"sample key {key!r} also in {seen[key]}; the first is kept",
+                            }
+                        )
                         continue
                     seen[key] = shard
                     keys.append(key)
             self._owner = seen
             if not keys:
-                why = [f"{b['shard']}: {b['member'] + ': ' if b.get('member') else ''}{b['reason']}" for b in self.broken]
+                why = [
+                    f"{b['shard']}: {b['member'] + ': ' if b.get('member') else ''}{b['reason']}" for b in self.broken
+                ]
                 why += [f"{s['path']}: {s['reason']}" for s in self.skipped]
-                raise UserError(f"{self.path}: no usable sample in {len(self.shards)} shard(s)"
-                                + (f" ({len(why)} problem(s), e.g. {why[0]})" if why else ""))
+                raise UserError(
+                    f"{self.path}: no usable sample in {len(self.shards)} shard(s)"
+                    + (f" ({len(why)} problem(s), e.g. {why[0]})" if why else "")
+                )
             self._keys = keys
         return self._keys
 
@@ -238,8 +267,9 @@ class ShardData(EvalData):
         self.keys()
         broken = {b["shard"] for b in self.broken}
         intact = [s for s in self.shards if s not in broken]  # a broken shard is left out whole
-        return _EvalShards(intact, wanted, profile, resize, self.path.name if self.path.is_dir() else self.path.stem,
-                           owner=self._owner)
+        return _EvalShards(
+            intact, wanted, profile, resize, self.path.name if self.path.is_dir() else self.path.stem, owner=self._owner
+        )
 
 
 class _TripletDataset:

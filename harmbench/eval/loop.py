@@ -103,7 +103,6 @@ class EvalResult:
     reused: bool = False
 
 
-
 def auto_workers(n: int, batch_size: int) -> int:
     """DataLoader workers for ``n`` samples: 0 for small runs, else up to 4, leaving one CPU to the scoring process."""
     if n < 2 * batch_size:
@@ -132,9 +131,9 @@ def make_loader(dataset: Any, workers: int) -> Any:
     return DataLoader(dataset, **kw)
 
 
-
-def run_config(model: ResolvedModel, data: EvalData, profile: Any, opts: EvalOptions, n_selected: int,
-               harmony: str | None = None) -> dict[str, Any]:
+def run_config(
+    model: ResolvedModel, data: EvalData, profile: Any, opts: EvalOptions, n_selected: int, harmony: str | None = None
+) -> dict[str, Any]:
     """``config.json``: the fingerprint (see :data:`harmbench.eval.records.FINGERPRINT_FIELDS`), the paths,
     the model's ``protocol`` and the harmony extractor's label (``harmony``, None when off)."""
     return {
@@ -211,16 +210,27 @@ def evaluate(
     if scorer.lpips_model is not None and opts.lpips_cache:
         from harmbench.metrics.lpips_cache import LPIPSFeatureCache, weights_identity
 
-        scorer.lpips_cache = LPIPSFeatureCache(opts.lpips_cache, dataset_hash=ds.index_hash(), profile=profile.name,
-                                               resize=opts.resize, weights=weights_identity(scorer.lpips_source))
+        scorer.lpips_cache = LPIPSFeatureCache(
+            opts.lpips_cache,
+            dataset_hash=ds.index_hash(),
+            profile=profile.name,
+            resize=opts.resize,
+            weights=weights_identity(scorer.lpips_source),
+        )
     bs = max(1, int(opts.batch_size))
     workers = auto_workers(len(todo), bs) if opts.workers is None else max(0, int(opts.workers))
     old_threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(opts.threads)) if opts.threads else min(old_threads, auto_threads(workers)))
     scorer.bar = progress_bar(len(selected), opts.progress, "eval", initial=len(selected) - len(todo))
-    session = {"started": now_utc(), "device": str(device), "workers": workers, "batch_size": bs, "todo": len(todo),
-               "torch_threads": torch.get_num_threads()}
+    session = {
+        "started": now_utc(),
+        "device": str(device),
+        "workers": workers,
+        "batch_size": bs,
+        "todo": len(todo),
+        "torch_threads": torch.get_num_threads(),
+    }
     t_loop = time.perf_counter()
     try:
         if todo:
@@ -259,8 +269,16 @@ class _BatchScorer:
 
     ID_COLS = ("key", "subset", "recipe", "category", "identity", "fg_ratio")
 
-    def __init__(self, resolved: ResolvedModel, profile: Any, opts: EvalOptions, device: Any, store: RunStore,
-                 previews: list[str], on_batch: Callable[[int], None] | None):
+    def __init__(
+        self,
+        resolved: ResolvedModel,
+        profile: Any,
+        opts: EvalOptions,
+        device: Any,
+        store: RunStore,
+        previews: list[str],
+        on_batch: Callable[[int], None] | None,
+    ):
         from harmbench.metrics import LPIPS_NAMES, METRIC_NAMES
 
         self.resolved, self.profile, self.opts, self.device, self.store = resolved, profile, opts, device, store
@@ -357,9 +375,17 @@ class _BatchScorer:
                 pred.round_()
             feats = self._target_features(target[part], keys[part])
             with torch.no_grad():
-                vals = compute_metrics(pred, target[part], mask[part], self.profile, lpips_model=self.lpips_model,
-                                       lpips_target_features=feats)
-                sq = torch.sub(pred, comp_u8[part], out=scratch("eval.sq", tuple(pred.shape), torch.float32, self.device))
+                vals = compute_metrics(
+                    pred,
+                    target[part],
+                    mask[part],
+                    self.profile,
+                    lpips_model=self.lpips_model,
+                    lpips_target_features=feats,
+                )
+                sq = torch.sub(
+                    pred, comp_u8[part], out=scratch("eval.sq", tuple(pred.shape), torch.float32, self.device)
+                )
                 vals["input_mse"] = pixel.mse_from_sq(sq.mul_(sq), torch.float64)  # output vs the model's input
             per_image.append(torch.stack([vals[k].detach().double() for k in self.value_cols], dim=1))
             for j, key in enumerate(keys[part]):
@@ -424,16 +450,32 @@ class _BatchScorer:
         self.flush()
 
 
-def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOptions, device: Any,
-            names: tuple[str, ...], lpips_source: Any, profile: Any, n_new: int) -> EvalResult:
+def _finish(
+    store: RunStore,
+    ds: EvalData,
+    config: dict[str, Any],
+    opts: EvalOptions,
+    device: Any,
+    names: tuple[str, ...],
+    lpips_source: Any,
+    profile: Any,
+    n_new: int,
+) -> EvalResult:
     """Merge the run's parts into ``samples.parquet`` and write ``run.json`` (provenance, timing, summary)."""
     from harmbench.eval.aggregate import summary_dict
 
     sessions = store.sessions()
-    skipped = sorted(ds.skipped + store.skipped(),  # same order however many sessions the run took
-                     key=lambda s: (str(s.get("path", "")), str(s.get("key", "")), str(s.get("reason", ""))))
-    df_cols = [*ID_COLUMNS, *(n for n in names if n != "harmony"), "input_mse", *(n for n in names if n == "harmony"),
-               "seconds"]
+    skipped = sorted(
+        ds.skipped + store.skipped(),  # same order however many sessions the run took
+        key=lambda s: (str(s.get("path", "")), str(s.get("key", "")), str(s.get("reason", ""))),
+    )
+    df_cols = [
+        *ID_COLUMNS,
+        *(n for n in names if n != "harmony"),
+        "input_mse",
+        *(n for n in names if n == "harmony"),
+        "seconds",
+    ]
     run_doc: dict[str, Any] = {
         **config,
         "harmbench_version": __version__,
@@ -461,7 +503,8 @@ def _finish(store: RunStore, ds: EvalData, config: dict[str, Any], opts: EvalOpt
     edges = tuple(profile.bucket_edges)
     run_doc["summary"] = (
         summary_dict(samples, list(names), bucket_edges=edges, bucket_inclusive=profile.bucket_inclusive)
-        if len(samples) else {}
+        if len(samples)
+        else {}
     )
     store.write_run(run_doc)
     return EvalResult(store.root, samples, json_safe(run_doc), n_new, reused=False)

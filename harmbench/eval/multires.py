@@ -77,7 +77,9 @@ def score_extra(
                 preds.append(low[i].float() * 255.0)
             else:
                 src = _to_u8_hwc(out[i]) if low is None else _to_u8_hwc(low[i])
-                preds.append(torch.from_numpy(resize_image(src, size, profile.image_filter).transpose(2, 0, 1).copy()).float())
+                preds.append(
+                    torch.from_numpy(resize_image(src, size, profile.image_filter).transpose(2, 0, 1).copy()).float()
+                )
         pred = torch.stack(preds).to(dev).clamp_(0.0, 255.0)
         if profile.pred_8bit:
             pred.round_()

@@ -22,7 +22,6 @@ class ModelOutputError(UserError):
     """A model returned an output of the wrong type, shape or range, or with NaN; names the model and key."""
 
 
-
 def check_output(out: Any, composite: Any, keys: Sequence[str], model_name: str) -> None:
     """Raise :class:`ModelOutputError` naming ``model_name`` and the sample key when ``out``
     is not a finite ``(N, 3, H, W)`` tensor on 0–1 matching ``composite``."""
@@ -79,9 +78,13 @@ def save_previews(store: RunStore, key: str, comp: Any, pred255: Any, target: An
         return t.detach().round().clamp(0, 255).to("cpu").byte().permute(1, 2, 0).numpy()
 
     m = (mask.detach()[0] > 0.5).to("cpu").numpy().astype(np.uint8) * 255
-    for what, arr in (("composite", hwc(comp.float())), ("output", hwc(pred255)), ("real", hwc(target.float())), ("mask", m)):
+    for what, arr in (
+        ("composite", hwc(comp.float())),
+        ("output", hwc(pred255)),
+        ("real", hwc(target.float())),
+        ("mask", m),
+    ):
         atomic_write_bytes(store.previews_dir / f"{key}.{what}.png", _png(np.ascontiguousarray(arr)))
-
 
 
 __all__ = ["RANGE_TOL", "ModelOutputError", "check_output", "preview_keys", "save_previews"]

@@ -28,8 +28,12 @@ def git_info(path: PathLike | None = None) -> dict[str, Any]:
         h = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if h.returncode != 0:
             return {"hash": None, "dirty": None}
-        st = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-                            capture_output=True, text=True, timeout=20)
+        st = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         return {"hash": h.stdout.strip(), "dirty": bool(st.stdout.strip()) if st.returncode == 0 else None}
     except (OSError, subprocess.SubprocessError):
         return {"hash": None, "dirty": None}
@@ -76,7 +80,6 @@ def environment(device: Any) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - informative only
         pass
     return env
-
 
 
 def now_utc() -> str:

@@ -18,7 +18,6 @@ skipped, and a chunk is either completely on disk or not at all.
 from __future__ import annotations
 
 import json
-
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -109,7 +108,9 @@ class RunStore:
         try:
             return json.loads(self.config_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
-            raise RunMismatchError(f"{self.config_path}: unreadable run config ({exc}); remove {self.root} or use --restart") from exc
+            raise RunMismatchError(
+                f"{self.config_path}: unreadable run config ({exc}); remove {self.root} or use --restart"
+            ) from exc
 
     def open(self, config: Mapping[str, Any], restart: bool = False) -> None:
         """Start or resume: write ``config.json`` or check that the existing one matches.

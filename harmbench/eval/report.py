@@ -11,8 +11,16 @@ from typing import Any
 from harmbench.fileio import atomic_write_bytes
 
 #: Column labels of the text tables.
-LABELS = {"mse": "MSE", "psnr": "PSNR", "fmse": "fMSE", "fpsnr": "fPSNR", "ssim": "SSIM", "fssim": "fSSIM",
-          "lpips": "LPIPS", "flpips": "fLPIPS"}
+LABELS = {
+    "mse": "MSE",
+    "psnr": "PSNR",
+    "fmse": "fMSE",
+    "fpsnr": "fPSNR",
+    "ssim": "SSIM",
+    "fssim": "fSSIM",
+    "lpips": "LPIPS",
+    "flpips": "fLPIPS",
+}
 #: Metrics shown with four decimals (unitless, ~0–1); the others with two.
 FOUR_DECIMALS = ("ssim", "fssim", "lpips", "flpips")
 

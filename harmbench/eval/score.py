@@ -110,8 +110,9 @@ class ScoreResult:
 
     def format_table(self) -> str:
         """Plain-text table: All, each subset, each bucket, with N."""
-        table = breakdown(self.samples(), self.metric_names, kinds=("all", "subset", "bucket"), n_boot=0,
-                          **self._grouping())
+        table = breakdown(
+            self.samples(), self.metric_names, kinds=("all", "subset", "bucket"), n_boot=0, **self._grouping()
+        )
         title = f"profile {self.profile.get('name', '?')}, resize {self.resize}"
         return format_breakdown(table, self.metric_names, title)
 
@@ -286,8 +287,15 @@ def progress_bar(total: int, enabled: bool | None, desc: str, initial: int = 0) 
     """A tqdm bar on stderr counting images; ``enabled=None`` shows it only when stderr is a terminal."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, file=sys.stderr, unit="img", desc=desc, dynamic_ncols=True,
-                disable=(None if enabled is None else not enabled))
+    return tqdm(
+        total=total,
+        initial=initial,
+        file=sys.stderr,
+        unit="img",
+        desc=desc,
+        dynamic_ncols=True,
+        disable=(None if enabled is None else not enabled),
+    )
 
 
 class SizeBatcher:
@@ -371,8 +379,9 @@ def score_records(
         seen = len(new_skips)
 
     with progress_bar(len(records), options.progress, "scoring") as bar:
-        for loaded in _iter_loaded(records, preds, profile, options.resize, options.workers, new_skips,
-                                   options.palette_index):
+        for loaded in _iter_loaded(
+            records, preds, profile, options.resize, options.workers, new_skips, options.palette_index
+        ):
             full = batches.add(loaded.sample.size, loaded)
             if full:
                 run_batch(full)

@@ -47,8 +47,15 @@ def hub_license(name: str) -> str | None:
 
 def size_category(n: int) -> str:
     """Hub ``size_categories`` bucket of ``n`` samples."""
-    bounds = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-              (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+    bounds = [
+        (1_000, "n<1K"),
+        (10_000, "1K<n<10K"),
+        (100_000, "10K<n<100K"),
+        (1_000_000, "100K<n<1M"),
+        (10_000_000, "1M<n<10M"),
+        (100_000_000, "10M<n<100M"),
+        (1_000_000_000, "100M<n<1B"),
+    ]
     for hi, label in bounds:
         if n < hi:
             return label
@@ -63,8 +70,9 @@ def json_features(shards: Sequence[Path], chunk: int = 2000) -> list[dict[str, A
     card's features carry the union so nothing is lost.
     """
     try:
-        import datasets
         import pyarrow as pa
+
+        import datasets
 
         schemas = []
         metas: list[dict[str, Any]] = []
@@ -112,7 +120,10 @@ def _table(rows: Sequence[tuple[Any, ...]], header: tuple[str, ...]) -> str:
 def _counts(d: Mapping[str, int], total: int) -> str:
     if not d:
         return "(none)"
-    rows = [(k, v, f"{100.0 * v / total:.1f}%" if total else "-") for k, v in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))]
+    rows = [
+        (k, v, f"{100.0 * v / total:.1f}%" if total else "-")
+        for k, v in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
     return _table(rows, ("value", "samples", "share"))
 
 
@@ -160,7 +171,9 @@ def render_card(
     features: list[dict[str, Any]] = [{"name": "__key__", "dtype": "string"}, {"name": "__url__", "dtype": "string"}]
     for f in fields:
         if f == "json":
-            features.append({"name": "json", "struct": json_schema} if json_schema else {"name": "json", "dtype": "string"})
+            features.append(
+                {"name": "json", "struct": json_schema} if json_schema else {"name": "json", "dtype": "string"}
+            )
         else:
             features.append({"name": f, "dtype": "image"})
     split_info = stats.get("splits", {})
@@ -173,18 +186,31 @@ def render_card(
     yaml_text = yaml.safe_dump(front, sort_keys=False, allow_unicode=True, default_flow_style=False)
 
     fg = stats.get("by_fg_ratio", {})
-    fg_rows = [(f"{b[0]}%", fg.get(b[0], 0), f"{100.0 * fg.get(b[0], 0) / total:.1f}%" if total else "-") for b in FG_BUCKETS]
+    fg_rows = [
+        (f"{b[0]}%", fg.get(b[0], 0), f"{100.0 * fg.get(b[0], 0) / total:.1f}%" if total else "-") for b in FG_BUCKETS
+    ]
     split_rows = [
         (sp, split_info.get(sp, {}).get("samples", 0), len(splits[sp]), split_info.get(sp, {}).get("skipped", 0))
         for sp in sorted(splits)
     ]
     skipped = stats.get("skipped", {})
     field_rows = [
-        (f"`{f}`", {
-            "json": "metadata: key, split, recipe, method and parameters, category, fg_ratio, sizes, source keys, licence",
-            "mask.png": "foreground mask, 8-bit grayscale, 0 = background, 255 = foreground",
-        }.get(f, "composite (input)" if f.startswith("composite") else "real photo (target)" if f.startswith("real")
-              else "reference image used by the transfer" if f.startswith("reference") else ""))
+        (
+            f"`{f}`",
+            {
+                "json": "metadata: key, split, recipe, method and parameters, category, fg_ratio, sizes, source keys, licence",
+                "mask.png": "foreground mask, 8-bit grayscale, 0 = background, 255 = foreground",
+            }.get(
+                f,
+                "composite (input)"
+                if f.startswith("composite")
+                else "real photo (target)"
+                if f.startswith("real")
+                else "reference image used by the transfer"
+                if f.startswith("reference")
+                else "",
+            ),
+        )
         for f in fields
     ]
     fence = "````" if "```" in recipe_text else "```"

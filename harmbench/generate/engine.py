@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from harmbench import __version__
+from harmbench.errors import ConfigError, UserError
+from harmbench.fileio import atomic_write_bytes, atomic_write_json
 from harmbench.generate.card import json_features, render_card
 from harmbench.generate.index import dataset_index, split_index
 from harmbench.generate.plan import ShardTask, make_shards, plan_digest
 from harmbench.generate.runner import Synthesize, ray_session, run_shards
 from harmbench.generate.stats import aggregate, skip_record
 from harmbench.generate.writer import OutputOptions
-from harmbench.fileio import atomic_write_bytes, atomic_write_json
-from harmbench.errors import ConfigError, UserError
 from harmbench.recipes.base import SampleSpec
 
 MANIFEST = "build_manifest.json"
@@ -115,8 +115,13 @@ def _check_manifest(out: Path, manifest: dict[str, Any], resume: bool) -> None:
                 f"{out} holds shards ({stray[0]} …) but no {MANIFEST}; pass --no-resume to rebuild or use another --out"
             )
         return
-    for k, what in (("config_digest", "recipe/config"), ("plan_digest", "plan"), ("options", "output options"),
-                    ("name", "dataset name"), ("generator", "generator version")):
+    for k, what in (
+        ("config_digest", "recipe/config"),
+        ("plan_digest", "plan"),
+        ("options", "output options"),
+        ("name", "dataset name"),
+        ("generator", "generator version"),
+    ):
         if old.get(k) != manifest[k]:
             raise BuildMismatchError(
                 f"{out} was built from a different {what} ({k} {str(old.get(k))[:16]}… != {str(manifest[k])[:16]}…); "
@@ -196,8 +201,11 @@ def build_from_plan(
         "generator": f"harmbench {__version__}",
         "seed": int(seed),
         "shard_size": int(shard_size),
-        "options": {"composite_format": opts.composite_format, "jpeg_quality": int(opts.jpeg_quality),
-                    "store_reference": bool(opts.store_reference)},
+        "options": {
+            "composite_format": opts.composite_format,
+            "jpeg_quality": int(opts.jpeg_quality),
+            "store_reference": bool(opts.store_reference),
+        },
         "config_digest": digest,
         "plan_digest": plan_digest(tasks),
         "shards": [t.name for t in tasks],
@@ -228,13 +236,20 @@ def build_from_plan(
                 )
                 phase_s = time.perf_counter() - tp
         all_stats = sorted(done + built, key=lambda s: (s["split"], s["index"]))
-        stats = aggregate(all_stats, plan_skips, wall_time_s=time.perf_counter() - t0, built_now=[s["shard"] for s in built],
-                          shard_phase_s=phase_s)
+        stats = aggregate(
+            all_stats,
+            plan_skips,
+            wall_time_s=time.perf_counter() - t0,
+            built_now=[s["shard"] for s in built],
+            shard_phase_s=phase_s,
+        )
         stats = {"name": name, "generator": manifest["generator"], "seed": int(seed), "config_digest": digest, **stats}
         splits: dict[str, list[str]] = {}
         for t in tasks:
             splits.setdefault(t.split, []).append(t.name)
-        atomic_write_json(outp / "index.json", dataset_index(name, all_stats, seed=int(seed), generator=manifest["generator"]))
+        atomic_write_json(
+            outp / "index.json", dataset_index(name, all_stats, seed=int(seed), generator=manifest["generator"])
+        )
         for sp in splits:
             atomic_write_json(outp / f"index-{sp}.json", split_index(name, sp, all_stats))
         atomic_write_json(outp / "stats.json", stats)

@@ -49,11 +49,17 @@ def summarize(stats: Mapping[str, Any]) -> str:
     ]
     for sp, v in stats.get("splits", {}).items():
         lines.append(f"  {sp:<8} {v['samples']:>8} samples  {v['shards']:>4} shards  {v['skipped']:>5} skipped")
-    for key, title in (("by_recipe", "recipes"), ("by_method", "methods"), ("by_category", "categories"),
-                       ("by_fg_ratio", "foreground ratio (%)")):
+    for key, title in (
+        ("by_recipe", "recipes"),
+        ("by_method", "methods"),
+        ("by_category", "categories"),
+        ("by_fg_ratio", "foreground ratio (%)"),
+    ):
         lines += _block(title, stats.get(key, {}), total)
     lines.append(f"skipped: {sk.get('plan', 0)} at planning, {sk.get('synth', 0)} at synthesis")
-    lines += _block("skip reasons", sk.get("by_reason", {}), max(1, sk.get("plan", 0) + sk.get("synth", 0)), limit=8)[1:]
+    lines += _block("skip reasons", sk.get("by_reason", {}), max(1, sk.get("plan", 0) + sk.get("synth", 0)), limit=8)[
+        1:
+    ]
     if run:
         lines.append(
             f"last run: {run.get('wall_time_s')} s wall, {run.get('shards_built')} shards built, "
@@ -93,9 +99,16 @@ def _meta(sample: Mapping[str, Any]) -> dict:
     return doc if isinstance(doc, dict) else {}
 
 
-def contact_sheet(root: str | Path, out: str | Path, *, samples: int = 8, split: str | None = None,
-                  height: int = 160, scan_limit: int = 5000,
-                  on_skip: Callable[[InputError], None] | None = None) -> Path:
+def contact_sheet(
+    root: str | Path,
+    out: str | Path,
+    *,
+    samples: int = 8,
+    split: str | None = None,
+    height: int = 160,
+    scan_limit: int = 5000,
+    on_skip: Callable[[InputError], None] | None = None,
+) -> Path:
     """Write a PNG with one row per sample: composite | mask | real, labelled with key/method/category.
 
     Samples are chosen in turn from each (recipe, method) group among the first
@@ -134,18 +147,25 @@ def contact_sheet(root: str | Path, out: str | Path, *, samples: int = 8, split:
             continue
         where = f"{s['__url__']}: {key}"
         if comp is None or real is None or "mask.png" not in s:
-            missing = [n for n, v in (("composite", comp), ("real", real), ("mask.png", s.get("mask.png"))) if v is None]
+            missing = [
+                n for n, v in (("composite", comp), ("real", real), ("mask.png", s.get("mask.png"))) if v is None
+            ]
             skip(ShardError(s["__url__"], f"missing field {', '.join(missing)}", key))
             continue
         try:
             fg = 100 * float(meta.get("fg_ratio", 0))
         except (TypeError, ValueError):
             fg = float("nan")
-        label = (f"{key}  [{meta.get('split', '?')}]  method={meta.get('method', '?')}  "
-                 f"category={meta.get('category', '?')}  fg={fg:.1f}%")
+        label = (
+            f"{key}  [{meta.get('split', '?')}]  method={meta.get('method', '?')}  "
+            f"category={meta.get('category', '?')}  fg={fg:.1f}%"
+        )
         try:
-            thumbs = [_thumb(comp, height, f"{where}.composite"), _thumb(s["mask.png"], height, f"{where}.mask.png"),
-                      _thumb(real, height, f"{where}.real")]
+            thumbs = [
+                _thumb(comp, height, f"{where}.composite"),
+                _thumb(s["mask.png"], height, f"{where}.mask.png"),
+                _thumb(real, height, f"{where}.real"),
+            ]
         except InputError as exc:
             skip(exc)
             continue

@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from harmbench.errors import InputError
+from harmbench.fileio import atomic_write_json, temp_path
 from harmbench.generate.plan import ShardTask
 from harmbench.generate.stats import ShardCounter, skip_record
 from harmbench.generate.writer import (
@@ -27,8 +29,6 @@ from harmbench.generate.writer import (
     encode_sample,
     fg_ratio,
 )
-from harmbench.errors import InputError
-from harmbench.fileio import atomic_write_json, temp_path
 from harmbench.recipes.base import SampleArrays, SampleSpec
 
 Synthesize = Callable[[SampleSpec], SampleArrays]
@@ -233,7 +233,7 @@ def run_shards(
                     raise RuntimeError(f"shard {t.name} failed: {exc}") from exc
                 results.append(st)
                 bar.update(len(t.specs))
-                bar.set_postfix(shards=f"{len(results)}/{len(tasks)}", skipped=sum(len(r['skipped']) for r in results))
+                bar.set_postfix(shards=f"{len(results)}/{len(tasks)}", skipped=sum(len(r["skipped"]) for r in results))
                 if on_done is not None:
                     on_done(st)
     finally:

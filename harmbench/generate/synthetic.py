@@ -23,7 +23,9 @@ from harmbench.recipes.base import SampleArrays, SampleSpec, sample_rng, sample_
 CATEGORIES = ("disc", "box", "blob")
 
 
-def make_photo(width: int, height: int, seed: int, n_objects: int = 3) -> tuple[Image.Image, list[tuple[str, Image.Image]]]:
+def make_photo(
+    width: int, height: int, seed: int, n_objects: int = 3
+) -> tuple[Image.Image, list[tuple[str, Image.Image]]]:
     """A photo-like RGB image and ``n_objects`` (category, L mask) pairs."""
     rng = np.random.default_rng(seed)
     # smooth background from a small random field, upsampled (cheap even at 6000x4000)

@@ -14,7 +14,6 @@ import json
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -71,7 +70,9 @@ def arrow_safe(obj: Any) -> Any:
         out = {}
         for k, v in obj.items():
             k = str(k)
-            is_seed = (k == "seed" or k.endswith("_seed")) and isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            is_seed = (
+                (k == "seed" or k.endswith("_seed")) and isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+            )
             out[k] = str(int(v)) if is_seed else arrow_safe(v)
         return out
     if isinstance(obj, (list, tuple)):
@@ -133,7 +134,7 @@ class DeterministicTarWriter:
     """Append samples to an uncompressed tar with fixed header fields."""
 
     def __init__(self, fileobj: io.BufferedIOBase):
-        self._tar = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT)
+        self._tar = tarfile.open(fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT)  # noqa: SIM115 - closed by close()
         self._last_key: str | None = None
 
     def write(self, key: str, fields: dict[str, bytes]) -> None:
@@ -156,5 +157,3 @@ class DeterministicTarWriter:
 
     def close(self) -> None:
         self._tar.close()
-
-

@@ -47,10 +47,11 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from harmbench.errors import ConfigError, UserError
 from harmbench.recipes.schema import reject_non_finite
@@ -58,8 +59,22 @@ from harmbench.recipes.schema import reject_non_finite
 FILE_NAME = "leaderboard.toml"
 _SLUG = re.compile(r"[^A-Za-z0-9_-]+")
 _LB_KEYS = {
-    "title", "description", "profile", "resize", "split", "lpips", "lpips_weights", "seed", "bootstrap", "batch_size",
-    "grid_samples", "published", "runs", "cpus_per_cell", "workers", "harmony",
+    "title",
+    "description",
+    "profile",
+    "resize",
+    "split",
+    "lpips",
+    "lpips_weights",
+    "seed",
+    "bootstrap",
+    "batch_size",
+    "grid_samples",
+    "published",
+    "runs",
+    "cpus_per_cell",
+    "workers",
+    "harmony",
 }
 _DS_KEYS = {"name", "recipe", "path", "max_samples", "limit", "split"}
 _MODEL_KEYS = {"name", "label", "checkpoint", "weights", "card", "protocol", "seed", "options", "optional"}
@@ -135,8 +150,10 @@ class ModelDef:
         """Why the model cannot run (``checkpoint not found: …`` / ``weights not found: …``)."""
         if self.card is not None:
             names = ", ".join(p.name for p in self.missing_files())
-            return (f"model card {self.card!r} not in the weights cache (missing {names}; "
-                    f"`harmbench weights fetch {self.card}` or `harmbench weights import {self.card} FILE…`)")
+            return (
+                f"model card {self.card!r} not in the weights cache (missing {names}; "
+                f"`harmbench weights fetch {self.card}` or `harmbench weights import {self.card} FILE…`)"
+            )
         what = "checkpoint" if self.checkpoint is not None else "weights"
         return f"{what} not found: {', '.join(map(str, self.missing_files()))}"
 
@@ -226,7 +243,9 @@ def _get(table: dict[str, Any], key: str, typ: type | tuple[type, ...], default:
     v = table.get(key, default)
     types = typ if isinstance(typ, tuple) else (typ,)
     if isinstance(v, bool) and bool not in types:  # TOML true/false is not an integer here
-        raise ConfigError(f"{where}{key}", f"must be {' or '.join(t.__name__ for t in types)}, got {v!r}", path=str(path))
+        raise ConfigError(
+            f"{where}{key}", f"must be {' or '.join(t.__name__ for t in types)}, got {v!r}", path=str(path)
+        )
     if v is not None and not isinstance(v, typ):
         names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
         raise ConfigError(f"{where}{key}", f"must be {names}, got {type(v).__name__} {v!r}", path=str(path))
@@ -257,18 +276,31 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
     w = "leaderboard."
     profile = str(_get(lb, "profile", str, "harmbench", w, path))
     if profile not in PROFILES:
-        raise ConfigError("leaderboard.profile", f"unknown profile {profile!r}; known: {', '.join(PROFILES)}", path=str(path))
+        raise ConfigError(
+            "leaderboard.profile", f"unknown profile {profile!r}; known: {', '.join(PROFILES)}", path=str(path)
+        )
     resize = str(_get(lb, "resize", str, "fixed256", w, path))
     if resize not in RESIZES:
-        raise ConfigError("leaderboard.resize", f"unknown resize {resize!r}; known: {', '.join(RESIZES)}", path=str(path))
+        raise ConfigError(
+            "leaderboard.resize", f"unknown resize {resize!r}; known: {', '.join(RESIZES)}", path=str(path)
+        )
     split = _get(lb, "split", str, "test", w, path)
     split = None if split in (None, "", "all") else split
     lpips = _get(lb, "lpips", (bool, str), "auto", w, path)
     if isinstance(lpips, str) and lpips != "auto":
         raise ConfigError("leaderboard.lpips", f"must be true, false or 'auto', got {lpips!r}", path=str(path))
     lw = _get(lb, "lpips_weights", str, None, w, path)
-    ints = {k: _get(lb, k, int, d, w, path) for k, d in
-            (("seed", 0), ("bootstrap", 1000), ("batch_size", 16), ("grid_samples", 6), ("cpus_per_cell", 1), ("workers", None))}
+    ints = {
+        k: _get(lb, k, int, d, w, path)
+        for k, d in (
+            ("seed", 0),
+            ("bootstrap", 1000),
+            ("batch_size", 16),
+            ("grid_samples", 6),
+            ("cpus_per_cell", 1),
+            ("workers", None),
+        )
+    }
     for k in ("bootstrap", "batch_size", "cpus_per_cell"):
         if ints[k] < 1:
             raise ConfigError(f"leaderboard.{k}", f"must be at least 1, got {ints[k]}", path=str(path))
@@ -303,8 +335,9 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
         if dpath is not None:
             data_p = _input_path(dpath, here, root) if recipe is None else (here / dpath).resolve()
             if recipe is None and not data_p.exists():
-                raise ConfigError(f"datasets[{i}].path", f"data not found: {data_p} (give a 'recipe' to build it)",
-                                  path=str(path))
+                raise ConfigError(
+                    f"datasets[{i}].path", f"data not found: {data_p} (give a 'recipe' to build it)", path=str(path)
+                )
         else:
             data_p = runs_dir / "data" / slug(dname)
         dsplit = _get(d, "split", str, split, wd, path)
@@ -312,10 +345,16 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
         for k, v in counts.items():
             if v is not None and v < 1:
                 raise ConfigError(f"datasets[{i}].{k}", f"must be at least 1, got {v}", path=str(path))
-        datasets.append(DatasetDef(
-            name=dname, path=data_p, recipe=recipe_p, max_samples=counts["max_samples"],
-            limit=counts["limit"], split=None if dsplit in ("", "all") else dsplit,
-        ))
+        datasets.append(
+            DatasetDef(
+                name=dname,
+                path=data_p,
+                recipe=recipe_p,
+                max_samples=counts["max_samples"],
+                limit=counts["limit"],
+                split=None if dsplit in ("", "all") else dsplit,
+            )
+        )
     if len({slug(d.name) for d in datasets}) != len(datasets):
         raise ConfigError("datasets", "dataset names must be unique", path=str(path))
 
@@ -352,30 +391,51 @@ def load_leaderboard(name: str | os.PathLike) -> Leaderboard:
             except ConfigError as exc:
                 raise ConfigError(f"{wm}card", str(exc), path=str(path)) from None
             if found.model != mname:
-                raise ConfigError(f"{wm}card", f"card {card!r} holds weights for {found.model!r}, not {mname!r}",
-                                  path=str(path))
+                raise ConfigError(
+                    f"{wm}card", f"card {card!r} holds weights for {found.model!r}, not {mname!r}", path=str(path)
+                )
         proto = _get(m, "protocol", str, None, wm, path)
         if proto is not None and proto not in _PROTOCOLS:
             raise ConfigError(f"{wm}protocol", f"must be one of {', '.join(_PROTOCOLS)}, got {proto!r}", path=str(path))
         mseed = _get(m, "seed", int, None, wm, path)
         if isinstance(mseed, bool):
             raise ConfigError(f"{wm}seed", f"must be int, got {mseed!r}", path=str(path))
-        models.append(ModelDef(
-            name=mname, label=str(_get(m, "label", str, mname, wm, path)),
-            checkpoint=_input_path(ck, here, root) if ck else None, options=dict(opts),
-            optional=bool(_get(m, "optional", bool, False, wm, path)),
-            weights=tuple(_input_path(w, here, root) for w in wts), protocol=proto, seed=mseed, card=card,
-        ))
+        models.append(
+            ModelDef(
+                name=mname,
+                label=str(_get(m, "label", str, mname, wm, path)),
+                checkpoint=_input_path(ck, here, root) if ck else None,
+                options=dict(opts),
+                optional=bool(_get(m, "optional", bool, False, wm, path)),
+                weights=tuple(_input_path(w, here, root) for w in wts),
+                protocol=proto,
+                seed=mseed,
+                card=card,
+            )
+        )
     if len({m.id for m in models}) != len(models):
         raise ConfigError("models", "model labels must be unique (they name the run folders)", path=str(path))
 
     return Leaderboard(
-        name=lb_name, path=path, title=str(_get(lb, "title", str, lb_name, w, path)),
-        description=str(_get(lb, "description", str, "", w, path)), profile=profile, resize=resize, split=split,
-        lpips=lpips, lpips_weights=_input_path(lw, here, root) if lw else None, seed=ints["seed"],
-        bootstrap=ints["bootstrap"], batch_size=ints["batch_size"], grid_samples=ints["grid_samples"],
-        published=bool(_get(lb, "published", bool, False, w, path)), runs_dir=runs_dir,
-        cpus_per_cell=ints["cpus_per_cell"], workers=ints["workers"], datasets=tuple(datasets), models=tuple(models),
+        name=lb_name,
+        path=path,
+        title=str(_get(lb, "title", str, lb_name, w, path)),
+        description=str(_get(lb, "description", str, "", w, path)),
+        profile=profile,
+        resize=resize,
+        split=split,
+        lpips=lpips,
+        lpips_weights=_input_path(lw, here, root) if lw else None,
+        seed=ints["seed"],
+        bootstrap=ints["bootstrap"],
+        batch_size=ints["batch_size"],
+        grid_samples=ints["grid_samples"],
+        published=bool(_get(lb, "published", bool, False, w, path)),
+        runs_dir=runs_dir,
+        cpus_per_cell=ints["cpus_per_cell"],
+        workers=ints["workers"],
+        datasets=tuple(datasets),
+        models=tuple(models),
         harmony=_harmony_spec(_get(lb, "harmony", str, None, w, path), here, root),
     )
 
@@ -390,4 +450,13 @@ def _harmony_spec(value: str | None, here: Path, root: Path) -> str | None:
     return ",".join(str(_input_path(p, here, root)) for p in parts)
 
 
-__all__ = ["DatasetDef", "FILE_NAME", "Leaderboard", "ModelDef", "find_leaderboard", "load_leaderboard", "project_root", "slug"]
+__all__ = [
+    "DatasetDef",
+    "FILE_NAME",
+    "Leaderboard",
+    "ModelDef",
+    "find_leaderboard",
+    "load_leaderboard",
+    "project_root",
+    "slug",
+]

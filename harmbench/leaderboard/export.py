@@ -35,8 +35,17 @@ from harmbench.leaderboard.store import Collected, collect
 
 #: Metrics of ``results.csv`` (and of the main tables), in order.
 TABLE_METRICS = ("mse", "psnr", "fmse", "fpsnr", "ssim", "lpips", "harmony")
-LABELS = {"mse": "MSE", "psnr": "PSNR", "fmse": "fMSE", "fpsnr": "fPSNR", "ssim": "SSIM", "fssim": "fSSIM",
-          "lpips": "LPIPS", "flpips": "fLPIPS", "harmony": "Harmony"}
+LABELS = {
+    "mse": "MSE",
+    "psnr": "PSNR",
+    "fmse": "fMSE",
+    "fpsnr": "fPSNR",
+    "ssim": "SSIM",
+    "fssim": "fSSIM",
+    "lpips": "LPIPS",
+    "flpips": "fLPIPS",
+    "harmony": "Harmony",
+}
 UNITS = {"psnr": "dB", "fpsnr": "dB"}
 DEFAULT_FORMATS = ("csv", "md", "tex", "html", "png", "grid")
 
@@ -113,7 +122,9 @@ def register_exporter(name: str) -> Callable[[Exporter], Exporter]:
 # --------------------------------------------------------------------------- computing
 
 
-def compute_tables(collected: Collected, n_boot: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def compute_tables(
+    collected: Collected, n_boot: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """``(breakdown, results, comparisons, identity)`` for every finished run."""
     parts, comps, idents = [], [], []
     for dname, runs in collected.by_dataset().items():
@@ -123,8 +134,11 @@ def compute_tables(collected: Collected, n_boot: int, seed: int) -> tuple[pd.Dat
         for r in runs:
             prof = r.run.get("profile", {})
             b = breakdown(
-                r.samples, bucket_edges=tuple(prof.get("bucket_edges", (0.0, 0.05, 0.15, 1.0))),
-                bucket_inclusive=prof.get("bucket_inclusive", "half-open"), n_boot=n_boot, seed=seed,
+                r.samples,
+                bucket_edges=tuple(prof.get("bucket_edges", (0.0, 0.05, 0.15, 1.0))),
+                bucket_inclusive=prof.get("bucket_inclusive", "half-open"),
+                n_boot=n_boot,
+                seed=seed,
             )
             b.insert(0, "protocol", r.run.get("protocol", "harmbench"))
             b.insert(0, "method", r.cell.model.label)
@@ -155,8 +169,13 @@ def compute_tables(collected: Collected, n_boot: int, seed: int) -> tuple[pd.Dat
         res = res[cols].reset_index(drop=True)
     else:
         res = pd.DataFrame(columns=cols)
-    comp = pd.concat(comps, ignore_index=True) if comps else pd.DataFrame(
-        columns=["dataset", "method", "baseline", "metric", "n", "a", "b", "diff", "lo", "hi", "p", "better"])
+    comp = (
+        pd.concat(comps, ignore_index=True)
+        if comps
+        else pd.DataFrame(
+            columns=["dataset", "method", "baseline", "metric", "n", "a", "b", "diff", "lo", "hi", "p", "better"]
+        )
+    )
     ident = pd.DataFrame(idents, columns=["dataset", "method", "n", "mse", "mse_lo", "mse_hi"])
     return bd, res, comp, ident
 
@@ -224,14 +243,17 @@ def build_tables(ctx: ExportContext, dataset: str) -> list[Table]:
         b = _best([allrows.loc[x, m] for x in methods], m)
         if b is not None:
             t.bold.add((b, j + 3))
-    t.note = ("mean [95 % bootstrap CI]; best mean in bold; protocol: harmbench (deterministic, any size) or "
-              "official (the authors' test script)")
+    t.note = (
+        "mean [95 % bootstrap CI]; best mean in bold; protocol: harmbench (deterministic, any size) or "
+        "official (the authors' test script)"
+    )
     if "harmony" in mets:
         t.note += "; Harmony: BargainNet's no-reference score of the output (higher = more harmonious)"
     broken = broken_shards(ctx, dataset)
     if broken:
-        t.note += (f"; {len(broken)} broken shard(s) left out, their samples not scored: "
-                   + ", ".join(f"{name} ({why})" for name, why in broken.items()))
+        t.note += f"; {len(broken)} broken shard(s) left out, their samples not scored: " + ", ".join(
+            f"{name} ({why})" for name, why in broken.items()
+        )
     tables.append(t)
 
     # per subset: MSE / PSNR / fMSE per subset (as the iHarmony4 tables)
@@ -268,9 +290,13 @@ def build_tables(ctx: ExportContext, dataset: str) -> list[Table]:
     # identity
     ident = ctx.identity[(ctx.identity["dataset"] == dataset) & (ctx.identity["n"] > 0)]
     if len(ident):
-        t = Table(f"Identity check (n={int(ident['n'].iloc[0])}): MSE of output vs input ↓", ["Method", "MSE [95 % CI]"], [])
+        t = Table(
+            f"Identity check (n={int(ident['n'].iloc[0])}): MSE of output vs input ↓", ["Method", "MSE [95 % CI]"], []
+        )
         for _, r in ident.iterrows():
-            t.rows.append([r["method"], f"{fmt('mse', r['mse'])} [{fmt('mse', r['mse_lo'])}, {fmt('mse', r['mse_hi'])}]"])
+            t.rows.append(
+                [r["method"], f"{fmt('mse', r['mse'])} [{fmt('mse', r['mse_lo'])}, {fmt('mse', r['mse_hi'])}]"]
+            )
         t.note = "identity samples have composite = real: a method should leave them unchanged (0 is perfect)"
         tables.append(t)
 
@@ -279,8 +305,11 @@ def build_tables(ctx: ExportContext, dataset: str) -> list[Table]:
     if len(comp):
         cm = [m for m in ("mse", "fmse", "psnr") if m in set(comp["metric"])]
         base = comp["baseline"].iloc[0]
-        t = Table(f"Paired comparison with {base} (All, paired bootstrap)",
-                  ["Method"] + [f"Δ{LABELS[m]} [95 % CI], p" for m in cm], [])
+        t = Table(
+            f"Paired comparison with {base} (All, paired bootstrap)",
+            ["Method"] + [f"Δ{LABELS[m]} [95 % CI], p" for m in cm],
+            [],
+        )
         for meth in methods:
             row = [meth]
             sub = comp[comp["method"] == meth]
@@ -307,12 +336,17 @@ def runs_table(ctx: ExportContext, dataset: str) -> Table:
         git = run.get("git") or {}
         w = (run.get("model") or {}).get("weights_sha256") or "–"
         ips = (run.get("timing") or {}).get("images_per_s")
-        t.rows.append([
-            r.cell.model.label, str(run.get("n_samples", len(r.samples))), f"{ips:.2f}" if ips else "–",
-            str(env.get("device_name", env.get("device", "?")))[:40], (w[:12] if w != "–" else w),
-            str(run.get("harmbench_version", "?")),
-            (str(git.get("hash"))[:10] + ("+dirty" if git.get("dirty") else "")) if git.get("hash") else "–",
-        ])
+        t.rows.append(
+            [
+                r.cell.model.label,
+                str(run.get("n_samples", len(r.samples))),
+                f"{ips:.2f}" if ips else "–",
+                str(env.get("device_name", env.get("device", "?")))[:40],
+                (w[:12] if w != "–" else w),
+                str(run.get("harmbench_version", "?")),
+                (str(git.get("hash"))[:10] + ("+dirty" if git.get("dirty") else "")) if git.get("hash") else "–",
+            ]
+        )
     return t
 
 
@@ -322,13 +356,26 @@ def published_table(ctx: ExportContext) -> Table | None:
     rows = published_rows([m.name for m in ctx.lb.models])
     if not ctx.lb.published or not rows:
         return None
-    t = Table("Published results on iHarmony4 (quoted from the papers; NOT computed by harmbench)",
-              ["Method (as published)", "MSE ↓", "PSNR ↑", "fMSE ↓", "Source", "Checked"], [])
+    t = Table(
+        "Published results on iHarmony4 (quoted from the papers; NOT computed by harmbench)",
+        ["Method (as published)", "MSE ↓", "PSNR ↑", "fMSE ↓", "Source", "Checked"],
+        [],
+    )
     for r in rows:
-        t.rows.append([r.method, fmt("mse", r.mse), fmt("psnr", r.psnr), fmt("fmse", r.fmse), r.source,
-                       "read in the source" if r.verified == "V" else "quoted, unverified"])
-    t.note = ("iHarmony4 test set (7,404 images) at 256×256 with each paper's own metric code and trained weights: "
-              "different data and protocol, for orientation only — not comparable row by row with the tables above")
+        t.rows.append(
+            [
+                r.method,
+                fmt("mse", r.mse),
+                fmt("psnr", r.psnr),
+                fmt("fmse", r.fmse),
+                r.source,
+                "read in the source" if r.verified == "V" else "quoted, unverified",
+            ]
+        )
+    t.note = (
+        "iHarmony4 test set (7,404 images) at 256×256 with each paper's own metric code and trained weights: "
+        "different data and protocol, for orientation only — not comparable row by row with the tables above"
+    )
     return t
 
 
@@ -338,8 +385,12 @@ def published_table(ctx: ExportContext) -> Table | None:
 @register_exporter("csv")
 def export_csv(ctx: ExportContext) -> list[Path]:
     out = []
-    for name, df in (("results.csv", ctx.results), ("breakdown.csv", ctx.breakdown), ("comparisons.csv", ctx.comparisons),
-                     ("identity.csv", ctx.identity)):
+    for name, df in (
+        ("results.csv", ctx.results),
+        ("breakdown.csv", ctx.breakdown),
+        ("comparisons.csv", ctx.comparisons),
+        ("identity.csv", ctx.identity),
+    ):
         p = ctx.out_dir / name
         df.to_csv(p, index=False, float_format="%.6g")
         out.append(p)
@@ -351,8 +402,12 @@ def _md_table(t: Table) -> str:
         v = v.replace("|", "\\|")
         return f"**{v}**" if (i, j) in t.bold else v
 
-    lines = [f"### {t.title}", "", "| " + " | ".join(t.header) + " |",
-             "|" + "|".join(["---"] + ["---:"] * (len(t.header) - 1)) + "|"]
+    lines = [
+        f"### {t.title}",
+        "",
+        "| " + " | ".join(t.header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(t.header) - 1)) + "|",
+    ]
     lines += ["| " + " | ".join(cell(i, j, v) for j, v in enumerate(r)) + " |" for i, r in enumerate(t.rows)]
     if t.note:
         lines += ["", f"_{t.note}_"]
@@ -363,8 +418,9 @@ def _dataset_intro(ctx: ExportContext, dataset: str) -> str:
     runs = ctx.collected.by_dataset().get(dataset, [])
     d = runs[0].run.get("data", {}) if runs else {}
     n = runs[0].run.get("n_samples") if runs else "?"
-    return (f"{n} samples, split `{d.get('split')}`, dataset index sha256 `{str(d.get('index_sha256'))[:16]}…`"
-            + (f", first {d.get('limit')} samples" if d.get("limit") else ""))
+    return f"{n} samples, split `{d.get('split')}`, dataset index sha256 `{str(d.get('index_sha256'))[:16]}…`" + (
+        f", first {d.get('limit')} samples" if d.get("limit") else ""
+    )
 
 
 @register_exporter("md")
@@ -399,9 +455,24 @@ def export_md(ctx: ExportContext) -> list[Path]:
     return [p]
 
 
-_TEX_ESC = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-            "^": r"\textasciicircum{}", "\\": r"\textbackslash{}", "↓": r"$\downarrow$", "↑": r"$\uparrow$", "Δ": r"$\Delta$",
-            "–": "--", "−": "-", "×": r"$\times$"}
+_TEX_ESC = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "↓": r"$\downarrow$",
+    "↑": r"$\uparrow$",
+    "Δ": r"$\Delta$",
+    "–": "--",
+    "−": "-",
+    "×": r"$\times$",
+}
 
 
 def tex_escape(s: str) -> str:
@@ -410,8 +481,16 @@ def tex_escape(s: str) -> str:
 
 def _tex_table(t: Table) -> str:
     cols = "l" + "r" * (len(t.header) - 1)
-    body = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{tex_escape(t.title)}}}", rf"\begin{{tabular}}{{{cols}}}",
-            r"\toprule", " & ".join(tex_escape(h) for h in t.header) + r" \\", r"\midrule"]
+    body = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        rf"\caption{{{tex_escape(t.title)}}}",
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(tex_escape(h) for h in t.header) + r" \\",
+        r"\midrule",
+    ]
     for i, r in enumerate(t.rows):
         cells = [(r"\textbf{" + tex_escape(v) + "}") if (i, j) in t.bold else tex_escape(v) for j, v in enumerate(r)]
         body.append(" & ".join(cells) + r" \\")
@@ -424,7 +503,10 @@ def _tex_table(t: Table) -> str:
 
 @register_exporter("tex")
 def export_tex(ctx: ExportContext) -> list[Path]:
-    parts = [f"% {tex_escape(ctx.lb.title)} -- generated by harmbench leaderboard export; needs \\usepackage{{booktabs}}", ""]
+    parts = [
+        f"% {tex_escape(ctx.lb.title)} -- generated by harmbench leaderboard export; needs \\usepackage{{booktabs}}",
+        "",
+    ]
     for ds in ctx.datasets():
         parts.append(f"% dataset {ds}: {_dataset_intro(ctx, ds)}")
         for t in build_tables(ctx, ds):
@@ -445,22 +527,36 @@ p.note{font-size:.85em;color:#555;margin-top:0}img{max-width:100%;margin:.5em 0}
 
 
 def _html_table(t: Table) -> str:
-    out = [f"<h3>{html.escape(t.title)}</h3>", "<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in t.header) + "</tr>"]
+    out = [
+        f"<h3>{html.escape(t.title)}</h3>",
+        "<table>",
+        "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in t.header) + "</tr>",
+    ]
     for i, r in enumerate(t.rows):
-        out.append("<tr>" + "".join(
-            f"<td class=\"best\">{html.escape(v)}</td>" if (i, j) in t.bold else f"<td>{html.escape(v)}</td>"
-            for j, v in enumerate(r)) + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(
+                f'<td class="best">{html.escape(v)}</td>' if (i, j) in t.bold else f"<td>{html.escape(v)}</td>"
+                for j, v in enumerate(r)
+            )
+            + "</tr>"
+        )
     out.append("</table>")
     if t.note:
-        out.append(f"<p class=\"note\">{html.escape(t.note)}</p>")
+        out.append(f'<p class="note">{html.escape(t.note)}</p>')
     return "\n".join(out)
 
 
 @register_exporter("html")
 def export_html(ctx: ExportContext) -> list[Path]:
     lb = ctx.lb
-    parts = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">", f"<title>{html.escape(lb.title)}</title>",
-             f"<style>{_CSS}</style></head><body>", f"<h1>{html.escape(lb.title)}</h1>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8">',
+        f"<title>{html.escape(lb.title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(lb.title)}</h1>",
+    ]
     if lb.description:
         parts.append(f"<p>{html.escape(lb.description)}</p>")
     parts.append(f"<p>{html.escape(ctx.protocol_text())}</p>")
@@ -470,15 +566,18 @@ def export_html(ctx: ExportContext) -> list[Path]:
         for kind in ("metrics", "buckets", "grid"):
             f = ctx.out_dir / "figures" / f"{ds}_{kind}.png"
             if f.exists():
-                parts.append(f"<img src=\"{html.escape(os.path.relpath(f, ctx.out_dir))}\" alt=\"{kind}\">")
+                parts.append(f'<img src="{html.escape(os.path.relpath(f, ctx.out_dir))}" alt="{kind}">')
         parts.append(_html_table(runs_table(ctx, ds)))
     pub = published_table(ctx)
     if pub is not None:
-        parts += ["<div class=\"quoted\">", _html_table(pub), "</div>"]
+        parts += ['<div class="quoted">', _html_table(pub), "</div>"]
     if ctx.collected.missing or ctx.notes:
-        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in ctx.notes)
-                     + "".join(f"<li><code>{html.escape(c)}</code>: {html.escape(w)}</li>" for c, w in ctx.collected.missing)
-                     + "</ul>")
+        parts.append(
+            "<h2>Notes</h2><ul>"
+            + "".join(f"<li>{html.escape(n)}</li>" for n in ctx.notes)
+            + "".join(f"<li><code>{html.escape(c)}</code>: {html.escape(w)}</li>" for c, w in ctx.collected.missing)
+            + "</ul>"
+        )
     parts.append("</body></html>")
     p = ctx.out_dir / "results.html"
     p.write_text("\n".join(parts), encoding="utf-8")
@@ -495,10 +594,25 @@ def export_png(ctx: ExportContext) -> list[Path]:
     for ds in ctx.datasets():
         bd = ctx.breakdown[ctx.breakdown["dataset"] == ds]
         mets = [m for m in TABLE_METRICS if m in ctx.metrics]
-        out.append(metrics_chart(bd, ctx.methods, mets, figs / f"{ds}_metrics.png", title=f"{ctx.lb.title} — {ds}",
-                                 exclude=ctx.identity_subsets(ds)))
-        out.append(bucket_chart(bd, ctx.methods, [m for m in ("mse", "fmse") if m in mets], figs / f"{ds}_buckets.png",
-                                title=f"{ctx.lb.title} — {ds}: by foreground ratio"))
+        out.append(
+            metrics_chart(
+                bd,
+                ctx.methods,
+                mets,
+                figs / f"{ds}_metrics.png",
+                title=f"{ctx.lb.title} — {ds}",
+                exclude=ctx.identity_subsets(ds),
+            )
+        )
+        out.append(
+            bucket_chart(
+                bd,
+                ctx.methods,
+                [m for m in ("mse", "fmse") if m in mets],
+                figs / f"{ds}_buckets.png",
+                title=f"{ctx.lb.title} — {ds}: by foreground ratio",
+            )
+        )
     return out
 
 
@@ -512,8 +626,12 @@ def export_grid(ctx: ExportContext) -> list[Path]:
     for ds, runs in ctx.collected.by_dataset().items():
         if not runs:
             continue
-        p = qualitative_grid([(r.cell.model.label, r.cell.run_dir) for r in runs], figs / f"{ds}_grid.png",
-                             k=ctx.grid_samples, title=f"{ctx.lb.title} — {ds}")
+        p = qualitative_grid(
+            [(r.cell.model.label, r.cell.run_dir) for r in runs],
+            figs / f"{ds}_grid.png",
+            k=ctx.grid_samples,
+            title=f"{ctx.lb.title} — {ds}",
+        )
         if p is not None:
             out.append(p)
         else:
@@ -555,15 +673,24 @@ def export_leaderboard(
     collected = collect(lb)
     if not collected.results:
         why = "; ".join(f"{c}: {w}" for c, w in collected.missing[:5])
-        raise UserError(f"leaderboard {lb.name}: no finished runs to export ({why}); run `harmbench leaderboard run {lb.name}` first")
+        raise UserError(
+            f"leaderboard {lb.name}: no finished runs to export ({why}); run `harmbench leaderboard run {lb.name}` first"
+        )
     boots = int(n_boot if n_boot is not None else lb.bootstrap)
     bd, res, comp, ident = compute_tables(collected, boots, lb.seed)
     out_dir = Path(out) if out is not None else lb.dir
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = ExportContext(
-        lb=lb, collected=collected, out_dir=out_dir, breakdown=bd, results=res, comparisons=comp, identity=ident,
+        lb=lb,
+        collected=collected,
+        out_dir=out_dir,
+        breakdown=bd,
+        results=res,
+        comparisons=comp,
+        identity=ident,
         methods=[m.label for m in lb.models if any(r.cell.model.label == m.label for r in collected.results)],
-        metrics=_present_metrics(bd), grid_samples=int(grid_samples if grid_samples is not None else lb.grid_samples),
+        metrics=_present_metrics(bd),
+        grid_samples=int(grid_samples if grid_samples is not None else lb.grid_samples),
     )
     for ds in ctx.datasets():
         for name, why in broken_shards(ctx, ds).items():
@@ -573,5 +700,13 @@ def export_leaderboard(
     return ctx
 
 
-__all__ = ["DEFAULT_FORMATS", "EXPORTERS", "ExportContext", "TABLE_METRICS", "compute_tables", "export_leaderboard",
-           "parse_formats", "register_exporter"]
+__all__ = [
+    "DEFAULT_FORMATS",
+    "EXPORTERS",
+    "ExportContext",
+    "TABLE_METRICS",
+    "compute_tables",
+    "export_leaderboard",
+    "parse_formats",
+    "register_exporter",
+]

@@ -15,8 +15,16 @@ import pandas as pd
 
 from harmbench.eval.aggregate import ALL, LOWER_IS_BETTER
 
-LABELS = {"mse": "MSE", "psnr": "PSNR (dB)", "fmse": "fMSE", "fpsnr": "fPSNR (dB)", "ssim": "SSIM", "fssim": "fSSIM",
-          "lpips": "LPIPS", "flpips": "fLPIPS"}
+LABELS = {
+    "mse": "MSE",
+    "psnr": "PSNR (dB)",
+    "fmse": "fMSE",
+    "fpsnr": "fPSNR (dB)",
+    "ssim": "SSIM",
+    "fssim": "fSSIM",
+    "lpips": "LPIPS",
+    "flpips": "fLPIPS",
+}
 #: Colour-blind-safe palette (Okabe–Ito), cycled.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#999999")
 
@@ -56,8 +64,16 @@ def _grouped_bars(ax, groups: list[str], methods: list[str], get, metric: str, *
     for i, meth in enumerate(methods):
         vals, errs = get(meth)
         allv.append(vals)
-        ax.bar(x + (i - (n - 1) / 2) * width, np.nan_to_num(vals, nan=0.0), width, yerr=errs, capsize=2,
-               color=PALETTE[i % len(PALETTE)], label=meth, error_kw={"elinewidth": 0.8, "ecolor": "#333"})
+        ax.bar(
+            x + (i - (n - 1) / 2) * width,
+            np.nan_to_num(vals, nan=0.0),
+            width,
+            yerr=errs,
+            capsize=2,
+            color=PALETTE[i % len(PALETTE)],
+            label=meth,
+            error_kw={"elinewidth": 0.8, "ecolor": "#333"},
+        )
     ax.set_xticks(x)
     ax.set_xticklabels(groups, fontsize=9)
     ax.set_title(f"{LABELS.get(metric, metric)} ({_direction(metric)})", fontsize=11)
@@ -70,8 +86,9 @@ def _grouped_bars(ax, groups: list[str], methods: list[str], get, metric: str, *
         ax.set_ylim(max(0.0, min(0.9, lo - 0.05)), 1.0)
 
 
-def metric_chart(bd: pd.DataFrame, methods: Sequence[str], metric: str, path: Path, title: str = "",
-                 exclude: Sequence[str] = ()) -> Path:
+def metric_chart(
+    bd: pd.DataFrame, methods: Sequence[str], metric: str, path: Path, title: str = "", exclude: Sequence[str] = ()
+) -> Path:
     """One metric: bars per method for ``All`` and each subset (less ``exclude``), with 95 % CI error bars."""
     plt = _plt()
     rows = bd[bd["kind"].isin(["all", "subset"]) & ~bd["group"].isin(list(exclude))]
@@ -94,8 +111,14 @@ def metric_chart(bd: pd.DataFrame, methods: Sequence[str], metric: str, path: Pa
     return path
 
 
-def metrics_chart(bd: pd.DataFrame, methods: Sequence[str], metrics: Sequence[str], path: Path, title: str = "",
-                  exclude: Sequence[str] = ()) -> Path:
+def metrics_chart(
+    bd: pd.DataFrame,
+    methods: Sequence[str],
+    metrics: Sequence[str],
+    path: Path,
+    title: str = "",
+    exclude: Sequence[str] = (),
+) -> Path:
     """Overview: one panel per metric, one horizontal bar per method (``All``) with its CI; writes a
     per-metric chart (:func:`metric_chart`) beside it as ``<stem>_<metric>.png``."""
     plt = _plt()
@@ -104,15 +127,23 @@ def metrics_chart(bd: pd.DataFrame, methods: Sequence[str], metrics: Sequence[st
     mets = [m for m in metrics if m in rows.columns and rows[m].notna().any()]
     ncol = 3 if len(mets) > 4 else max(1, len(mets))
     nrow = math.ceil(len(mets) / ncol) if mets else 1
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 0.45 * len(meths) * nrow + 1.2 * nrow + 0.6), dpi=120,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrow, ncol, figsize=(4.2 * ncol, 0.45 * len(meths) * nrow + 1.2 * nrow + 0.6), dpi=120, squeeze=False
+    )
     y = np.arange(len(meths))
     for k, metric in enumerate(mets):
         ax = axes[k // ncol][k % ncol]
         sub = rows.loc[meths].reset_index()
         v, err = _err(sub, metric)
         colors = [PALETTE[i % len(PALETTE)] for i in range(len(meths))]
-        ax.barh(y, np.nan_to_num(v, nan=0.0), xerr=err, color=colors, capsize=3, error_kw={"elinewidth": 0.8, "ecolor": "#333"})
+        ax.barh(
+            y,
+            np.nan_to_num(v, nan=0.0),
+            xerr=err,
+            color=colors,
+            capsize=3,
+            error_kw={"elinewidth": 0.8, "ecolor": "#333"},
+        )
         ax.set_yticks(y)
         ax.set_yticklabels(meths if k % ncol == 0 else [""] * len(meths), fontsize=9)
         ax.invert_yaxis()
@@ -126,8 +157,15 @@ def metrics_chart(bd: pd.DataFrame, methods: Sequence[str], metrics: Sequence[st
             ax.set_xlim(max(0.0, min(0.9, lo - 0.03)), 1.0)
         for yi, vi, hi in zip(y, v, v + err[1]):
             if np.isfinite(vi):
-                ax.annotate(f"{vi:.4f}" if metric in ("ssim", "fssim", "lpips", "flpips") else f"{vi:.1f}", (hi, yi),
-                            xytext=(3, 0), textcoords="offset points", va="center", fontsize=7, color="#222")
+                ax.annotate(
+                    f"{vi:.4f}" if metric in ("ssim", "fssim", "lpips", "flpips") else f"{vi:.1f}",
+                    (hi, yi),
+                    xytext=(3, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=7,
+                    color="#222",
+                )
         ax.margins(x=0.18)
     for k in range(len(mets), nrow * ncol):
         axes[k // ncol][k % ncol].axis("off")

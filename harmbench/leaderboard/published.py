@@ -26,8 +26,15 @@ class PublishedRow:
 
 
 PUBLISHED_IHARMONY4_256 = (
-    PublishedRow("Composite (copy of input)", "composite", 172.47, 31.78, 1376.42,
-                 "zhenglab/HarmonyTransformer README, tag v1.0 (PSNR with data_range 255)", "V"),
+    PublishedRow(
+        "Composite (copy of input)",
+        "composite",
+        172.47,
+        31.78,
+        1376.42,
+        "zhenglab/HarmonyTransformer README, tag v1.0 (PSNR with data_range 255)",
+        "V",
+    ),
     PublishedRow("Composite, DoveNet paper", "composite", 172.47, 31.63, None, "DoveNet paper (CVPR 2020)", "U"),
     PublishedRow("DoveNet (released BN model)", "dovenet", 50.87, 34.83, None, "bcmi/DoveNet README", "V"),
     PublishedRow("DoveNet (paper)", "dovenet", 52.36, 34.75, 549.96, "DoveNet paper (CVPR 2020)", "U"),

@@ -112,20 +112,39 @@ def _seed(lb: Leaderboard, cell: Cell) -> int:
     return lb.seed if cell.model.seed is None else cell.model.seed
 
 
-def _spec(lb: Leaderboard, cell: Cell, lpips: tuple[bool, str | None], workers: int | None, restart: bool,
-          progress: bool | None, device: str) -> dict[str, Any]:
+def _spec(
+    lb: Leaderboard,
+    cell: Cell,
+    lpips: tuple[bool, str | None],
+    workers: int | None,
+    restart: bool,
+    progress: bool | None,
+    device: str,
+) -> dict[str, Any]:
     return {
         "id": cell.id,
         "model": cell.model.spec,
         "data": str(cell.dataset.path),
         "out": str(cell.run_dir),
         "options": {
-            "profile": lb.profile, "resize": lb.resize, "split": cell.dataset.split, "device": device,
-            "batch_size": lb.batch_size, "workers": workers, "limit": cell.dataset.limit, "lpips": lpips[0],
-            "lpips_weights": lpips[1], "lpips_cache": str(lb.runs_dir / LPIPS_CACHE) if lpips[0] else None,
-            "seed": _seed(lb, cell), "previews": lb.grid_samples, "progress": progress,
-            "restart": restart, "model_options": dict(cell.model.options), "weights": cell.model.weights_spec,
-            "protocol": cell.model.protocol, "harmony": lb.harmony,
+            "profile": lb.profile,
+            "resize": lb.resize,
+            "split": cell.dataset.split,
+            "device": device,
+            "batch_size": lb.batch_size,
+            "workers": workers,
+            "limit": cell.dataset.limit,
+            "lpips": lpips[0],
+            "lpips_weights": lpips[1],
+            "lpips_cache": str(lb.runs_dir / LPIPS_CACHE) if lpips[0] else None,
+            "seed": _seed(lb, cell),
+            "previews": lb.grid_samples,
+            "progress": progress,
+            "restart": restart,
+            "model_options": dict(cell.model.options),
+            "weights": cell.model.weights_spec,
+            "protocol": cell.model.protocol,
+            "harmony": lb.harmony,
         },
     }
 
@@ -137,7 +156,10 @@ def _expected(lb: Leaderboard, cell: Cell, lpips: bool, data_desc: dict[str, Any
 
     prof = get_profile(lb.profile)
     exp: dict[str, Any] = {
-        "profile": prof.to_dict(), "resize": lb.resize, "lpips": lpips, "seed": _seed(lb, cell),
+        "profile": prof.to_dict(),
+        "resize": lb.resize,
+        "lpips": lpips,
+        "seed": _seed(lb, cell),
         "pred_8bit": bool(prof.pred_8bit),
         "data": {"index_sha256": data_desc["index_sha256"], "split": data_desc["split"], "limit": cell.dataset.limit},
     }
@@ -152,7 +174,9 @@ def _expected(lb: Leaderboard, cell: Cell, lpips: bool, data_desc: dict[str, Any
     return exp
 
 
-def _run_on_ray(specs: list[dict[str, Any]], address: str, cpus: int, report: Callable[[str], None]) -> tuple[list, list]:
+def _run_on_ray(
+    specs: list[dict[str, Any]], address: str, cpus: int, report: Callable[[str], None]
+) -> tuple[list, list]:
     import logging
 
     import ray
@@ -168,8 +192,16 @@ def _run_on_ray(specs: list[dict[str, Any]], address: str, cpus: int, report: Ca
         remote = ray.remote(num_cpus=cpus, num_gpus=1 if gpus >= 1 else 0, max_retries=0)(cell_task)
         inflight = {}
         for s in specs:
-            s = {**s, "options": {**s["options"], "workers": s["options"]["workers"] if s["options"]["workers"] is not None
-                                  else (cpus if cpus > 1 else 0), "progress": False}}
+            s = {
+                **s,
+                "options": {
+                    **s["options"],
+                    "workers": s["options"]["workers"]
+                    if s["options"]["workers"] is not None
+                    else (cpus if cpus > 1 else 0),
+                    "progress": False,
+                },
+            }
             inflight[remote.remote(s)] = s["id"]
         report(f"submitted {len(inflight)} cell(s) to Ray at {address} ({'1 GPU' if gpus >= 1 else 'CPU'} each)")
         while inflight:
@@ -183,7 +215,9 @@ def _run_on_ray(specs: list[dict[str, Any]], address: str, cpus: int, report: Ca
                 except Exception as exc:  # noqa: BLE001 - one failing cell does not stop the others
                     cause = getattr(exc, "cause", None) or exc
                     failed.append((cid, f"{type(cause).__name__}: {cause}"))
-                    report(f"  {cid}: FAILED ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})")
+                    report(
+                        f"  {cid}: FAILED ({type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''})"
+                    )
     finally:
         if started:
             ray.shutdown()
@@ -223,16 +257,20 @@ def run_leaderboard(
             lp = (True, path)
         else:
             lp = (found, path)
-            out.notes.append(f"LPIPS weights from {where}" if found else "LPIPS off: no AlexNet weights found offline "
-                             f"(set {LPIPS_ENV} or lpips_weights)")
+            out.notes.append(
+                f"LPIPS weights from {where}"
+                if found
+                else f"LPIPS off: no AlexNet weights found offline (set {LPIPS_ENV} or lpips_weights)"
+            )
     out.lpips = lp[0]
 
     for m in lb.models:  # a required file that is missing is an error before any dataset is built
         if only_models and m.label not in only_models and m.name not in only_models:
             continue
         if not m.optional and not m.available():
-            raise UserError(f"leaderboard {lb.name}, model {m.label!r}: {m.missing_reason()} "
-                            "(set optional = true to skip it)")
+            raise UserError(
+                f"leaderboard {lb.name}, model {m.label!r}: {m.missing_reason()} (set optional = true to skip it)"
+            )
 
     t0 = time.perf_counter()
     descs: dict[str, dict[str, Any]] = {}

@@ -20,7 +20,13 @@ from harmbench.eval.records import CONFIG, RunMismatchError, RunStore, json_safe
 from harmbench.leaderboard.definition import DatasetDef, Leaderboard, ModelDef
 
 #: Run-config fields compared before a cell is reused or resumed, with how to name them in errors.
-PROTOCOL_FIELDS = {"profile": "profile", "resize": "resize", "pred_8bit": "8-bit output rule", "lpips": "LPIPS", "seed": "seed"}
+PROTOCOL_FIELDS = {
+    "profile": "profile",
+    "resize": "resize",
+    "pred_8bit": "8-bit output rule",
+    "lpips": "LPIPS",
+    "seed": "seed",
+}
 
 
 @dataclass
@@ -119,7 +125,11 @@ def collect(lb: Leaderboard) -> Collected:
     for cell in cells(lb):
         state = cell.state()
         if state != "finished":
-            why = "not run yet" if state == "missing" else "unfinished (interrupted, or still running elsewhere; run the leaderboard again to resume)"
+            why = (
+                "not run yet"
+                if state == "missing"
+                else "unfinished (interrupted, or still running elsewhere; run the leaderboard again to resume)"
+            )
             if not cell.model.available():
                 why = cell.model.missing_reason()
             out.missing.append((cell.id, why))

@@ -68,7 +68,11 @@ def compute_metrics(
     pred, target, mask = _as_tensor(pred, "pred"), _as_tensor(target, "target"), _as_tensor(mask, "mask")
     _check(pred, target, mask)
     acc = _dtype(profile, pred.device)
-    work = torch.float64 if pred.dtype == torch.float64 and target.dtype == torch.float64 and acc == torch.float64 else torch.float32
+    work = (
+        torch.float64
+        if pred.dtype == torch.float64 and target.dtype == torch.float64 and acc == torch.float64
+        else torch.float32
+    )
     n = pred.shape[0]
     out = {k: torch.empty(n, dtype=acc, device=pred.device) for k in METRIC_NAMES}
     step = chunk_size(pred)
@@ -103,7 +107,9 @@ def _metrics(
     """:data:`METRIC_NAMES` of one chunk; elementwise work in ``work``, sums in ``acc``."""
     device = pred.device
     # NCHW work copies (inputs permuted from (N, H, W, 3) arrays arrive channels-last), in scratch memory
-    p, t, m = (_as_work(x, f"metrics.{name}", work, device) for x, name in ((pred, "pred"), (target, "target"), (mask, "mask")))
+    p, t, m = (
+        _as_work(x, f"metrics.{name}", work, device) for x, name in ((pred, "pred"), (target, "target"), (mask, "mask"))
+    )
     sq = torch.sub(p, t, out=scratch("metrics.sq", p.shape, work, device))
     sq.mul_(sq)  # (P − T)², exact in float32 for 8-bit values
     out: dict[str, Tensor] = {}
@@ -125,7 +131,9 @@ def _as_work(x: Tensor, slot: str, dtype: torch.dtype, device: torch.device) -> 
     return scratch(slot, tuple(x.shape), dtype, device).copy_(x)
 
 
-def stack_samples(samples: Sequence[PreparedSample], device: str | torch.device = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+def stack_samples(
+    samples: Sequence[PreparedSample], device: str | torch.device = "cpu"
+) -> tuple[Tensor, Tensor, Tensor]:
     """Batch same-size :class:`PreparedSample` objects into ``(pred, target, mask)`` tensors."""
     if not samples:
         raise UserError("no samples to stack")

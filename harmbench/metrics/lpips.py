@@ -123,8 +123,9 @@ def lpips_spatial(model, pred: Tensor, target: Tensor) -> Tensor:
     return _upsampled_sum(_layer_maps(model, pred, target), pred.shape[2:])
 
 
-def lpips_flpips(model, pred: Tensor, target: Tensor | None, mask: Tensor,
-                 target_feats: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+def lpips_flpips(
+    model, pred: Tensor, target: Tensor | None, mask: Tensor, target_feats: list[Tensor] | None = None
+) -> tuple[Tensor, Tensor]:
     """Per-image ``(lpips, flpips)``, each ``(N,)`` float32, from one forward pass (batched).
 
     ``lpips`` equals ``model(x, y)`` (each layer averaged spatially, summed over layers);

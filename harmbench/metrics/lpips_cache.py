@@ -42,8 +42,13 @@ class LPIPSFeatureCache:
     """Features of one dataset under one (profile, resize, weights) identity, in ``root``."""
 
     def __init__(self, root: str | os.PathLike, *, dataset_hash: str, profile: str, resize: str, weights: str):
-        self.identity = {"dataset_index_sha256": dataset_hash, "profile": profile, "resize": resize,
-                         "lpips_weights": weights, "layout": 1}
+        self.identity = {
+            "dataset_index_sha256": dataset_hash,
+            "profile": profile,
+            "resize": resize,
+            "lpips_weights": weights,
+            "layout": 1,
+        }
         digest = hashlib.sha256(json.dumps(self.identity, sort_keys=True).encode()).hexdigest()[:20]
         self.dir = Path(root) / digest
         self.hits = 0

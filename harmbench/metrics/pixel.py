@@ -96,7 +96,11 @@ def fmse(pred: Tensor, target: Tensor, mask: Tensor, formula: str = "masked_sum"
 
 
 def fmse_from_sq(
-    sq: Tensor, mask: Tensor, formula: str = "masked_sum", eps: float = 0.0, dtype: torch.dtype | None = None,
+    sq: Tensor,
+    mask: Tensor,
+    formula: str = "masked_sum",
+    eps: float = 0.0,
+    dtype: torch.dtype | None = None,
     inplace: bool = False,
 ) -> Tensor:
     """:func:`fmse` from a precomputed ``(P − T)²``; sums accumulated in ``dtype``.
@@ -118,8 +122,13 @@ def fmse_from_sq(
 
 
 def mse_fmse_from_sq(
-    sq: Tensor, mask: Tensor, mse_formula: str = "mean", fmse_formula: str = "masked_sum", fmse_eps: float = 0.0,
-    dtype: torch.dtype | None = None, inplace: bool = False,
+    sq: Tensor,
+    mask: Tensor,
+    mse_formula: str = "mean",
+    fmse_formula: str = "masked_sum",
+    fmse_eps: float = 0.0,
+    dtype: torch.dtype | None = None,
+    inplace: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Per-image ``(mse, fmse)`` from a precomputed ``(P − T)²`` ``(N, C, H, W)``; sums in ``dtype``.
 

@@ -271,5 +271,3 @@ def ssim(pred: Tensor, target: Tensor, conv: SSIMConvention = WANG_VALID) -> Ten
     """Per-image SSIM ``(N,)`` (float64) under ``conv``."""
     smap = ssim_map(pred, target, conv)
     return per_image_sum(smap, torch.float64) / smap[0].numel()
-
-

@@ -13,6 +13,7 @@ transform predicted at 256 px and applied at the photo's own size). Learned mode
 ``load_extractor``/``harmony_scores`` give BargainNet's no-reference harmony score.
 """
 
+from harmbench.models.bargainnet import BargainNet, BargainNetConfig
 from harmbench.models.base import (
     MODELS,
     Harmonizer,
@@ -25,13 +26,12 @@ from harmbench.models.base import (
     validate_inputs,
 )
 from harmbench.models.cards import ModelCard, get_card, list_cards
-from harmbench.models.harmony import harmony_scores, load_extractor
-from harmbench.models.official import load_weights, save_converted
-from harmbench.models.bargainnet import BargainNet, BargainNetConfig
 from harmbench.models.classical import CompositeBaseline, TransferHarmonizer
 from harmbench.models.dovenet import DoveNet, DoveNetConfig, DoveNetDiscriminator
+from harmbench.models.harmony import harmony_scores, load_extractor
 from harmbench.models.hen_ctn import HENCTN, HENCTNConfig
 from harmbench.models.iharm import IDIH, ISSAM, IDIHConfig, ISSAMConfig
+from harmbench.models.official import load_weights, save_converted
 from harmbench.models.pctnet import PCTNet, PCTNetCNN, PCTNetCNNConfig, PCTNetViT, PCTNetViTConfig
 
 __all__ = [

@@ -100,7 +100,10 @@ class BargainNetConfig(PresetMixin):
             raise ConfigError("bargainnet.code_dim", f"must be >= 1, got {self.code_dim}")
         check_protocol("bargainnet", self.protocol, self.seed)
         if self.protocol == "official" and self.num_downs != 8:
-            raise ConfigError("bargainnet.protocol", f"the official protocol runs at 256×256 and needs num_downs 8, got {self.num_downs}")
+            raise ConfigError(
+                "bargainnet.protocol",
+                f"the official protocol runs at 256×256 and needs num_downs 8, got {self.num_downs}",
+            )
 
 
 class DomainEncoder(nn.Module):
@@ -137,8 +140,17 @@ class BargainNetGenerator(nn.Module):
     ``forward(composite [-1,1] (N,3,H,W), mask (N,1,H,W), code (N,L,1,1)) -> image [-1,1]``; batched.
     """
 
-    def __init__(self, code_dim: int, *, num_downs: int, ngf: int, norm: str, dropout: bool, attention: bool,
-                 scale_init: float = 0.1):
+    def __init__(
+        self,
+        code_dim: int,
+        *,
+        num_downs: int,
+        ngf: int,
+        norm: str,
+        dropout: bool,
+        attention: bool,
+        scale_init: float = 0.1,
+    ):
         super().__init__()
         self.unet = AttentionUNet(
             4 + code_dim, 3, num_downs=num_downs, ngf=ngf, norm=norm, dropout=dropout, attention=attention
@@ -174,8 +186,12 @@ class BargainNet(LearnedHarmonizer):
         cfg = self.config
         self.encoder = DomainEncoder(cfg.code_dim, cfg.encoder_width, cfg.encoder_norm)
         self.generator = BargainNetGenerator(
-            cfg.code_dim, num_downs=cfg.num_downs, ngf=cfg.ngf, norm=cfg.norm,
-            dropout=cfg.dropout, attention=cfg.attention,
+            cfg.code_dim,
+            num_downs=cfg.num_downs,
+            ngf=cfg.ngf,
+            norm=cfg.norm,
+            dropout=cfg.dropout,
+            attention=cfg.attention,
         )
         init_normal(self)
         with torch.no_grad():
@@ -203,7 +219,9 @@ class BargainNet(LearnedHarmonizer):
         harm = self.generate(composite, mask, z_b)
         return BargainNetOutput(harm, z_b, z_f, self.encoder(harm, mask), self.encoder(composite, mask))
 
-    def harmonize(self, composite: torch.Tensor, mask: torch.Tensor, *, real: torch.Tensor | None = None) -> torch.Tensor:
+    def harmonize(
+        self, composite: torch.Tensor, mask: torch.Tensor, *, real: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """See :class:`~harmbench.models.base.Harmonizer`.
 
         ``protocol="harmbench"``: z_b from the composite's background (``real`` is ignored).
@@ -341,10 +359,22 @@ def _build_official(parts: Mapping[str, StateDict], options: Mapping[str, Any]) 
     with torch.random.fork_rng(devices=[]):
         model = BargainNet(**opts)
     own = model.state_dict()
-    state = remap_state_dict(e, _rename_e, {k: v for k, v in own.items() if k.startswith("encoder.")},
-                             where=where_e, official_name=_official_e)
-    state.update(remap_state_dict(g, _rename_g, {k: v for k, v in own.items() if k.startswith("generator.")},
-                                  where=where_g, official_name=_official_g))
+    state = remap_state_dict(
+        e,
+        _rename_e,
+        {k: v for k, v in own.items() if k.startswith("encoder.")},
+        where=where_e,
+        official_name=_official_e,
+    )
+    state.update(
+        remap_state_dict(
+            g,
+            _rename_g,
+            {k: v for k, v in own.items() if k.startswith("generator.")},
+            where=where_g,
+            official_name=_official_g,
+        )
+    )
     model.load_state_dict(state)
     return model
 
@@ -352,48 +382,72 @@ def _build_official(parts: Mapping[str, StateDict], options: Mapping[str, Any]) 
 register_official_format(OfficialFormat("bargainnet", ("E", "G"), _identify_official, _build_official))
 
 _BARGAINNET_COMMIT = "db73dfa08864a32804174843d814b0388c9b218c"
-_BARGAINNET_ZIP = ("Dropbox https://www.dropbox.com/scl/fi/c5ah5btrksk99aa1qdxiy/BargainNet_pretrained_models.zip"
-                   "?rlkey=3vvxxdzesog1b476czxnbjdt5&st=8lg2eof7&dl=0 (a zip with latest_net_E.pth and "
-                   "latest_net_G.pth) or Baidu Cloud https://pan.baidu.com/s/1AYMKS8AieLzO5RoXj0ASRQ (extraction code adr4)")
+_BARGAINNET_ZIP = (
+    "Dropbox https://www.dropbox.com/scl/fi/c5ah5btrksk99aa1qdxiy/BargainNet_pretrained_models.zip"
+    "?rlkey=3vvxxdzesog1b476czxnbjdt5&st=8lg2eof7&dl=0 (a zip with latest_net_E.pth and "
+    "latest_net_G.pth) or Baidu Cloud https://pan.baidu.com/s/1AYMKS8AieLzO5RoXj0ASRQ (extraction code adr4)"
+)
 
-register_card(ModelCard(
-    name="bargainnet-official",
-    model="bargainnet",
-    source="https://github.com/bcmi/BargainNet-Image-Harmonization",
-    commit=_BARGAINNET_COMMIT,
-    code_license="MIT (Copyright (c) 2023 BCMI)",
-    weights_license="no separate licence stated; released with the MIT-licensed code",
-    files=(
-        WeightFile(
-            role="E",
-            filename="latest_net_E.pth",
-            url=("https://github.com/bcmi/BargainNet-Image-Harmonization/raw/"
-                 f"{_BARGAINNET_COMMIT}/checkpoints/latest_net_E.pth"),
-            manual=f"committed in the repository as checkpoints/latest_net_E.pth; also in {_BARGAINNET_ZIP}",
+register_card(
+    ModelCard(
+        name="bargainnet-official",
+        model="bargainnet",
+        source="https://github.com/bcmi/BargainNet-Image-Harmonization",
+        commit=_BARGAINNET_COMMIT,
+        code_license="MIT (Copyright (c) 2023 BCMI)",
+        weights_license="no separate licence stated; released with the MIT-licensed code",
+        files=(
+            WeightFile(
+                role="E",
+                filename="latest_net_E.pth",
+                url=(
+                    "https://github.com/bcmi/BargainNet-Image-Harmonization/raw/"
+                    f"{_BARGAINNET_COMMIT}/checkpoints/latest_net_E.pth"
+                ),
+                manual=f"committed in the repository as checkpoints/latest_net_E.pth; also in {_BARGAINNET_ZIP}",
+            ),
+            WeightFile(
+                role="G",
+                filename="latest_net_G.pth",
+                manual=(
+                    f"no direct link: take latest_net_G.pth from {_BARGAINNET_ZIP}; no size or checksum is "
+                    "published (about 219 MB expected: 54,776,324 float32 values)"
+                ),
+            ),
         ),
-        WeightFile(
-            role="G",
-            filename="latest_net_G.pth",
-            manual=(f"no direct link: take latest_net_G.pth from {_BARGAINNET_ZIP}; no size or checksum is "
-                    "published (about 219 MB expected: 54,776,324 float32 values)"),
+        input_size=(256, 256),
+        interpolation="bilinear (OpenCV INTER_LINEAR, no antialiasing) for image and mask",
+        protocol="official",
+        published={
+            "iHarmony4 MSE": 37.82,
+            "iHarmony4 PSNR": 35.88,
+            "iHarmony4 fMSE": 405.23,
+            "HCOCO MSE": 24.84,
+            "HCOCO PSNR": 37.03,
+            "HCOCO fMSE": 397.85,
+            "HAdobe5k MSE": 39.94,
+            "HAdobe5k PSNR": 35.34,
+            "HAdobe5k fMSE": 279.66,
+            "HFlickr MSE": 97.32,
+            "HFlickr PSNR": 31.34,
+            "HFlickr fMSE": 698.40,
+            "Hday2night MSE": 50.98,
+            "Hday2night PSNR": 35.67,
+            "Hday2night fMSE": 835.63,
+        },
+        published_source=(
+            "BargainNet paper (Cong et al., ICME 2021), iHarmony4 test set at 256×256; quoted from the "
+            "paper without a second check"
         ),
-    ),
-    input_size=(256, 256),
-    interpolation="bilinear (OpenCV INTER_LINEAR, no antialiasing) for image and mask",
-    protocol="official",
-    published={"iHarmony4 MSE": 37.82, "iHarmony4 PSNR": 35.88, "iHarmony4 fMSE": 405.23,
-               "HCOCO MSE": 24.84, "HCOCO PSNR": 37.03, "HCOCO fMSE": 397.85,
-               "HAdobe5k MSE": 39.94, "HAdobe5k PSNR": 35.34, "HAdobe5k fMSE": 279.66,
-               "HFlickr MSE": 97.32, "HFlickr PSNR": 31.34, "HFlickr fMSE": 698.40,
-               "Hday2night MSE": 50.98, "Hday2night PSNR": 35.67, "Hday2night fMSE": 835.63},
-    published_source=("BargainNet paper (Cong et al., ICME 2021), iHarmony4 test set at 256×256; quoted from the "
-                      "paper without a second check"),
-    options={"protocol": "official"},
-    notes=("E (domain-code extractor, 16-d codes) + G (attention U-Net, ngf 64). The authors' test.py runs both in "
-           "train mode and takes the background code from the real image; harmbench eval passes the real image, "
-           "harmbench harmonize (no real image) takes it from the composite. E alone gives the no-reference "
-           "harmony score (harmbench score --no-reference)."),
-))
+        options={"protocol": "official"},
+        notes=(
+            "E (domain-code extractor, 16-d codes) + G (attention U-Net, ngf 64). The authors' test.py runs both in "
+            "train mode and takes the background code from the real image; harmbench eval passes the real image, "
+            "harmbench harmonize (no real image) takes it from the composite. E alone gives the no-reference "
+            "harmony score (harmbench score --no-reference)."
+        ),
+    )
+)
 
 
 __all__ = [

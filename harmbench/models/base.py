@@ -75,9 +75,7 @@ def validate_inputs(composite: torch.Tensor, mask: torch.Tensor) -> tuple[torch.
     if mask.dim() != 4 or mask.shape[1] != 1:
         raise ModelInputError(f"mask must have shape (N, 1, H, W), got {tuple(mask.shape)}")
     if mask.shape[0] != n or mask.shape[2:] != composite.shape[2:]:
-        raise ModelInputError(
-            f"mask shape {tuple(mask.shape)} does not match composite shape {tuple(composite.shape)}"
-        )
+        raise ModelInputError(f"mask shape {tuple(mask.shape)} does not match composite shape {tuple(composite.shape)}")
     # min/max propagate NaN, so finite bounds mean finite values: one pass and one sync per tensor
     lo, hi = _bounds(composite)
     if not (math.isfinite(lo) and math.isfinite(hi)):
@@ -294,9 +292,7 @@ def make_config(config_class: type, config: Any = None, **overrides: Any) -> Any
     fields = {f.name: f for f in dataclasses.fields(config_class)}
     for key, value in overrides.items():
         if key not in fields:
-            raise ConfigError(
-                key, f"unknown option for {config_class.__name__}; known: {', '.join(sorted(fields))}"
-            )
+            raise ConfigError(key, f"unknown option for {config_class.__name__}; known: {', '.join(sorted(fields))}")
         if isinstance(getattr(base, key), tuple) and isinstance(value, list):
             overrides[key] = tuple(value)
     try:
@@ -328,7 +324,14 @@ class PresetMixin:
 MODELS: dict[str, Callable[..., Harmonizer]] = {}
 
 _MODULES = (
-    "classical", "hen_ctn", "hen_ctn_official", "dovenet", "bargainnet", "iharm", "pctnet", "pctnet_official",
+    "classical",
+    "hen_ctn",
+    "hen_ctn_official",
+    "dovenet",
+    "bargainnet",
+    "iharm",
+    "pctnet",
+    "pctnet_official",
     "pretrained",
 )
 
@@ -432,9 +435,11 @@ def get_model(name: str, *, seed: int | None = None, **config: Any) -> Harmonize
     if getattr(builder, "takes_seed", False):
         return builder(**config) if seed is None else builder(seed=seed, **config)
     config_class = getattr(builder, "config_class", None)
-    if seed is not None and dataclasses.is_dataclass(config_class) and "seed" in {
-        f.name for f in dataclasses.fields(config_class)
-    }:
+    if (
+        seed is not None
+        and dataclasses.is_dataclass(config_class)
+        and "seed" in {f.name for f in dataclasses.fields(config_class)}
+    ):
         config.setdefault("seed", seed)
     if seed is None:
         return builder(**config)

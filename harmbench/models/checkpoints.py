@@ -182,4 +182,14 @@ def load_checkpoint(
     return model.to(device)  # type: ignore[return-value]
 
 
-__all__ = ["BN_COUNTER", "FORMAT", "StateDict", "remap_state_dict", "latest_checkpoint", "load_checkpoint", "load_weights_into", "read_sidecar", "sha256_file"]
+__all__ = [
+    "BN_COUNTER",
+    "FORMAT",
+    "StateDict",
+    "remap_state_dict",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_weights_into",
+    "read_sidecar",
+    "sha256_file",
+]

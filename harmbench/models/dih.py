@@ -110,10 +110,14 @@ class DIHNet(nn.Module):
 
 
 _RULES = rename_rules(
-    (r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.([01])\.(\w+)",
-     lambda m: f"encoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}"),
-    (r"decoder\.deconv_blocks\.(\d+)\.block\.([01])\.(\w+)",
-     lambda m: f"decoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}"),
+    (
+        r"encoder\.(?:blocks_connected\.)?block(\d+)\.block\.([01])\.(\w+)",
+        lambda m: f"encoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}",
+    ),
+    (
+        r"decoder\.deconv_blocks\.(\d+)\.block\.([01])\.(\w+)",
+        lambda m: f"decoder.{m[1]}.{'conv' if m[2] == '0' else 'norm'}.{m[3]}",
+    ),
     (r"decoder\.conv_attention\.(\w+)", lambda m: f"head.blend.{m[1]}"),
     (r"decoder\.to_rgb\.(\w+)", lambda m: f"head.to_rgb.{m[1]}"),
 )
@@ -129,10 +133,14 @@ def official_dih_name(name: str) -> str:
 
 
 _INVERSE = rename_rules(
-    (r"encoder\.(\d+)\.(conv|norm)\.(\w+)",
-     lambda m: f"encoder.{official_encoder_block(m[1])}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
-    (r"decoder\.(\d+)\.(conv|norm)\.(\w+)",
-     lambda m: f"decoder.deconv_blocks.{m[1]}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}"),
+    (
+        r"encoder\.(\d+)\.(conv|norm)\.(\w+)",
+        lambda m: f"encoder.{official_encoder_block(m[1])}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}",
+    ),
+    (
+        r"decoder\.(\d+)\.(conv|norm)\.(\w+)",
+        lambda m: f"decoder.deconv_blocks.{m[1]}.block.{'0' if m[2] == 'conv' else '1'}.{m[3]}",
+    ),
     (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
     (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
 )
@@ -162,4 +170,11 @@ def dih_options_from_state_dict(sd: Mapping[str, torch.Tensor], *, where: str = 
     return {"ch": ch, "depth": depth, "max_channels": max_channels, "batchnorm_from": batchnorm_from}
 
 
-__all__ = ["ConvBlock", "DIHNet", "dih_name_to_official", "dih_options_from_state_dict", "dih_widths", "official_dih_name"]
+__all__ = [
+    "ConvBlock",
+    "DIHNet",
+    "dih_name_to_official",
+    "dih_options_from_state_dict",
+    "dih_widths",
+    "official_dih_name",
+]

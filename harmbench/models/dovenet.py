@@ -97,7 +97,9 @@ class DoveNetConfig(PresetMixin):
             raise ConfigError("dovenet.d_layers", f"must be >= 1, got {self.d_layers}")
         check_protocol("dovenet", self.protocol, self.seed)
         if self.protocol == "official" and self.num_downs != 8:
-            raise ConfigError("dovenet.protocol", f"the official protocol runs at 256×256 and needs num_downs 8, got {self.num_downs}")
+            raise ConfigError(
+                "dovenet.protocol", f"the official protocol runs at 256×256 and needs num_downs 8, got {self.num_downs}"
+            )
 
 
 class DiscriminatorOutput(NamedTuple):
@@ -182,8 +184,13 @@ class DoveNet(LearnedHarmonizer):
         super().__init__(config, **overrides)
         config = self.config
         self.generator = AttentionUNet(
-            4, 3, num_downs=config.num_downs, ngf=config.ngf, norm=config.norm,
-            dropout=config.dropout, attention=config.attention,
+            4,
+            3,
+            num_downs=config.num_downs,
+            ngf=config.ngf,
+            norm=config.norm,
+            dropout=config.dropout,
+            attention=config.attention,
         )
         self.discriminator = (
             DoveNetDiscriminator(3, config.ndf, config.d_layers, config.norm) if config.discriminator else None
@@ -245,41 +252,67 @@ def _build_official(parts: Mapping[str, StateDict], options: Mapping[str, Any]) 
     where = "dovenet G file (latest_net_G.pth)"
     inferred = unet_options(sd, where=where)
     inferred.pop("input_nc")  # a wrong input width shows up as a wrong-shape error below
-    return build_from_state_dict(DoveNet, sd, {**inferred, "discriminator": False}, options, where=where,
-                                 rename=lambda k: _G_PREFIX + k, official_name=lambda k: k[len(_G_PREFIX) :],
-                                 fork_rng=True)
+    return build_from_state_dict(
+        DoveNet,
+        sd,
+        {**inferred, "discriminator": False},
+        options,
+        where=where,
+        rename=lambda k: _G_PREFIX + k,
+        official_name=lambda k: k[len(_G_PREFIX) :],
+        fork_rng=True,
+    )
 
 
 register_official_format(OfficialFormat("dovenet", ("G",), _identify_official, _build_official))
 
-register_card(ModelCard(
-    name="dovenet-official",
-    model="dovenet",
-    source="https://github.com/bcmi/Image-Harmonization-Dataset-iHarmony4 (folder DoveNet/)",
-    commit="0bdb51ddda979f5a38536d80c161fa5733480f25",
-    code_license="MIT (Copyright (c) 2022 BCMI)",
-    weights_license="no separate licence stated; released with the MIT-licensed code",
-    files=(WeightFile(
-        role="G",
-        filename="latest_net_G.pth",
-        manual=("no direct link: download latest_net_G.pth (the batch-norm generator; no discriminator is released) "
-                "from Baidu Cloud https://pan.baidu.com/s/12oGrBF88O-x0BlWGVkMjag (extraction code 8q8a) or "
-                "https://bcmi.cloud:5001/sharing/WQkB0OnXK; no size or checksum is published (about 219 MB "
-                "expected: 54,759,939 float32 values)"),
-    ),),
-    input_size=(256, 256),
-    interpolation="bilinear (Pillow, antialiased); mask nearest",
-    protocol="official",
-    published={"iHarmony4 MSE": 50.87, "iHarmony4 PSNR": 34.83, "HCOCO MSE": 33.65, "HCOCO PSNR": 35.95,
-               "HAdobe5k MSE": 55.99, "HAdobe5k PSNR": 34.26, "HFlickr MSE": 125.73, "HFlickr PSNR": 30.58,
-               "Hday2night MSE": 56.26, "Hday2night PSNR": 34.76},
-    published_source=("DoveNet/README.md of bcmi/Image-Harmonization-Dataset-iHarmony4 (released batch-norm model, "
-                      "iHarmony4 test set at 256×256)"),
-    options={"protocol": "official", "norm": "batch", "discriminator": False},
-    notes=("Generator only (norm batch, ngf 64, 8 downsamplings). The authors' test.py runs it in train mode "
-           "(per-image BatchNorm statistics, Dropout active): --protocol official reproduces that, with "
-           "torch.manual_seed(seed) before each image's forward."),
-))
+register_card(
+    ModelCard(
+        name="dovenet-official",
+        model="dovenet",
+        source="https://github.com/bcmi/Image-Harmonization-Dataset-iHarmony4 (folder DoveNet/)",
+        commit="0bdb51ddda979f5a38536d80c161fa5733480f25",
+        code_license="MIT (Copyright (c) 2022 BCMI)",
+        weights_license="no separate licence stated; released with the MIT-licensed code",
+        files=(
+            WeightFile(
+                role="G",
+                filename="latest_net_G.pth",
+                manual=(
+                    "no direct link: download latest_net_G.pth (the batch-norm generator; no discriminator is released) "
+                    "from Baidu Cloud https://pan.baidu.com/s/12oGrBF88O-x0BlWGVkMjag (extraction code 8q8a) or "
+                    "https://bcmi.cloud:5001/sharing/WQkB0OnXK; no size or checksum is published (about 219 MB "
+                    "expected: 54,759,939 float32 values)"
+                ),
+            ),
+        ),
+        input_size=(256, 256),
+        interpolation="bilinear (Pillow, antialiased); mask nearest",
+        protocol="official",
+        published={
+            "iHarmony4 MSE": 50.87,
+            "iHarmony4 PSNR": 34.83,
+            "HCOCO MSE": 33.65,
+            "HCOCO PSNR": 35.95,
+            "HAdobe5k MSE": 55.99,
+            "HAdobe5k PSNR": 34.26,
+            "HFlickr MSE": 125.73,
+            "HFlickr PSNR": 30.58,
+            "Hday2night MSE": 56.26,
+            "Hday2night PSNR": 34.76,
+        },
+        published_source=(
+            "DoveNet/README.md of bcmi/Image-Harmonization-Dataset-iHarmony4 (released batch-norm model, "
+            "iHarmony4 test set at 256×256)"
+        ),
+        options={"protocol": "official", "norm": "batch", "discriminator": False},
+        notes=(
+            "Generator only (norm batch, ngf 64, 8 downsamplings). The authors' test.py runs it in train mode "
+            "(per-image BatchNorm statistics, Dropout active): --protocol official reproduces that, with "
+            "torch.manual_seed(seed) before each image's forward."
+        ),
+    )
+)
 
 
 __all__ = ["DiscriminatorOutput", "DoveNet", "DoveNetConfig", "DoveNetDiscriminator"]

@@ -50,8 +50,9 @@ class Extractor:
     size: int | None
 
 
-def load_extractor(spec: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
-                   *, device: str | torch.device = "cpu") -> Extractor:
+def load_extractor(
+    spec: str | os.PathLike | Sequence[str | os.PathLike] | None = None, *, device: str | torch.device = "cpu"
+) -> Extractor:
     """An :class:`Extractor` from ``spec``.
 
     ``None`` / a committed name (``bargainnet-cpu``) / a harmbench checkpoint -> harmbench's own
@@ -76,8 +77,10 @@ def load_extractor(spec: str | os.PathLike | Sequence[str | os.PathLike] | None 
     missing = [p for p in paths if not p.exists()]
     if missing or not paths:
         committed = ", ".join(k for k, v in PRETRAINED.items() if v == "bargainnet")
-        raise ConfigError("weights", f"{', '.join(map(str, missing)) or spec}: no such file, model card or committed "
-                          f"BargainNet ({committed})")
+        raise ConfigError(
+            "weights",
+            f"{', '.join(map(str, missing)) or spec}: no such file, model card or committed BargainNet ({committed})",
+        )
     if is_harmbench_checkpoint(paths):
         from harmbench.models.checkpoints import load_checkpoint
 
@@ -87,8 +90,11 @@ def load_extractor(spec: str | os.PathLike | Sequence[str | os.PathLike] | None 
 
     found = [(p, sd) for p in paths for sd in [read_state_dict(p)] if identify_role("bargainnet", sd) == "E"]
     if len(found) != 1:
-        raise ConfigError("weights", f"{', '.join(map(str, paths))}: expected exactly one authors' BargainNet E file "
-                          f"(latest_net_E.pth), found {len(found)}")
+        raise ConfigError(
+            "weights",
+            f"{', '.join(map(str, paths))}: expected exactly one authors' BargainNet E file "
+            f"(latest_net_E.pth), found {len(found)}",
+        )
     e_path, sd = found[0]
     enc = encoder_from_official(sd).to(device)
     label = f"authors' BargainNet E ({e_path.name}, sha256 {sha256_file(e_path)[:12]})"
@@ -195,8 +201,9 @@ class HarmonyRow:
     score: float
 
 
-def score_folder(folder: str | os.PathLike, ext: Extractor,
-                 on_skip: Callable[[InputError], None] | None = None) -> list[HarmonyRow]:
+def score_folder(
+    folder: str | os.PathLike, ext: Extractor, on_skip: Callable[[InputError], None] | None = None
+) -> list[HarmonyRow]:
     """Harmony score of every composite + mask pair of ``folder`` (see :func:`composite_mask_pairs`).
 
     Unreadable pairs, size mismatches and empty masks raise :class:`InputError`, or are passed
@@ -210,7 +217,9 @@ def score_folder(folder: str | os.PathLike, ext: Extractor,
             rgb = read_rgb(comp)
             m = binarize(read_mask(mask))
             if m.shape != rgb.shape[:2]:
-                raise InputError(str(mask), f"mask is {m.shape[1]}x{m.shape[0]} but {comp.name} is {rgb.shape[1]}x{rgb.shape[0]}")
+                raise InputError(
+                    str(mask), f"mask is {m.shape[1]}x{m.shape[0]} but {comp.name} is {rgb.shape[1]}x{rgb.shape[0]}"
+                )
             if not m.any() or m.all():
                 raise InputError(str(mask), "mask must have both foreground and background pixels")
         except InputError as exc:

@@ -198,15 +198,28 @@ class _DecBlock(nn.Module):
         if last:
             mid = mid or cout * 2
             layers = [
-                nn.ReLU(True), up, _conv3(cin, mid, bias=False), _inorm(mid),
-                nn.ReLU(True), _conv3(mid, cout), _inorm(cout),
-                nn.ReLU(True), _conv3(cout, cout),
+                nn.ReLU(True),
+                up,
+                _conv3(cin, mid, bias=False),
+                _inorm(mid),
+                nn.ReLU(True),
+                _conv3(mid, cout),
+                _inorm(cout),
+                nn.ReLU(True),
+                _conv3(cout, cout),
             ]
         else:
             layers = [
-                nn.ReLU(True), up, _conv3(cin, cout), _inorm(cout),
-                nn.ReLU(True), _conv3(cout, cout), _inorm(cout),
-                nn.ReLU(True), _conv3(cout, cout), _inorm(cout),
+                nn.ReLU(True),
+                up,
+                _conv3(cin, cout),
+                _inorm(cout),
+                nn.ReLU(True),
+                _conv3(cout, cout),
+                _inorm(cout),
+                nn.ReLU(True),
+                _conv3(cout, cout),
+                _inorm(cout),
             ]
         self.block = nn.Sequential(*layers)
 

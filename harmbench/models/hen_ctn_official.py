@@ -92,8 +92,10 @@ def official_name(name: str) -> str:
 def identify(sd: Mapping[str, torch.Tensor]) -> str | None:
     """``"G"`` for a CTN state dict, ``"C"`` for a HEN one, ``None`` otherwise."""
     keys = list(sd)
-    if any(k.startswith(("block_init.", "HistUnetEnc.", "HistUnetDec", "ENC_Block", "InterOut", "block_last."))
-           for k in keys):
+    if any(
+        k.startswith(("block_init.", "HistUnetEnc.", "HistUnetDec", "ENC_Block", "InterOut", "block_last."))
+        for k in keys
+    ):
         return "G"
     if "model2.0.weight" in sd or any(_HEN_CONV.match(k) for k in keys):
         return "C"
@@ -105,7 +107,9 @@ def _shape(sd: Mapping[str, torch.Tensor], key: str, where: str, ndim: int) -> t
         raise ConfigError("weights", f"{where}: checkpoint does not fit (missing: {key})")
     shape = tuple(sd[key].shape)
     if len(shape) != ndim:
-        raise ConfigError("weights", f"{where}: checkpoint does not fit (wrong shape: {key} {shape}, expected {ndim} dims)")
+        raise ConfigError(
+            "weights", f"{where}: checkpoint does not fit (wrong shape: {key} {shape}, expected {ndim} dims)"
+        )
     return shape
 
 
@@ -124,8 +128,11 @@ def infer_options(parts: Mapping[str, StateDict]) -> dict[str, Any]:
     refine_in = _shape(ctn, "ENC_Block1.conv_block.0.weight", w_ctn, 4)[1]
     ctn_code, rest = divmod(refine_in - width, 2)
     if rest or ctn_code != code:
-        raise ConfigError("weights", f"the HEN code length ({code}, {last}) does not fit the CTN "
-                          f"(ENC_Block1.conv_block.0.weight has {refine_in} input channels = width {width} + 2 codes)")
+        raise ConfigError(
+            "weights",
+            f"the HEN code length ({code}, {last}) does not fit the CTN "
+            f"(ENC_Block1.conv_block.0.weight has {refine_in} input channels = width {width} + 2 codes)",
+        )
     return {
         "width": width,
         "hen_width": first[0],
@@ -149,10 +156,24 @@ def build(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> torch.n
     own = model.state_dict()
     hen_own = {k: v for k, v in own.items() if k.startswith("hen.")}
     ctn_own = {k: v for k, v in own.items() if k.startswith("ctn.")}
-    mapped = remap_state_dict(parts["C"], hen_name, hen_own, where="hen-ctn HEN file (latest_net_C_A)", tolerate=None,
-                              official_name=official_name)
-    mapped.update(remap_state_dict(parts["G"], ctn_name, ctn_own, where="hen-ctn CTN file (latest_net_G_A)",
-                                   tolerate=None, official_name=official_name))
+    mapped = remap_state_dict(
+        parts["C"],
+        hen_name,
+        hen_own,
+        where="hen-ctn HEN file (latest_net_C_A)",
+        tolerate=None,
+        official_name=official_name,
+    )
+    mapped.update(
+        remap_state_dict(
+            parts["G"],
+            ctn_name,
+            ctn_own,
+            where="hen-ctn CTN file (latest_net_G_A)",
+            tolerate=None,
+            official_name=official_name,
+        )
+    )
     model.load_state_dict(mapped, strict=True)
     return model
 
@@ -172,7 +193,7 @@ HEN_CTN_OFFICIAL = register_card(
         source="https://github.com/codeslake/Color_Transfer_Histogram_Analogy",
         commit="680165a7c7d7c231896b963917c7ed32b8f10dea",
         code_license="AGPL-3.0 (the README adds: exemptions require a licence from POSTECH); harmbench's "
-                     "HEN/CTN is an independent implementation and contains none of that code",
+        "HEN/CTN is an independent implementation and contains none of that code",
         weights_license="not stated (distributed from the AGPL-3.0 repository's README; no separate weight licence)",
         files=(
             WeightFile("C", "latest_net_C_A.pth", manual=_MANUAL.format(url=_DROPBOX, mirror=_ONEDRIVE)),
@@ -185,12 +206,12 @@ HEN_CTN_OFFICIAL = register_card(
         protocol="official",
         published={},
         published_source="the repository and the paper (Lee et al., The Visual Computer 2020) report no numeric "
-                         "benchmark score for these weights",
+        "benchmark score for these weights",
         options={"pad_margin": 30, "residual": False, "dropout": False},
         notes="Whole-image colour transfer (FiveK-style source/reference pairs). Inputs: normalised Lab "
-              "(skimage rgb2lab; L/100, (a+86.1830)/184.4161, (b+107.8573)/202.3354, then (x-0.5)/0.5), longer side "
-              "<= 700 px (bilinear), 30 px replicate padding. Expected sizes (float32 state dicts, not published): "
-              "C about 6.5 MB (1,625,668 values incl. the unused model3 Linear), G about 158 MB (39,407,247).",
+        "(skimage rgb2lab; L/100, (a+86.1830)/184.4161, (b+107.8573)/202.3354, then (x-0.5)/0.5), longer side "
+        "<= 700 px (bilinear), 30 px replicate padding. Expected sizes (float32 state dicts, not published): "
+        "C about 6.5 MB (1,625,668 values incl. the unused model3 Linear), G about 158 MB (39,407,247).",
     )
 )
 

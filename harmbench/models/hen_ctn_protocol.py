@@ -38,8 +38,13 @@ def nlab_official(rgb: np.ndarray) -> torch.Tensor:
     from skimage.color import rgb2lab
 
     lab = rgb2lab(np.asarray(rgb, dtype=np.uint8))
-    u = np.stack([lab[..., 0] / 100.0, (lab[..., 1] + (-A_MIN)) / (A_MAX + (-A_MIN)),
-                  (lab[..., 2] + (-B_MIN)) / (B_MAX + (-B_MIN))])
+    u = np.stack(
+        [
+            lab[..., 0] / 100.0,
+            (lab[..., 1] + (-A_MIN)) / (A_MAX + (-A_MIN)),
+            (lab[..., 2] + (-B_MIN)) / (B_MAX + (-B_MIN)),
+        ]
+    )
     return ((torch.from_numpy(np.ascontiguousarray(u)) - 0.5) / 0.5)[None]
 
 
@@ -67,8 +72,9 @@ def resize_region(region: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return (F.interpolate(m, size=size, mode="bilinear", align_corners=False)[0, 0].long() == 1).numpy()
 
 
-def histogram_official(nlab: torch.Tensor, region: np.ndarray | None = None, *, ab_bins: int = 64,
-                       l_bins: int = 8) -> torch.Tensor:
+def histogram_official(
+    nlab: torch.Tensor, region: np.ndarray | None = None, *, ab_bins: int = 64, l_bins: int = 8
+) -> torch.Tensor:
     """HEN input ``(1, 1 + l_bins, ab_bins, ab_bins)`` of ``nlab`` (float32 ``(1, 3, H, W)``) the authors' way.
 
     ``region`` (bool ``(H, W)``) multiplies the image (zeros outside); then exact zeros are left out
@@ -100,7 +106,9 @@ def nlab_to_uint8_official(out: torch.Tensor) -> np.ndarray:
     """CTN output ``(1, 3, h, w)`` normalised Lab -> ``uint8 (h, w, 3)`` as the authors save it."""
     from skimage.color import lab2rgb
 
-    img = (out[0].detach().cpu().float().numpy().transpose(1, 2, 0) * np.float32(0.5) + np.float32(0.5)) * np.float32(255.0)
+    img = (out[0].detach().cpu().float().numpy().transpose(1, 2, 0) * np.float32(0.5) + np.float32(0.5)) * np.float32(
+        255.0
+    )
     L = img[..., 0] / np.float32(255.0) * np.float32(100.0)
     a = img[..., 1] / np.float32(255.0) * np.float32(A_MAX + (-A_MIN)) - np.float32(-A_MIN)
     b = img[..., 2] / np.float32(255.0) * np.float32(B_MAX + (-B_MIN)) - np.float32(-B_MIN)
@@ -139,8 +147,14 @@ class OfficialResult(NamedTuple):
     regions: tuple[np.ndarray, ...]
 
 
-def official_transfer(model: torch.nn.Module, source: np.ndarray, reference: np.ndarray,
-                      pairs: RegionPairs = RegionPairs(), *, crop_bug: bool = True) -> OfficialResult:
+def official_transfer(
+    model: torch.nn.Module,
+    source: np.ndarray,
+    reference: np.ndarray,
+    pairs: RegionPairs = RegionPairs(),
+    *,
+    crop_bug: bool = True,
+) -> OfficialResult:
     """The authors' test chain on ``uint8 (H, W, 3)`` images (see the module docstring).
 
     Whole images (no ``pairs``): e_s = source code, e_t = reference code, tiled at each image's size.
@@ -189,10 +203,14 @@ def official_transfer(model: torch.nn.Module, source: np.ndarray, reference: np.
                     e_t[..., sel] = c_s if r is None else code(xr, r).view(1, -1, 1)
         pad = torch.nn.ReplicationPad2d(PAD)
         x_in = pad(xs).to(dev, param.dtype)
-        out = model.ctn(x_in, pad(e_s.contiguous()).to(dev, param.dtype),  # type: ignore[attr-defined]
-                        pad(e_t.contiguous()).to(dev, param.dtype), sides=False).output
+        out = model.ctn(
+            x_in,
+            pad(e_s.contiguous()).to(dev, param.dtype),  # type: ignore[attr-defined]
+            pad(e_t.contiguous()).to(dev, param.dtype),
+            sides=False,
+        ).output
     hc, wc = (h - PAD, w - PAD) if crop_bug else (h, w)
-    rgb = nlab_to_uint8_official(out[:, :, PAD:PAD + hc, PAD:PAD + wc])
+    rgb = nlab_to_uint8_official(out[:, :, PAD : PAD + hc, PAD : PAD + wc])
     if (h, w) == tuple(source.shape[:2]):
         frame = np.ascontiguousarray(source[:hc, :wc])
     else:

@@ -78,9 +78,7 @@ def hard_l_histogram(x: torch.Tensor, mask: torch.Tensor | None = None, bins: in
 
 
 @torch.no_grad()
-def hen_input(
-    x: torch.Tensor, mask: torch.Tensor | None = None, *, ab_bins: int = 64, l_bins: int = 8
-) -> torch.Tensor:
+def hen_input(x: torch.Tensor, mask: torch.Tensor | None = None, *, ab_bins: int = 64, l_bins: int = 8) -> torch.Tensor:
     """HEN input ``(N, 1 + l_bins, ab_bins, ab_bins)``: ab histogram then one constant plane per L bin."""
     ab = hard_ab_histogram(x, mask, ab_bins)
     lh = hard_l_histogram(x, mask, l_bins)

@@ -95,12 +95,21 @@ class ResizeStrategy:
 RESIZE_STRATEGIES: dict[str, ResizeStrategy] = {
     s.name: s
     for s in (
-        ResizeStrategy("fixed256", "scripts/evaluate_model.py --resize-strategy Fixed256 (default)",
-                       lambda h, w: (256, 256), "soft"),
-        ResizeStrategy("fixed512", "scripts/evaluate_model.py --resize-strategy Fixed512",
-                       lambda h, w: (512, 512), "soft"),
-        ResizeStrategy("limit1024", "scripts/evaluate_model.py --resize-strategy LimitLongest1024",
-                       lambda h, w: target_size(h, w, "limit1024"), "soft"),
+        ResizeStrategy(
+            "fixed256",
+            "scripts/evaluate_model.py --resize-strategy Fixed256 (default)",
+            lambda h, w: (256, 256),
+            "soft",
+        ),
+        ResizeStrategy(
+            "fixed512", "scripts/evaluate_model.py --resize-strategy Fixed512", lambda h, w: (512, 512), "soft"
+        ),
+        ResizeStrategy(
+            "limit1024",
+            "scripts/evaluate_model.py --resize-strategy LimitLongest1024",
+            lambda h, w: target_size(h, w, "limit1024"),
+            "soft",
+        ),
         ResizeStrategy("none", "scripts/evaluate_model.py --resize-strategy None", lambda h, w: (h, w), "soft"),
         ResizeStrategy("dir256", "scripts/predict_for_dir.py --resize 256", lambda h, w: (256, 256), "above100"),
     )
@@ -317,7 +326,7 @@ class IHarmHarmonizer(LearnedHarmonizer):
         """
         if isinstance(mask, torch.Tensor) and mask.is_floating_point() and mask.numel():
             lo, hi = float(mask.min()), float(mask.max())
-            if not (0 <= lo and hi <= 1):  # also false for NaN
+            if not (lo >= 0 and hi <= 1):  # also false for NaN
                 raise ModelInputError(f"mask values must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
             composite, _ = validate_inputs(composite, mask > 0.5)
             return composite, mask.to(device=composite.device, dtype=torch.float32)
@@ -367,15 +376,22 @@ class ISSAM(IHarmHarmonizer):
 # --------------------------------------------------------------------------- the authors' checkpoints
 
 
-def _builder(cls: type[IHarmHarmonizer], infer: Callable[..., dict], rename: Callable[[str], str],
-             inverse: Callable[[str], str]):
+def _builder(
+    cls: type[IHarmHarmonizer], infer: Callable[..., dict], rename: Callable[[str], str], inverse: Callable[[str], str]
+):
     def build(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> torch.nn.Module:
         sd = parts["model"]
         where = f"{cls.name} checkpoint"
         opts = {k: v for k, v in options.items() if k != "preset"}
-        return build_from_state_dict(cls, sd, infer(sd, where=where), opts, where=where,
-                                     rename=lambda k: "net." + rename(k),
-                                     official_name=lambda k: inverse(k.removeprefix("net.")))
+        return build_from_state_dict(
+            cls,
+            sd,
+            infer(sd, where=where),
+            opts,
+            where=where,
+            rename=lambda k: "net." + rename(k),
+            official_name=lambda k: inverse(k.removeprefix("net.")),
+        )
 
     return build
 
@@ -387,14 +403,22 @@ def _identify(marker: str) -> Callable[[Mapping[str, torch.Tensor]], str | None]
     return identify
 
 
-register_official_format(OfficialFormat(
-    model="idih", roles=("model",), identify=_identify("encoder.block0.block."),
-    build=_builder(IDIH, dih_options_from_state_dict, official_dih_name, dih_name_to_official),
-))
-register_official_format(OfficialFormat(
-    model="issam", roles=("model",), identify=_identify("encoder.block0.convs."),
-    build=_builder(ISSAM, ssam_options_from_state_dict, official_ssam_name, ssam_name_to_official),
-))
+register_official_format(
+    OfficialFormat(
+        model="idih",
+        roles=("model",),
+        identify=_identify("encoder.block0.block."),
+        build=_builder(IDIH, dih_options_from_state_dict, official_dih_name, dih_name_to_official),
+    )
+)
+register_official_format(
+    OfficialFormat(
+        model="issam",
+        roles=("model",),
+        identify=_identify("encoder.block0.convs."),
+        build=_builder(ISSAM, ssam_options_from_state_dict, official_ssam_name, ssam_name_to_official),
+    )
+)
 
 
 # --------------------------------------------------------------------------- model cards
@@ -411,35 +435,71 @@ _PROTOCOL_NOTE = (
 
 _PUBLISHED_SOURCE = "saic-vul/image_harmonization README (iHarmony4 test, 256x256, MSE / PSNR)"
 
-register_card(ModelCard(
-    name="idih256-official", model="idih", source=SOURCE, commit=COMMIT,
-    code_license="MPL-2.0", weights_license="not stated separately (repository: MPL-2.0)",
-    files=(WeightFile("model", "idih256.pth", RELEASE + "idih256.pth"),),
-    input_size=(256, 256), mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="cv2 INTER_LINEAR",
-    protocol="official",
-    published={"HCOCO MSE": 19.58, "HCOCO PSNR": 38.34, "HAdobe5k MSE": 30.84, "HAdobe5k PSNR": 36.00,
-               "HFlickr MSE": 84.74, "HFlickr PSNR": 32.58, "Hday2night MSE": 50.05, "Hday2night PSNR": 37.10,
-               "iHarmony4 MSE": 30.70, "iHarmony4 PSNR": 36.99},
-    published_source=_PUBLISHED_SOURCE,
-    options={"protocol": "official", "resize": "fixed256"},
-    notes="improved_dih256: depth 7, ch 64, BatchNorm from block 2, image fusion; sides multiples of 128, >= 256. "
-          + _PROTOCOL_NOTE.format(div="a multiple of 256"),
-))
-register_card(ModelCard(
-    name="issam256-official", model="issam", source=SOURCE, commit=COMMIT,
-    code_license="MPL-2.0", weights_license="not stated separately (repository: MPL-2.0)",
-    files=(WeightFile("model", "issam256.pth", RELEASE + "issam256.pth"),),
-    input_size=(256, 256), mean=IMAGENET_MEAN, std=IMAGENET_STD, interpolation="cv2 INTER_LINEAR",
-    protocol="official",
-    published={"HCOCO MSE": 16.48, "HCOCO PSNR": 39.16, "HAdobe5k MSE": 22.60, "HAdobe5k PSNR": 37.24,
-               "HFlickr MSE": 69.67, "HFlickr PSNR": 33.56, "Hday2night MSE": 40.59, "Hday2night PSNR": 37.72,
-               "iHarmony4 MSE": 24.65, "iHarmony4 PSNR": 37.95},
-    published_source=_PUBLISHED_SOURCE,
-    options={"protocol": "official", "resize": "fixed256"},
-    notes="improved_ssam256: depth 4, ch 32, SSAM block at the last decoder stage (its 7x7 mask_blurring kernel is "
-          "loaded from the checkpoint), BatchNorm from block 2, image fusion; sides multiples of 8. "
-          + _PROTOCOL_NOTE.format(div="a multiple of 32"),
-))
+register_card(
+    ModelCard(
+        name="idih256-official",
+        model="idih",
+        source=SOURCE,
+        commit=COMMIT,
+        code_license="MPL-2.0",
+        weights_license="not stated separately (repository: MPL-2.0)",
+        files=(WeightFile("model", "idih256.pth", RELEASE + "idih256.pth"),),
+        input_size=(256, 256),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        interpolation="cv2 INTER_LINEAR",
+        protocol="official",
+        published={
+            "HCOCO MSE": 19.58,
+            "HCOCO PSNR": 38.34,
+            "HAdobe5k MSE": 30.84,
+            "HAdobe5k PSNR": 36.00,
+            "HFlickr MSE": 84.74,
+            "HFlickr PSNR": 32.58,
+            "Hday2night MSE": 50.05,
+            "Hday2night PSNR": 37.10,
+            "iHarmony4 MSE": 30.70,
+            "iHarmony4 PSNR": 36.99,
+        },
+        published_source=_PUBLISHED_SOURCE,
+        options={"protocol": "official", "resize": "fixed256"},
+        notes="improved_dih256: depth 7, ch 64, BatchNorm from block 2, image fusion; sides multiples of 128, >= 256. "
+        + _PROTOCOL_NOTE.format(div="a multiple of 256"),
+    )
+)
+register_card(
+    ModelCard(
+        name="issam256-official",
+        model="issam",
+        source=SOURCE,
+        commit=COMMIT,
+        code_license="MPL-2.0",
+        weights_license="not stated separately (repository: MPL-2.0)",
+        files=(WeightFile("model", "issam256.pth", RELEASE + "issam256.pth"),),
+        input_size=(256, 256),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        interpolation="cv2 INTER_LINEAR",
+        protocol="official",
+        published={
+            "HCOCO MSE": 16.48,
+            "HCOCO PSNR": 39.16,
+            "HAdobe5k MSE": 22.60,
+            "HAdobe5k PSNR": 37.24,
+            "HFlickr MSE": 69.67,
+            "HFlickr PSNR": 33.56,
+            "Hday2night MSE": 40.59,
+            "Hday2night PSNR": 37.72,
+            "iHarmony4 MSE": 24.65,
+            "iHarmony4 PSNR": 37.95,
+        },
+        published_source=_PUBLISHED_SOURCE,
+        options={"protocol": "official", "resize": "fixed256"},
+        notes="improved_ssam256: depth 4, ch 32, SSAM block at the last decoder stage (its 7x7 mask_blurring kernel is "
+        "loaded from the checkpoint), BatchNorm from block 2, image fusion; sides multiples of 8. "
+        + _PROTOCOL_NOTE.format(div="a multiple of 32"),
+    )
+)
 
 
 __all__ = [

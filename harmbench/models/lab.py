@@ -67,9 +67,7 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     xyz = t * white
     rgb_from_xyz = torch.linalg.inv(_matrix(_XYZ_FROM_RGB, lab).double()).to(lab.dtype)
     lin = _mix(rgb_from_xyz, xyz)
-    srgb = torch.where(
-        lin > 0.0031308, 1.055 * lin.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * lin
-    )
+    srgb = torch.where(lin > 0.0031308, 1.055 * lin.clamp_min(0.0031308) ** (1.0 / 2.4) - 0.055, 12.92 * lin)
     return srgb.clamp(0.0, 1.0)
 
 

@@ -41,7 +41,9 @@ def gradient_penalty(
     penalty trains the discriminator.
     """
     real, fake = real.detach(), fake.detach()
-    alpha = torch.rand(real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype, generator=generator)
+    alpha = torch.rand(
+        real.shape[0], *([1] * (real.dim() - 1)), device=real.device, dtype=real.dtype, generator=generator
+    )
     x = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
     score = score_fn(x)
     (grad,) = torch.autograd.grad(score, x, grad_outputs=torch.ones_like(score), create_graph=True)
@@ -60,7 +62,11 @@ def dovenet_d_loss(disc, real: torch.Tensor, fake: torch.Tensor, mask: torch.Ten
     out_r = disc(real, mask)
     d_global = hinge_d_loss(out_r.global_score, out_f.global_score)
     d_verify = hinge_d_loss(out_r.verification_score, out_f.verification_score)
-    gp = gradient_penalty(lambda x: disc.gp_score(x, mask), real, fake, weight=gp_weight) if gp_weight > 0 else real.new_zeros(())
+    gp = (
+        gradient_penalty(lambda x: disc.gp_score(x, mask), real, fake, weight=gp_weight)
+        if gp_weight > 0
+        else real.new_zeros(())
+    )
     total = d_global + d_verify + gp
     return total, {"d_global": d_global.detach(), "d_verify": d_verify.detach(), "d_gp": gp.detach()}
 
@@ -204,7 +210,9 @@ __all__ = [
 # --------------------------------------------------------------------------- PCT-Net
 
 
-def mask_weighted_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, min_area: float = 1000.0) -> torch.Tensor:
+def mask_weighted_mse(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, *, min_area: float = 1000.0
+) -> torch.Tensor:
     """Foreground-normalised MSE per image (the iSSAM / PCT-Net pixel loss), ``(N,)``.
 
     ``Σ_{c,h,w} (pred − target)² / (C · max(Σ_{h,w} M, min_area))``: the squared error of every

@@ -37,7 +37,6 @@ from harmbench.models.checkpoints import (
 )
 
 
-
 @dataclass(frozen=True)
 class OfficialFormat:
     """How to load a registry model from the authors' files.
@@ -102,15 +101,21 @@ def identify_files(model: str, paths: Sequence[str | os.PathLike]) -> dict[str, 
         sd = read_state_dict(p)
         role = fmt.identify(sd)
         if role is None:
-            raise ConfigError("weights", f"{p}: not a {model} checkpoint file (expected {'/'.join(fmt.roles)}; "
-                              f"its first tensors: {_short(list(sd)[:6], 6)})")
+            raise ConfigError(
+                "weights",
+                f"{p}: not a {model} checkpoint file (expected {'/'.join(fmt.roles)}; "
+                f"its first tensors: {_short(list(sd)[:6], 6)})",
+            )
         if role in parts:
             raise ConfigError("weights", f"{p} and {files[role]} are both the {role!r} file of {model}")
         parts[role], files[role] = sd, p
     absent = [r for r in fmt.roles if r not in parts]
     if absent:
-        raise ConfigError("weights", f"{model} needs the files {'/'.join(fmt.roles)}; missing {', '.join(absent)} "
-                          f"(given: {', '.join(str(p) for p in paths)})")
+        raise ConfigError(
+            "weights",
+            f"{model} needs the files {'/'.join(fmt.roles)}; missing {', '.join(absent)} "
+            f"(given: {', '.join(str(p) for p in paths)})",
+        )
     return parts
 
 
@@ -126,8 +131,9 @@ def _format(model: str) -> OfficialFormat:
     try:
         return FORMATS[model]
     except KeyError:
-        raise ConfigError("weights", f"model {model!r} cannot load authors' checkpoints; "
-                          f"those that can: {', '.join(sorted(FORMATS))}") from None
+        raise ConfigError(
+            "weights", f"model {model!r} cannot load authors' checkpoints; those that can: {', '.join(sorted(FORMATS))}"
+        ) from None
 
 
 def split_weights_spec(spec: str | os.PathLike | Sequence[str | os.PathLike], model: str | None = None) -> list[Path]:
@@ -159,7 +165,9 @@ def is_harmbench_checkpoint(paths: Sequence[Path]) -> bool:
     return len(paths) == 1 and (paths[0].is_dir() or paths[0].suffix in (".safetensors", ".json"))
 
 
-def merge_inferred(model: str, inferred: Mapping[str, Any], options: Mapping[str, Any], *, where: str) -> dict[str, Any]:
+def merge_inferred(
+    model: str, inferred: Mapping[str, Any], options: Mapping[str, Any], *, where: str
+) -> dict[str, Any]:
     """User ``options`` plus the ``inferred`` width options (read from a checkpoint's shapes).
 
     An option that contradicts the checkpoint is a :class:`ConfigError` on field ``<model>.<key>``.
@@ -167,8 +175,11 @@ def merge_inferred(model: str, inferred: Mapping[str, Any], options: Mapping[str
     merged = dict(options)
     for key, value in inferred.items():
         if key in merged and merged[key] != value:
-            raise ConfigError(f"{model}.{key}", f"{where}: the checkpoint's shapes give {key} = {value!r}, but the "
-                                                f"options ask for {merged[key]!r} (an option must not contradict them)")
+            raise ConfigError(
+                f"{model}.{key}",
+                f"{where}: the checkpoint's shapes give {key} = {value!r}, but the "
+                f"options ask for {merged[key]!r} (an option must not contradict them)",
+            )
         merged[key] = value
     return merged
 
@@ -219,12 +230,14 @@ def load_weights(model: str, spec: str | os.PathLike | Sequence[str | os.PathLik
 
 def save_converted(model: torch.nn.Module, path: str | os.PathLike, *, source: Mapping[str, Any] | None = None) -> Path:
     """Write ``model`` as ``<path>.safetensors`` + ``<path>.json`` (harmbench checkpoint); returns the sidecar."""
-    from harmbench.fileio import atomic_path, atomic_write_json
-
     from safetensors.torch import save_file
 
+    from harmbench.fileio import atomic_path, atomic_write_json
+
     p = Path(path)
-    stem = p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.stem if p.suffix == ".json" else p.name
+    stem = (
+        p.name[: -len(".safetensors")] if p.name.endswith(".safetensors") else p.stem if p.suffix == ".json" else p.name
+    )
     wpath, jpath = p.with_name(stem + ".safetensors"), p.with_name(stem + ".json")
     wpath.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

@@ -24,8 +24,9 @@ import torch
 CUBIC_A = -0.75
 
 
-def pct_transform(x: torch.Tensor, params: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-                  clamp: bool = True) -> torch.Tensor:
+def pct_transform(
+    x: torch.Tensor, params: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, clamp: bool = True
+) -> torch.Tensor:
     """Apply the per-pixel affine colour transform.
 
     ``x``: (N,3,H,W) normalised image; ``params``: (N,12,H,W); ``mean``/``std``: (1,3,1,1) on

@@ -126,8 +126,13 @@ class PCTNet(LearnedHarmonizer):
         """Normalised -> 0–255 float, clamped (the authors' predictor's inverse)."""
         return ((x * self.std + self.mean) * 255.0).clamp_(0.0, 255.0)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor, image_fullres: torch.Tensor | None = None,
-                mask_fullres: torch.Tensor | None = None) -> PCTOutput:
+    def forward(
+        self,
+        image: torch.Tensor,
+        mask: torch.Tensor,
+        image_fullres: torch.Tensor | None = None,
+        mask_fullres: torch.Tensor | None = None,
+    ) -> PCTOutput:
         """Low-resolution pass and, when ``image_fullres`` (N,3,H,W) is given, the full-resolution
         application in one piece (``F.interpolate`` bicubic; inference uses bands instead)."""
         latent, attention = self.features(image, mask)
@@ -178,8 +183,14 @@ class PCTNet(LearnedHarmonizer):
 
     def _apply_bands(self, params: torch.Tensor, attention: torch.Tensor, size: tuple[int, int], read, write) -> None:
         apply_fullres(
-            params, attention if self.learned_attention else None, size, read, write,
-            mean=self.mean, std=self.std, tile_rows=self.config.tile_rows,
+            params,
+            attention if self.learned_attention else None,
+            size,
+            read,
+            write,
+            mean=self.mean,
+            std=self.std,
+            tile_rows=self.config.tile_rows,
             clamp_attention=self.config.protocol == "harmbench",
         )
 
@@ -224,7 +235,9 @@ class PCTNet(LearnedHarmonizer):
         if official:
             x = (x * 255.0).round_().clamp_(0.0, 255.0).div_(255.0)  # the 8-bit photo the authors read
             pairs = [
-                self._lowres_official((x[i] * 255.0).round().byte().permute(1, 2, 0).cpu().numpy(), m[i, 0].cpu().numpy())
+                self._lowres_official(
+                    (x[i] * 255.0).round().byte().permute(1, 2, 0).cpu().numpy(), m[i, 0].cpu().numpy()
+                )
                 for i in range(x.shape[0])
             ]
             image_lr, mask_lr = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
@@ -235,6 +248,7 @@ class PCTNet(LearnedHarmonizer):
         size = (x.shape[-2], x.shape[-1])
         with torch.no_grad():
             for i in range(x.shape[0]):
+
                 def read(y0: int, y1: int, i: int = i) -> tuple[torch.Tensor, torch.Tensor]:
                     return self.normalize(x[i : i + 1, :, y0:y1]), m[i : i + 1, :, y0:y1]
 
@@ -245,7 +259,9 @@ class PCTNet(LearnedHarmonizer):
         if getattr(self.config, "recomposite", False):
             out = out * m + x * (1 - m)
         lowres = self.denormalize_255(low.images).div_(255.0)
-        return out.to(device=composite.device, dtype=composite.dtype), lowres.to(device=composite.device, dtype=composite.dtype)
+        return out.to(device=composite.device, dtype=composite.dtype), lowres.to(
+            device=composite.device, dtype=composite.dtype
+        )
 
     def predict(self, composite: np.ndarray, mask: np.ndarray, *, out_dtype: str = "uint8") -> Prediction:
         """One photo: uint8 (H,W,3) RGB and its mask (H,W) -> :class:`Prediction` at the photo's own size.
@@ -303,7 +319,9 @@ class PCTNet(LearnedHarmonizer):
         0–255 as read from the file, used as ``mask / 255``; or bool/float on [0, 1])."""
         return self.predict(image_u8, mask).fullres
 
-    def _harmonize(self, composite: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+    def _harmonize(
+        self, composite: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError("PCTNet overrides harmonize()")
 
 
@@ -401,12 +419,16 @@ class PCTNetCNNConfig(SSAMOptions, PresetMixin):
     def validate(self) -> None:
         _validate_common(self, "pctnet-cnn")
         if self.ch < 1 or self.max_channels < 1:
-            raise ConfigError("pctnet-cnn.ch", f"widths must be >= 1, got ch={self.ch}, max_channels={self.max_channels}")
+            raise ConfigError(
+                "pctnet-cnn.ch", f"widths must be >= 1, got ch={self.ch}, max_channels={self.max_channels}"
+            )
         if self.depth < 2:
             raise ConfigError("pctnet-cnn.depth", f"must be >= 2, got {self.depth}")
         if self.lowres % 2 ** (self.depth - 1):
-            raise ConfigError("pctnet-cnn.lowres", f"must be a multiple of {2 ** (self.depth - 1)} (depth "
-                              f"{self.depth}), got {self.lowres}")
+            raise ConfigError(
+                "pctnet-cnn.lowres",
+                f"must be a multiple of {2 ** (self.depth - 1)} (depth {self.depth}), got {self.lowres}",
+            )
         if not 0 < self.attention_mid_k <= 4:
             raise ConfigError("pctnet-cnn.attention_mid_k", f"must be in (0, 4], got {self.attention_mid_k}")
 

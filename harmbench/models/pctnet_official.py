@@ -79,8 +79,11 @@ def vit_widths(sd: Mapping[str, torch.Tensor]) -> dict[str, int]:
     dim, fan_in = emb.shape
     patch = math.isqrt(fan_in // 4)
     if patch * patch * 4 != fan_in:
-        raise ConfigError("weights", f"pctnet-vit: encoder.patch_to_embedding.1.weight {tuple(emb.shape)}: "
-                          f"input width {fan_in} is not patch²·4 (RGB + mask)")
+        raise ConfigError(
+            "weights",
+            f"pctnet-vit: encoder.patch_to_embedding.1.weight {tuple(emb.shape)}: "
+            f"input width {fan_in} is not patch²·4 (RGB + mask)",
+        )
     layers = sorted({int(m.group(1)) for k in sd if (m := _VIT_LAYER.match(k))})
     if not layers:
         raise ConfigError("weights", "pctnet-vit: checkpoint has no encoder.transformer_enc.layers.* tensors")
@@ -93,8 +96,9 @@ def build_vit(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> tor
     from harmbench.models.pctnet import PCTNetViT
 
     sd = parts["model"]
-    return build_from_state_dict(PCTNetViT, sd, vit_widths(sd), options, where="pctnet-vit",
-                                 rename=vit_rename, official_name=vit_official_name)
+    return build_from_state_dict(
+        PCTNetViT, sd, vit_widths(sd), options, where="pctnet-vit", rename=vit_rename, official_name=vit_official_name
+    )
 
 
 register_official_format(OfficialFormat("pctnet-vit", ("model",), identify_vit, build_vit))
@@ -124,63 +128,97 @@ def build_cnn(parts: Mapping[str, StateDict], options: Mapping[str, Any]) -> tor
     from harmbench.models.pctnet import PCTNetCNN
 
     sd = parts["model"]
-    return build_from_state_dict(PCTNetCNN, sd, ssam_options_from_state_dict(sd, where="pctnet-cnn"), options,
-                                 where="pctnet-cnn", rename=cnn_rename, official_name=cnn_official_name)
+    return build_from_state_dict(
+        PCTNetCNN,
+        sd,
+        ssam_options_from_state_dict(sd, where="pctnet-cnn"),
+        options,
+        where="pctnet-cnn",
+        rename=cnn_rename,
+        official_name=cnn_official_name,
+    )
 
 
 register_official_format(OfficialFormat("pctnet-cnn", ("model",), identify_cnn, build_cnn))
 
 # --------------------------------------------------------------------------- cards
 
-register_card(ModelCard(
-    name="pctnet-vit-official",
-    model="pctnet-vit",
-    source="rakutentech/PCT-Net-Image-Harmonization",
-    commit=COMMIT,
-    code_license="MPL-2.0",
-    weights_license="not stated separately (committed in the repository: MPL-2.0)",
-    files=(WeightFile(
-        role="model", filename="PCTNet_ViT.pth", url=f"{RAW}/PCTNet_ViT.pth",
-        manual="in the repository at pretrained_models/PCTNet_ViT.pth (git blob 4c7fdd95916f68bcde8a318d24c1f0cac25a783d)",
-    ),),
-    input_size=(256, 256),
-    mean=(0.0, 0.0, 0.0),
-    std=(1.0, 1.0, 1.0),
-    interpolation="cv2 INTER_LINEAR to 256×256 (network input); bicubic parameter upsampling to the photo's size",
-    protocol="official",
-    published={"iHarmony4 MSE": 18.84, "iHarmony4 PSNR": 39.29, "iHarmony4 fMSE": 237.49, "iHarmony4 SSIM": 0.9911,
-               "HAdobe5k MSE": 19.35, "HCOCO MSE": 12.45, "HFlickr MSE": 45.79, "Hday2night MSE": 48.67},
-    published_source=PUBLISHED_SOURCE,
-    options={"protocol": "official"},
-    notes="mconfig ViT_pct; 4,809,896 parameters; runs at the photo's own size (parameters predicted at 256×256, "
-          "applied at full resolution); soft low-resolution mask; outputs clamped to [0, 255], rounded half to even.",
-))
+register_card(
+    ModelCard(
+        name="pctnet-vit-official",
+        model="pctnet-vit",
+        source="rakutentech/PCT-Net-Image-Harmonization",
+        commit=COMMIT,
+        code_license="MPL-2.0",
+        weights_license="not stated separately (committed in the repository: MPL-2.0)",
+        files=(
+            WeightFile(
+                role="model",
+                filename="PCTNet_ViT.pth",
+                url=f"{RAW}/PCTNet_ViT.pth",
+                manual="in the repository at pretrained_models/PCTNet_ViT.pth (git blob 4c7fdd95916f68bcde8a318d24c1f0cac25a783d)",
+            ),
+        ),
+        input_size=(256, 256),
+        mean=(0.0, 0.0, 0.0),
+        std=(1.0, 1.0, 1.0),
+        interpolation="cv2 INTER_LINEAR to 256×256 (network input); bicubic parameter upsampling to the photo's size",
+        protocol="official",
+        published={
+            "iHarmony4 MSE": 18.84,
+            "iHarmony4 PSNR": 39.29,
+            "iHarmony4 fMSE": 237.49,
+            "iHarmony4 SSIM": 0.9911,
+            "HAdobe5k MSE": 19.35,
+            "HCOCO MSE": 12.45,
+            "HFlickr MSE": 45.79,
+            "Hday2night MSE": 48.67,
+        },
+        published_source=PUBLISHED_SOURCE,
+        options={"protocol": "official"},
+        notes="mconfig ViT_pct; 4,809,896 parameters; runs at the photo's own size (parameters predicted at 256×256, "
+        "applied at full resolution); soft low-resolution mask; outputs clamped to [0, 255], rounded half to even.",
+    )
+)
 
-register_card(ModelCard(
-    name="pctnet-cnn-official",
-    model="pctnet-cnn",
-    source="rakutentech/PCT-Net-Image-Harmonization",
-    commit=COMMIT,
-    code_license="MPL-2.0",
-    weights_license="not stated separately (committed in the repository: MPL-2.0)",
-    files=(WeightFile(
-        role="model", filename="PCTNet_CNN.pth", url=f"{RAW}/PCTNet_CNN.pth",
-        manual="in the repository at pretrained_models/PCTNet_CNN.pth (git blob fb02dd3048483fef8bcb16caeb9b18224e2ccc2b)",
-    ),),
-    input_size=(256, 256),
-    mean=(0.485, 0.456, 0.406),
-    std=(0.229, 0.224, 0.225),
-    interpolation="cv2 INTER_LINEAR to 256×256 (network input); bicubic parameter and attention upsampling to the photo's size",
-    protocol="official",
-    published={"iHarmony4 MSE": 24.02, "iHarmony4 PSNR": 38.30, "iHarmony4 fMSE": 282.75,
-               "HAdobe5k MSE": 21.01, "HCOCO MSE": 16.93, "HFlickr MSE": 64.44, "Hday2night MSE": 49.76},
-    published_source=PUBLISHED_SOURCE,
-    options={"protocol": "official"},
-    notes="mconfig CNN_pct; 2,185,736 parameters (iSSAM-256 backbone + 1×1 parameter head); parameters and the "
-          "learned blend map predicted at 256×256 and upsampled bicubically to the photo's size (blend map not "
-          "clamped, so background pixels change slightly); outputs clamped to [0, 255], rounded half to even; the "
-          "checkpoint's 7×7 mask-blurring buffer is loaded as stored.",
-))
+register_card(
+    ModelCard(
+        name="pctnet-cnn-official",
+        model="pctnet-cnn",
+        source="rakutentech/PCT-Net-Image-Harmonization",
+        commit=COMMIT,
+        code_license="MPL-2.0",
+        weights_license="not stated separately (committed in the repository: MPL-2.0)",
+        files=(
+            WeightFile(
+                role="model",
+                filename="PCTNet_CNN.pth",
+                url=f"{RAW}/PCTNet_CNN.pth",
+                manual="in the repository at pretrained_models/PCTNet_CNN.pth (git blob fb02dd3048483fef8bcb16caeb9b18224e2ccc2b)",
+            ),
+        ),
+        input_size=(256, 256),
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        interpolation="cv2 INTER_LINEAR to 256×256 (network input); bicubic parameter and attention upsampling to the photo's size",
+        protocol="official",
+        published={
+            "iHarmony4 MSE": 24.02,
+            "iHarmony4 PSNR": 38.30,
+            "iHarmony4 fMSE": 282.75,
+            "HAdobe5k MSE": 21.01,
+            "HCOCO MSE": 16.93,
+            "HFlickr MSE": 64.44,
+            "Hday2night MSE": 49.76,
+        },
+        published_source=PUBLISHED_SOURCE,
+        options={"protocol": "official"},
+        notes="mconfig CNN_pct; 2,185,736 parameters (iSSAM-256 backbone + 1×1 parameter head); parameters and the "
+        "learned blend map predicted at 256×256 and upsampled bicubically to the photo's size (blend map not "
+        "clamped, so background pixels change slightly); outputs clamped to [0, 255], rounded half to even; the "
+        "checkpoint's 7×7 mask-blurring buffer is loaded as stored.",
+    )
+)
 
 
 __all__ = [

@@ -189,8 +189,9 @@ def run_official(
     outs = []
     for i in range(composite.shape[0]):
         r = to_uint8_hwc(real[i]) if real is not None else None
-        outs.append(official_uint8(model, to_uint8_hwc(composite[i]), mask_to_uint8(mask[i]), r,
-                                   resize=resize, forward=forward))
+        outs.append(
+            official_uint8(model, to_uint8_hwc(composite[i]), mask_to_uint8(mask[i]), r, resize=resize, forward=forward)
+        )
     out = torch.cat(outs).to(composite.dtype).div_(255.0)
     return out.to(composite.device)
 
@@ -257,8 +258,13 @@ def unet_options(sd: Mapping[str, torch.Tensor], *, prefix: str = "", where: str
             depth = max(depth, match.group(1).count(".model"))
         norm = "batch" if k.endswith(".running_mean") else norm
         attention = attention or k.endswith(".attention.0.weight")
-    return {"input_nc": int(w.shape[1]), "ngf": int(w.shape[0]), "num_downs": depth + 1, "norm": norm,
-            "attention": attention}
+    return {
+        "input_nc": int(w.shape[1]),
+        "ngf": int(w.shape[0]),
+        "num_downs": depth + 1,
+        "norm": norm,
+        "attention": attention,
+    }
 
 
 __all__ = [

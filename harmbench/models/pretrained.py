@@ -27,7 +27,10 @@ from harmbench.models.weights_cache import cache_dir, committed_dir, search_dirs
 
 #: Pretrained names -> the model they hold.
 PRETRAINED = {
-    "hen-ctn-cpu": "hen-ctn", "dovenet-cpu": "dovenet", "bargainnet-cpu": "bargainnet", "pctnet-cnn-cpu": "pctnet-cnn",
+    "hen-ctn-cpu": "hen-ctn",
+    "dovenet-cpu": "dovenet",
+    "bargainnet-cpu": "bargainnet",
+    "pctnet-cnn-cpu": "pctnet-cnn",
 }
 
 
@@ -84,8 +87,13 @@ def committed_card(name: str) -> ModelCard:
         code_license="Apache-2.0",
         weights_license="Apache-2.0 (harmbench)",
         files=(
-            WeightFile("weights", weights.name, sha256=meta.get("weights_sha256"),
-                       size=weights.stat().st_size if weights.is_file() else None, manual=where.format(weights.name)),
+            WeightFile(
+                "weights",
+                weights.name,
+                sha256=meta.get("weights_sha256"),
+                size=weights.stat().st_size if weights.is_file() else None,
+                manual=where.format(weights.name),
+            ),
             WeightFile("sidecar", sidecar.name, manual=where.format(sidecar.name)),
         ),
         protocol="harmbench",

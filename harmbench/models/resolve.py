@@ -52,11 +52,17 @@ def _model_config(h: Any) -> dict[str, Any]:
 
 def _state_and_config(obj: Any, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     if not isinstance(obj, Mapping):
-        raise ModelLoadError(f"checkpoint {path}: expected a dict with a model config and a state dict, got {type(obj).__name__}")
+        raise ModelLoadError(
+            f"checkpoint {path}: expected a dict with a model config and a state dict, got {type(obj).__name__}"
+        )
     cfg = next((obj[k] for k in ("config", "model_config") if isinstance(obj.get(k), Mapping)), None)
-    state = next((obj[k] for k in ("state_dict", "model", "model_state", "weights") if isinstance(obj.get(k), Mapping)), None)
+    state = next(
+        (obj[k] for k in ("state_dict", "model", "model_state", "weights") if isinstance(obj.get(k), Mapping)), None
+    )
     if cfg is None or "model" not in cfg:
-        raise ModelLoadError(f"checkpoint {path}: no model config (a 'config' entry with the model name); cannot tell which model it is")
+        raise ModelLoadError(
+            f"checkpoint {path}: no model config (a 'config' entry with the model name); cannot tell which model it is"
+        )
     if state is None:
         raise ModelLoadError(f"checkpoint {path}: no state dict ('state_dict' / 'model' entry)")
     return dict(cfg), dict(state)
@@ -147,7 +153,9 @@ def load_checkpoint_model(path: PathLike, device: str = "cpu") -> Any:
     from harmbench.models.checkpoints import remap_state_dict
 
     try:
-        state = remap_state_dict(state, lambda k: k, model, where=f"checkpoint {path} for model {name!r}", tolerate=None)
+        state = remap_state_dict(
+            state, lambda k: k, model, where=f"checkpoint {path} for model {name!r}", tolerate=None
+        )
     except UserError as exc:
         raise ModelLoadError(str(exc)) from exc
     model.load_state_dict(state)
@@ -194,8 +202,9 @@ def _protocol_models() -> list[str]:
     return [n for n in available_models() if _has_config_field(n, "protocol")]
 
 
-def resolve_weights(name: str, weights: Any, device: str = "cpu", seed: int = 0,
-                    options: Mapping[str, Any] | None = None) -> ResolvedModel:
+def resolve_weights(
+    name: str, weights: Any, device: str = "cpu", seed: int = 0, options: Mapping[str, Any] | None = None
+) -> ResolvedModel:
     """Registry model ``name`` with ``weights``: the authors' file(s) (``"E.pth,G.pth"``, any order) or a
     harmbench checkpoint, through :func:`harmbench.models.official.load_weights`. ``seed`` becomes
     the model's ``seed`` option when it has one. The weights hash covers every file (sorted by hash)."""
@@ -224,8 +233,9 @@ def weights_digest(paths: Any) -> str:
     return files[0] if len(files) == 1 else hashlib.sha256("".join(files).encode()).hexdigest()
 
 
-def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mapping[str, Any] | None = None,
-                  *, weights: Any = None) -> ResolvedModel:
+def resolve_model(
+    spec: Any, device: str = "cpu", seed: int = 0, options: Mapping[str, Any] | None = None, *, weights: Any = None
+) -> ResolvedModel:
     """``spec``: a registered model name (built-in or from an installed package's ``harmbench.models``
     entry point), ``"package.module:factory"``, a checkpoint path, a model card's name (its files
     from the weights cache, :func:`resolve_card`), or an object with ``harmonize``.
@@ -242,8 +252,10 @@ def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mappin
     opts = dict(options or {})
     if isinstance(spec, str) and "protocol" in opts and spec in available_models() and not _takes_protocol(spec):
         if opts["protocol"] != "harmbench":
-            raise ModelLoadError(f"model {spec!r} has no protocol option (it always runs harmbench's); "
-                                 f"models with an 'official' protocol: {', '.join(_protocol_models())}")
+            raise ModelLoadError(
+                f"model {spec!r} has no protocol option (it always runs harmbench's); "
+                f"models with an 'official' protocol: {', '.join(_protocol_models())}"
+            )
         opts.pop("protocol")  # harmbench's protocol is the only one it has
     if hasattr(spec, "harmonize"):
         name = getattr(spec, "name", "") or type(spec).__name__
@@ -253,7 +265,9 @@ def resolve_model(spec: Any, device: str = "cpu", seed: int = 0, options: Mappin
     if p.is_file() or (p.is_dir() and _sidecar(p) is not None):
         model = load_checkpoint_model(p, device)
         name = getattr(model, "name", "") or p.stem
-        return ResolvedModel(str(name), model, file_sha256(checkpoint_weights_file(p)), _model_config(model), str(p.resolve()))
+        return ResolvedModel(
+            str(name), model, file_sha256(checkpoint_weights_file(p)), _model_config(model), str(p.resolve())
+        )
     if FACTORY_SPEC.match(text):
         try:
             model = load_factory(text, **opts)

@@ -105,9 +105,7 @@ class SpatialSeparatedAttention(nn.Module):
             {name: ChannelGate(channels, hidden) for name in ("background", "foreground", "mix")}
         )
         mid = int(mid_k * channels)
-        self.refine = nn.Sequential(
-            ConvNormReLU(channels, mid, bias=False), ConvNormReLU(mid, channels, bias=False)
-        )
+        self.refine = nn.Sequential(ConvNormReLU(channels, mid, bias=False), ConvNormReLU(mid, channels, bias=False))
         self.register_buffer("mask_kernel", gaussian_kernel(kernel_size))
 
     def blurred_mask(self, mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -207,9 +205,7 @@ class SSAMBackbone(nn.Module):
         self.up = nn.ModuleList()
         for d in range(depth - 1):
             skip = widths[depth - 2 - d]
-            self.up.append(
-                UpStage(prev, skip, skip, attention=0 <= attend_from <= d, mid_k=attention_mid_k)
-            )
+            self.up.append(UpStage(prev, skip, skip, attention=0 <= attend_from <= d, mid_k=attention_mid_k))
             prev = skip
 
     @property
@@ -284,18 +280,27 @@ _GATE = {"background_gate": "background", "foreground_gate": "foreground", "mix_
 _FC = {"0": "fc1", "2": "fc2"}
 
 _RULES = rename_rules(
-    (r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
-     lambda m: f"backbone.down.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
-    (r"decoder\.up_blocks\.(\d+)\.upconv\.1\.block\.0\.(\w+)",
-     lambda m: f"backbone.up.{m[1]}.up.conv.{m[2]}"),
-    (r"decoder\.up_blocks\.(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
-     lambda m: f"backbone.up.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
-    (r"decoder\.up_blocks\.(\d+)\.attention\.(background_gate|foreground_gate|mix_gate)\.attention_transform\.([02])\.(\w+)",
-     lambda m: f"backbone.up.{m[1]}.attention.gates.{_GATE[m[2]]}.{_FC[m[3]]}.{m[4]}"),
-    (r"decoder\.up_blocks\.(\d+)\.attention\.learning_block\.(\d+)\.block\.([01])\.(\w+)",
-     lambda m: f"backbone.up.{m[1]}.attention.refine.{m[2]}.{_CONV[m[3]]}.{m[4]}"),
-    (r"decoder\.up_blocks\.(\d+)\.attention\.mask_blurring\.weight",
-     lambda m: f"backbone.up.{m[1]}.attention.mask_kernel"),
+    (
+        r"encoder\.(?:blocks_connected\.)?block(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
+        lambda m: f"backbone.down.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}",
+    ),
+    (r"decoder\.up_blocks\.(\d+)\.upconv\.1\.block\.0\.(\w+)", lambda m: f"backbone.up.{m[1]}.up.conv.{m[2]}"),
+    (
+        r"decoder\.up_blocks\.(\d+)\.convs\.block\.(\d+)\.block\.([01])\.(\w+)",
+        lambda m: f"backbone.up.{m[1]}.convs.{m[2]}.{_CONV[m[3]]}.{m[4]}",
+    ),
+    (
+        r"decoder\.up_blocks\.(\d+)\.attention\.(background_gate|foreground_gate|mix_gate)\.attention_transform\.([02])\.(\w+)",
+        lambda m: f"backbone.up.{m[1]}.attention.gates.{_GATE[m[2]]}.{_FC[m[3]]}.{m[4]}",
+    ),
+    (
+        r"decoder\.up_blocks\.(\d+)\.attention\.learning_block\.(\d+)\.block\.([01])\.(\w+)",
+        lambda m: f"backbone.up.{m[1]}.attention.refine.{m[2]}.{_CONV[m[3]]}.{m[4]}",
+    ),
+    (
+        r"decoder\.up_blocks\.(\d+)\.attention\.mask_blurring\.weight",
+        lambda m: f"backbone.up.{m[1]}.attention.mask_kernel",
+    ),
     (r"decoder\.conv_attention\.(\w+)", lambda m: f"head.blend.{m[1]}"),
     (r"decoder\.to_rgb\.(\w+)", lambda m: f"head.to_rgb.{m[1]}"),
 )
@@ -318,17 +323,27 @@ def official_encoder_block(i: str) -> str:
 
 _CONV_INV = {"conv": "0", "norm": "1"}
 _INVERSE = rename_rules(
-    (r"backbone\.down\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
-     lambda m: f"encoder.{official_encoder_block(m[1])}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
+    (
+        r"backbone\.down\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
+        lambda m: f"encoder.{official_encoder_block(m[1])}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}",
+    ),
     (r"backbone\.up\.(\d+)\.up\.conv\.(\w+)", lambda m: f"decoder.up_blocks.{m[1]}.upconv.1.block.0.{m[2]}"),
-    (r"backbone\.up\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
-     lambda m: f"decoder.up_blocks.{m[1]}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
-    (r"backbone\.up\.(\d+)\.attention\.gates\.(\w+)\.fc([12])\.(\w+)",
-     lambda m: f"decoder.up_blocks.{m[1]}.attention.{m[2]}_gate.attention_transform.{2 * int(m[3]) - 2}.{m[4]}"),
-    (r"backbone\.up\.(\d+)\.attention\.refine\.(\d+)\.(conv|norm)\.(\w+)",
-     lambda m: f"decoder.up_blocks.{m[1]}.attention.learning_block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}"),
-    (r"backbone\.up\.(\d+)\.attention\.mask_kernel",
-     lambda m: f"decoder.up_blocks.{m[1]}.attention.mask_blurring.weight"),
+    (
+        r"backbone\.up\.(\d+)\.convs\.(\d+)\.(conv|norm)\.(\w+)",
+        lambda m: f"decoder.up_blocks.{m[1]}.convs.block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}",
+    ),
+    (
+        r"backbone\.up\.(\d+)\.attention\.gates\.(\w+)\.fc([12])\.(\w+)",
+        lambda m: f"decoder.up_blocks.{m[1]}.attention.{m[2]}_gate.attention_transform.{2 * int(m[3]) - 2}.{m[4]}",
+    ),
+    (
+        r"backbone\.up\.(\d+)\.attention\.refine\.(\d+)\.(conv|norm)\.(\w+)",
+        lambda m: f"decoder.up_blocks.{m[1]}.attention.learning_block.{m[2]}.block.{_CONV_INV[m[3]]}.{m[4]}",
+    ),
+    (
+        r"backbone\.up\.(\d+)\.attention\.mask_kernel",
+        lambda m: f"decoder.up_blocks.{m[1]}.attention.mask_blurring.weight",
+    ),
     (r"head\.blend\.(\w+)", lambda m: f"decoder.conv_attention.{m[1]}"),
     (r"head\.to_rgb\.(\w+)", lambda m: f"decoder.to_rgb.{m[1]}"),
 )
@@ -380,8 +395,14 @@ def ssam_options_from_state_dict(sd: Mapping[str, torch.Tensor], *, where: str =
 
     Raises :class:`ConfigError` (field ``weights``) naming the tensor that is missing or odd.
     """
-    convs = encoder_convs(sd, _ENC_CONV, where=where, first="encoder.block0.convs.block.0.block.0.weight",
-                          net="iSSAM", what="the first conv")
+    convs = encoder_convs(
+        sd,
+        _ENC_CONV,
+        where=where,
+        first="encoder.block0.convs.block.0.block.0.weight",
+        net="iSSAM",
+        what="the first conv",
+    )
     depth = len(convs)
     widths = [int(c.shape[0]) for c in convs]
     ch = widths[0]

@@ -17,8 +17,17 @@ from torch import nn
 class ViTBackbone(nn.Module):
     """Patch transformer: (N, in_ch, h, w) -> latent (N, latent, h, w) in (−1, 1)."""
 
-    def __init__(self, in_ch: int = 4, dim: int = 256, depth: int = 9, heads: int = 2, ffn: int = 512,
-                 patch: int = 4, latent: int = 12, dropout: float = 0.1):
+    def __init__(
+        self,
+        in_ch: int = 4,
+        dim: int = 256,
+        depth: int = 9,
+        heads: int = 2,
+        ffn: int = 512,
+        patch: int = 4,
+        latent: int = 12,
+        dropout: float = 0.1,
+    ):
         super().__init__()
         self.patch = patch
         self.embed = nn.Linear(patch * patch * in_ch, dim)
@@ -34,7 +43,9 @@ class ViTBackbone(nn.Module):
         p = self.patch
         if h % p or w % p:
             raise ValueError(f"ViT input sides must be multiples of {p}, got {h}x{w}")
-        return x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(n, (h // p) * (w // p), p * p * c)
+        return (
+            x.reshape(n, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(n, (h // p) * (w // p), p * p * c)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape

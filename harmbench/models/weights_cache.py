@@ -137,8 +137,10 @@ def manual_instructions(card: ModelCard | str, wf: WeightFile, root: str | os.Pa
     """How to get ``wf`` by hand and put it in the cache."""
     c = _card(card)
     how = wf.manual or (f"download it from {wf.url}" if wf.url else f"no download link is known; see {c.source}")
-    return (f"{c.name}: {wf.filename}: {how}; then run `harmbench weights import {c.name} FILE` "
-            f"(or put it at {target_path(c, wf, root)})")
+    return (
+        f"{c.name}: {wf.filename}: {how}; then run `harmbench weights import {c.name} FILE` "
+        f"(or put it at {target_path(c, wf, root)})"
+    )
 
 
 # ---- verification ---------------------------------------------------------------------------------
@@ -211,8 +213,17 @@ class _Incomplete(Exception):
 def _progress(total: int | None, initial: int, desc: str, enabled: bool | None) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                file=sys.stderr, dynamic_ncols=True, disable=(None if enabled is None else not enabled))
+    return tqdm(
+        total=total,
+        initial=initial,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=desc,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=(None if enabled is None else not enabled),
+    )
 
 
 def _open_http(url: str, offset: int, timeout: float) -> tuple[BinaryIO, int, int | None]:
@@ -328,7 +339,9 @@ def download(
         digest = verify_file(part, wf, what)
     except ChecksumError as exc:
         part.unlink(missing_ok=True)
-        raise ChecksumError(f"{exc} (downloaded from {url}); the file was deleted, nothing was kept in the cache") from None
+        raise ChecksumError(
+            f"{exc} (downloaded from {url}); the file was deleted, nothing was kept in the cache"
+        ) from None
     os.replace(part, dest)
     return digest
 
@@ -355,11 +368,21 @@ def fetch(
             report.files.append(FileResult(wf.role, wf.filename, "cached", have))  # found, not re-hashed
             continue
         if not wf.url:
-            report.files.append(FileResult(wf.role, wf.filename, "manual", instructions=manual_instructions(c, wf, root)))
+            report.files.append(
+                FileResult(wf.role, wf.filename, "manual", instructions=manual_instructions(c, wf, root))
+            )
             continue
         dest = target_path(c, wf, root)
-        digest = download(wf.url, dest, wf, what=f"{c.name}: {wf.filename}", retries=retries, timeout=timeout,
-                          progress=progress, backoff=backoff)
+        digest = download(
+            wf.url,
+            dest,
+            wf,
+            what=f"{c.name}: {wf.filename}",
+            retries=retries,
+            timeout=timeout,
+            progress=progress,
+            backoff=backoff,
+        )
         report.files.append(FileResult(wf.role, wf.filename, "fetched", dest, digest, wf.sha256 is not None))
     return report
 
@@ -382,8 +405,9 @@ def _match(card: ModelCard, paths: Sequence[Path]) -> list[tuple[WeightFile, Pat
             wf = card.files[0]
         if wf is None:
             names = ", ".join(f.filename for f in card.files)
-            raise UserError(f"{p}: not a file of model card {card.name!r} (its files: {names}); "
-                            "rename it to the card's file name")
+            raise UserError(
+                f"{p}: not a file of model card {card.name!r} (its files: {names}); rename it to the card's file name"
+            )
         if wf.filename in taken:
             raise UserError(f"{p} and {taken[wf.filename]} are both {card.name}'s {wf.filename}")
         taken[wf.filename] = p
@@ -434,7 +458,9 @@ def _known_card(name: str) -> ModelCard | None:
     return CARDS.get(name)
 
 
-def resolve_card_weights(spec: str, model: str | None = None, root: str | os.PathLike | None = None) -> list[Path] | None:
+def resolve_card_weights(
+    spec: str, model: str | None = None, root: str | os.PathLike | None = None
+) -> list[Path] | None:
     """The cached files of model card ``spec`` (in the card's order), or ``None`` when ``spec``
     names no card. A card for another model than ``model`` is a :class:`ConfigError`; a card
     whose files are not all on disk is a :class:`UserError` saying how to get them."""
@@ -445,8 +471,10 @@ def resolve_card_weights(spec: str, model: str | None = None, root: str | os.Pat
         raise ConfigError("weights", f"model card {card.name!r} holds weights for model {card.model!r}, not {model!r}")
     missing = missing_files(card, root)
     if missing:
-        how = [f"`harmbench weights fetch {card.name}`" if any(f.url for f in missing) else None,
-               f"`harmbench weights import {card.name} FILE…`"]
+        how = [
+            f"`harmbench weights fetch {card.name}`" if any(f.url for f in missing) else None,
+            f"`harmbench weights import {card.name} FILE…`",
+        ]
         lines = "; ".join(manual_instructions(card, f, root) for f in missing if not f.url)
         raise UserError(
             f"model card {card.name!r} is not in the weights cache ({cache_dir()}): missing "
@@ -484,20 +512,22 @@ def card_rows(cards: Iterable[ModelCard], root: str | os.PathLike | None = None)
     for c in cards:
         for wf in c.files or (WeightFile(role="", filename=""),):
             path = cached_path(c, wf, root) if wf.filename else None
-            rows.append({
-                "name": c.name,
-                "model": c.model,
-                "role": wf.role,
-                "file": wf.filename,
-                "size": wf.size,
-                "sha256": wf.sha256,
-                "licence": c.weights_license or c.code_license,
-                "source": c.source,
-                "url": wf.url,
-                "cached": path is not None,
-                "committed": path is not None and path.parent == committed_dir(),
-                "path": str(path) if path else None,
-            })
+            rows.append(
+                {
+                    "name": c.name,
+                    "model": c.model,
+                    "role": wf.role,
+                    "file": wf.filename,
+                    "size": wf.size,
+                    "sha256": wf.sha256,
+                    "licence": c.weights_license or c.code_license,
+                    "source": c.source,
+                    "url": wf.url,
+                    "cached": path is not None,
+                    "committed": path is not None and path.parent == committed_dir(),
+                    "path": str(path) if path else None,
+                }
+            )
     return rows
 
 
@@ -509,8 +539,12 @@ def format_table(rows: Sequence[dict[str, Any]], *, wide: bool = False) -> str:
         ("FILE", lambda r: r["file"]),
         ("SIZE", lambda r: human_size(r["size"])),
         ("SHA256", lambda r: (r["sha256"] if wide else r["sha256"][:12]) if r["sha256"] else "-"),
-        ("CACHED", lambda r: ("committed" if r["committed"] else "yes") if r["cached"]
-         else ("no" if r["url"] else "no (by hand)")),
+        (
+            "CACHED",
+            lambda r: (
+                ("committed" if r["committed"] else "yes") if r["cached"] else ("no" if r["url"] else "no (by hand)")
+            ),
+        ),
         ("LICENCE", lambda r: r["licence"] or "?"),
         ("SOURCE", lambda r: r["source"]),
     ]

@@ -391,7 +391,9 @@ def decode_object_mask(record: ObjectRecord) -> np.ndarray:
     except InputError:
         raise
     except Exception as exc:  # malformed RLE: pycocotools raises various types
-        raise InputError(record.mask_path or record.image_path, f"object {record.key}: cannot decode mask ({exc})") from exc
+        raise InputError(
+            record.mask_path or record.image_path, f"object {record.key}: cannot decode mask ({exc})"
+        ) from exc
     if not mask.any():
         raise InputError(record.mask_path or record.image_path, f"object {record.key}: empty mask")
     return mask

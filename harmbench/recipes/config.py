@@ -14,12 +14,13 @@ import dataclasses
 import inspect
 import os
 import re
-import tomllib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+import tomllib
 
 from harmbench.errors import ConfigError
 from harmbench.recipes.registry import get_recipe, recipe_names
@@ -62,7 +63,9 @@ class OutputConfig:
     composite_format: Literal["jpg", "png"] = opt("jpg", doc="encoding of composites")
     jpeg_quality: int = opt(95, doc="JPEG quality of encoded images", ge=95, le=100)
     store_reference: bool = opt(False, doc="also store the reference image (hcoco)")
-    max_side: int | None = opt(None, doc="resize so the longest side is at most this (pixels); none: keep size", ge=16, le=65536)
+    max_side: int | None = opt(
+        None, doc="resize so the longest side is at most this (pixels); none: keep size", ge=16, le=65536
+    )
 
 
 @dataclass(frozen=True)
@@ -79,9 +82,15 @@ class FilterConfig:
 class SplitConfig:
     """``[split]``: train/test split by image."""
 
-    test_fraction: float = opt(0.1, doc="fraction of images in the test split (0-1), drawn from (seed, image id)", ge=0.0, le=1.0)
-    train_list: str | tuple[str, ...] | None = opt(None, doc="image ids of the train split: a text file (one a line) or an array")
-    test_list: str | tuple[str, ...] | None = opt(None, doc="image ids of the test split: a text file (one a line) or an array")
+    test_fraction: float = opt(
+        0.1, doc="fraction of images in the test split (0-1), drawn from (seed, image id)", ge=0.0, le=1.0
+    )
+    train_list: str | tuple[str, ...] | None = opt(
+        None, doc="image ids of the train split: a text file (one a line) or an array"
+    )
+    test_list: str | tuple[str, ...] | None = opt(
+        None, doc="image ids of the test split: a text file (one a line) or an array"
+    )
     unlisted: Literal["hash", "train", "test", "skip"] = opt(
         "hash", doc="split of images in neither list: hash (test_fraction), train, test or skip"
     )
@@ -108,12 +117,17 @@ class RecipeCommon:
 
     type: str = opt(doc="registered recipe: hcoco, hadobe5k, identical, hue, iharmony4")
     source: str = opt(doc="name of a [sources.<name>] table")
-    name: str | None = opt(None, doc="key prefix and meta name; default: the type; unique per build", check=_dot_free_name)
+    name: str | None = opt(
+        None, doc="key prefix and meta name; default: the type; unique per build", check=_dot_free_name
+    )
     per_object: int = opt(1, doc="samples per input object (key suffix _1.._k when > 1)", ge=1, le=100)
     max_samples: int | None = opt(None, doc="keep at most this many planned samples (deterministic subset)", ge=1)
     splits: tuple[str, ...] | None = opt(
-        None, doc="plan samples only for photos of these splits, e.g. [\"train\"] (default: every split)",
-        nonempty=True, unique=True, check=_split_names,
+        None,
+        doc='plan samples only for photos of these splits, e.g. ["train"] (default: every split)',
+        nonempty=True,
+        unique=True,
+        check=_split_names,
     )
     fg_ratio_min: float | None = opt(None, doc="override of filters.fg_ratio_min", ge=0.0, le=1.0)
     fg_ratio_max: float | None = opt(None, doc="override of filters.fg_ratio_max", ge=0.0, le=1.0)
@@ -132,7 +146,12 @@ SOURCE_KINDS = {
     "triplets": "triplet",
 }
 
-_FILTER_FIELDS = {"fg_ratio_min": "fg_ratio", "fg_ratio_max": "fg_ratio", "min_fmse": "min_fmse", "max_attempts": "min_fmse"}
+_FILTER_FIELDS = {
+    "fg_ratio_min": "fg_ratio",
+    "fg_ratio_max": "fg_ratio",
+    "min_fmse": "min_fmse",
+    "max_attempts": "min_fmse",
+}
 
 
 @dataclass(frozen=True)
@@ -291,7 +310,9 @@ def apply_overrides(data: dict, overrides: Mapping[str, Any], path: str | None) 
 
 # --------------------------------------------------------------------------- paths
 
-_PATH_KEY_RE = re.compile(r"^(root|path|dir|file|annotations|images|masks|split_file)$|_(root|path|dir|file|json|list)$")
+_PATH_KEY_RE = re.compile(
+    r"^(root|path|dir|file|annotations|images|masks|split_file)$|_(root|path|dir|file|json|list)$"
+)
 
 
 def is_path_option(key: str) -> bool:
@@ -336,7 +357,9 @@ def resolve_path(value: str, base: Path, *, from_cli: bool = False) -> Path:
 _TOP_LEVEL = ("dataset", "output", "split", "filters", "sources", "recipes")
 
 
-def _read_id_list(value: str | tuple[str, ...] | None, field: str, base: Path, path: str, from_cli: bool) -> frozenset[str]:
+def _read_id_list(
+    value: str | tuple[str, ...] | None, field: str, base: Path, path: str, from_cli: bool
+) -> frozenset[str]:
     if value is None:
         return frozenset()
     if isinstance(value, tuple):
@@ -467,9 +490,15 @@ def _check_source_signature(fn: Any, options: dict, where: str, path: str) -> No
         allowed |= set(FILTER_OPTIONS)
     for k in options:
         if k not in allowed:
-            raise ConfigError(f"{where}.{k}", f"unknown source option (known: {', '.join(sorted(allowed)) or 'none'})", path=path)
+            raise ConfigError(
+                f"{where}.{k}", f"unknown source option (known: {', '.join(sorted(allowed)) or 'none'})", path=path
+            )
     for n, p in params.items():
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is inspect.Parameter.empty and n not in options:
+        if (
+            p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and p.default is inspect.Parameter.empty
+            and n not in options
+        ):
             raise ConfigError(f"{where}.{n}", "is required by the source", path=path)
 
 
@@ -512,14 +541,26 @@ def _load_recipes(
             if getattr(common, fname) is not None and group not in recipe.filters:
                 raise ConfigError(f"{where}.{fname}", f"does not apply to recipe {rtype!r}", path=path)
         if recipe.max_per_object is not None and common.per_object > recipe.max_per_object:
-            raise ConfigError(f"{where}.per_object", f"must be <= {recipe.max_per_object} for recipe {rtype!r}", path=path)
-        fdict = {f: getattr(common, f) if getattr(common, f) is not None else getattr(filters, f) for f in _FILTER_FIELDS}
+            raise ConfigError(
+                f"{where}.per_object", f"must be <= {recipe.max_per_object} for recipe {rtype!r}", path=path
+            )
+        fdict = {
+            f: getattr(common, f) if getattr(common, f) is not None else getattr(filters, f) for f in _FILTER_FIELDS
+        }
         rfilters = FilterConfig(**fdict)
         if rfilters.fg_ratio_min > rfilters.fg_ratio_max:
-            raise ConfigError(f"{where}.fg_ratio_min", f"{rfilters.fg_ratio_min} exceeds fg_ratio_max {rfilters.fg_ratio_max}", path=path)
+            raise ConfigError(
+                f"{where}.fg_ratio_min",
+                f"{rfilters.fg_ratio_min} exceeds fg_ratio_max {rfilters.fg_ratio_max}",
+                path=path,
+            )
         name = common.name or rtype
         if name in seen:
-            raise ConfigError(f"{where}.name", f"recipe name {name!r} already used by recipes[{seen[name]}]; set a distinct name", path=path)
+            raise ConfigError(
+                f"{where}.name",
+                f"recipe name {name!r} already used by recipes[{seen[name]}]; set a distinct name",
+                path=path,
+            )
         seen[name] = i
         rc = RecipeConfig(
             index=i,
@@ -559,14 +600,20 @@ def build_config_from_text(
     output = from_table(OutputConfig, data.get("output", {}), "output", spath)
     filters = from_table(FilterConfig, data.get("filters", {}), "filters", spath)
     if filters.fg_ratio_min > filters.fg_ratio_max:
-        raise ConfigError("filters.fg_ratio_min", f"{filters.fg_ratio_min} exceeds fg_ratio_max {filters.fg_ratio_max}", path=spath)
+        raise ConfigError(
+            "filters.fg_ratio_min", f"{filters.fg_ratio_min} exceeds fg_ratio_max {filters.fg_ratio_max}", path=spath
+        )
     split_tbl = data.get("split", {})
-    split = from_table(SplitConfig, split_tbl, "split", spath, extra={"train_ids": frozenset(), "test_ids": frozenset()})
+    split = from_table(
+        SplitConfig, split_tbl, "split", spath, extra={"train_ids": frozenset(), "test_ids": frozenset()}
+    )
     train_ids = _read_id_list(split.train_list, "split.train_list", base, spath, "split.train_list" in touched)
     test_ids = _read_id_list(split.test_list, "split.test_list", base, spath, "split.test_list" in touched)
     both = sorted(train_ids & test_ids)
     if both:
-        raise ConfigError("split.test_list", f"{len(both)} image id(s) also in split.train_list, e.g. {both[:3]}", path=spath)
+        raise ConfigError(
+            "split.test_list", f"{len(both)} image id(s) also in split.train_list, e.g. {both[:3]}", path=spath
+        )
     split = dataclasses.replace(split, train_ids=train_ids, test_ids=test_ids)
     sources = _load_sources(data.get("sources"), base, spath, touched)
     recipes = _load_recipes(data.get("recipes"), filters, sources, spath)

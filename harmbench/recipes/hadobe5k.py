@@ -24,6 +24,7 @@ from harmbench.errors import ConfigError, InputError
 from harmbench.recipes.base import SampleArrays, SampleSpec, sample_rng, sample_seed
 from harmbench.recipes.common import (
     Foreground,
+    decode_object_mask,
     filter_objects,
     fit_size,
     image_ext,
@@ -32,7 +33,6 @@ from harmbench.recipes.common import (
     require_change,
     resize_mask,
     resize_rgb,
-    decode_object_mask,
     sample_key,
     sizes_meta,
 )
@@ -45,7 +45,9 @@ from harmbench.sources.base import ObjectRecord
 class Hadobe5kOptions:
     """Options of ``[[recipes]] type = "hadobe5k"``."""
 
-    versions: tuple[str, ...] | None = opt(None, doc="versions to use (e.g. [\"A\", \"C\"]); default: all of each photo", nonempty=True, unique=True)
+    versions: tuple[str, ...] | None = opt(
+        None, doc='versions to use (e.g. ["A", "C"]); default: all of each photo', nonempty=True, unique=True
+    )
     real_version: str | None = opt(None, doc="version used as the real image; default: drawn per object", nonempty=True)
 
 
@@ -59,9 +61,13 @@ class Hadobe5kRecipe(Recipe):
     def validate(self, rc: Any, path: str | None) -> None:
         o: Hadobe5kOptions = rc.options
         if o.real_version is not None and o.versions is not None and o.real_version not in o.versions:
-            raise ConfigError(f"{rc.where}.real_version", f"{o.real_version!r} is not among versions {list(o.versions)}", path=path)
+            raise ConfigError(
+                f"{rc.where}.real_version", f"{o.real_version!r} is not among versions {list(o.versions)}", path=path
+            )
         if o.versions is not None and len(o.versions) < 2:
-            raise ConfigError(f"{rc.where}.versions", "needs at least 2 versions (one real, one for the foreground)", path=path)
+            raise ConfigError(
+                f"{rc.where}.versions", "needs at least 2 versions (one real, one for the foreground)", path=path
+            )
 
     def plan(self, ctx: Any, rc: Any, records: Sequence[ObjectRecord]) -> list[SampleSpec]:
         o: Hadobe5kOptions = rc.options
@@ -73,7 +79,10 @@ class Hadobe5kRecipe(Recipe):
                 avail = [v for v in avail if v in o.versions]
             if o.real_version is not None:
                 if o.real_version not in avail:
-                    ctx.skip(rec.image_path, f"{rc.name}: object {rec.key}: no version {o.real_version!r} (has {', '.join(avail) or 'none'})")
+                    ctx.skip(
+                        rec.image_path,
+                        f"{rc.name}: object {rec.key}: no version {o.real_version!r} (has {', '.join(avail) or 'none'})",
+                    )
                     continue
                 real_v = o.real_version
             elif avail:
@@ -82,15 +91,26 @@ class Hadobe5kRecipe(Recipe):
                 real_v = None
             others = [v for v in avail if v != real_v]
             if real_v is None or not others:
-                ctx.skip(rec.image_path, f"{rc.name}: object {rec.key}: needs 2 versions of the photo, has {', '.join(avail) or 'none'}")
+                ctx.skip(
+                    rec.image_path,
+                    f"{rc.name}: object {rec.key}: needs 2 versions of the photo, has {', '.join(avail) or 'none'}",
+                )
                 continue
             perm = [others[int(i)] for i in sample_rng(ctx.seed, f"{rec.key}:versions").permutation(len(others))]
             n = min(rc.per_object, len(perm))
             for k in range(1, n + 1):
                 key = sample_key(rc.name, rec.key, k, rc.per_object)
                 order = tuple(perm[(k - 1 + a) % len(perm)] for a in range(len(perm)))
-                inputs = {**common, "record": rec, "fg_ratio": round(ratio, 6), "real_version": real_v, "fg_versions": order}
-                specs.append(SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs))
+                inputs = {
+                    **common,
+                    "record": rec,
+                    "fg_ratio": round(ratio, 6),
+                    "real_version": real_v,
+                    "fg_versions": order,
+                }
+                specs.append(
+                    SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs)
+                )
         return specs
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:
@@ -102,7 +122,9 @@ class Hadobe5kRecipe(Recipe):
         out_size = fit_size(*base, inp["max_side"])
         mask = resize_mask(decode_object_mask(rec), out_size)
         if mask.shape != base and not mask.any():
-            raise InputError(rec.image_path, f"object {rec.key}: mask vanishes when resized to {out_size[1]}x{out_size[0]}")
+            raise InputError(
+                rec.image_path, f"object {rec.key}: mask vanishes when resized to {out_size[1]}x{out_size[0]}"
+            )
         real_path = rec.versions[real_v]
         real, data = read_image(real_path)
         native = real.shape[:2]
@@ -122,7 +144,13 @@ class Hadobe5kRecipe(Recipe):
             return version[region.box][region.mask], info
 
         comp, info, f, attempt = require_change(
-            min(inp["max_attempts"], len(fg_versions)), inp["min_fmse"], draw, real, region, real_path, f"object {rec.key}"
+            min(inp["max_attempts"], len(fg_versions)),
+            inp["min_fmse"],
+            draw,
+            real,
+            region,
+            real_path,
+            f"object {rec.key}",
         )
         meta = object_meta(spec, rec, mask)
         meta.update(

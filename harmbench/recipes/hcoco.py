@@ -45,7 +45,10 @@ class HcocoOptions:
     """Options of ``[[recipes]] type = "hcoco"``."""
 
     methods: tuple[str, ...] = opt(
-        IHARMONY4_METHODS, doc="colour-transfer methods to draw from (registered transfer names)", nonempty=True, unique=True
+        IHARMONY4_METHODS,
+        doc="colour-transfer methods to draw from (registered transfer names)",
+        nonempty=True,
+        unique=True,
     )
     reference_fallback: Literal["any", "skip"] = opt(
         "any", doc="when no other photo has an object of the same category: any category, or skip the object"
@@ -84,7 +87,9 @@ class HcocoRecipe(Recipe):
         known = available_transfers()
         for j, m in enumerate(rc.options.methods):
             if m not in known:
-                raise ConfigError(f"{rc.where}.methods[{j}]", f"unknown colour transfer {m!r} (known: {', '.join(known)})", path=path)
+                raise ConfigError(
+                    f"{rc.where}.methods[{j}]", f"unknown colour transfer {m!r} (known: {', '.join(known)})", path=path
+                )
 
     def plan(self, ctx: Any, rc: Any, records: Sequence[ObjectRecord]) -> list[SampleSpec]:
         opts: HcocoOptions = rc.options
@@ -111,11 +116,16 @@ class HcocoRecipe(Recipe):
             fallback = False
             if len(pool) - same <= 0:
                 if opts.reference_fallback == "skip":
-                    ctx.skip(rec.image_path, f"{rc.name}: object {rec.key}: no object of category {rec.category!r} in another photo")
+                    ctx.skip(
+                        rec.image_path,
+                        f"{rc.name}: object {rec.key}: no object of category {rec.category!r} in another photo",
+                    )
                     continue
                 pool, same, fallback = by_all[scope], n_img[(scope, rec.image_id)], True
                 if len(pool) - same <= 0:
-                    ctx.skip(rec.image_path, f"{rc.name}: object {rec.key}: no object in another photo to take colours from")
+                    ctx.skip(
+                        rec.image_path, f"{rc.name}: object {rec.key}: no object in another photo to take colours from"
+                    )
                     continue
             order = sample_rng(ctx.seed, f"{rec.key}:methods").permutation(len(methods))
             for k in range(1, rc.per_object + 1):
@@ -130,7 +140,9 @@ class HcocoRecipe(Recipe):
                     "methods": method_order,
                     "fg_ratio": round(ratio, 6),
                 }
-                specs.append(SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs))
+                specs.append(
+                    SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs)
+                )
         return specs
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:

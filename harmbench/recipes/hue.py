@@ -17,7 +17,15 @@ import numpy as np
 
 from harmbench.errors import ConfigError
 from harmbench.recipes.base import SampleArrays, SampleSpec, sample_seed
-from harmbench.recipes.common import TransferTarget, filter_objects, load_object, object_meta, require_change, sample_key, sizes_meta
+from harmbench.recipes.common import (
+    TransferTarget,
+    filter_objects,
+    load_object,
+    object_meta,
+    require_change,
+    sample_key,
+    sizes_meta,
+)
 from harmbench.recipes.registry import Recipe, register_recipe
 from harmbench.recipes.schema import opt
 from harmbench.sources.base import ObjectRecord
@@ -61,7 +69,9 @@ class HueRecipe(Recipe):
                     "sat_scale": o.sat_scale,
                     "sat_floor": o.sat_floor,
                 }
-                specs.append(SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs))
+                specs.append(
+                    SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs)
+                )
         return specs
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:
@@ -83,7 +93,13 @@ class HueRecipe(Recipe):
         )
         meta = object_meta(spec, rec, obj.mask)
         meta.update(
-            {"method": "hue", "params": info["params"], "attempt": attempt, "fmse": round(f, 3), **sizes_meta(obj.original_size, obj.real)}
+            {
+                "method": "hue",
+                "params": info["params"],
+                "attempt": attempt,
+                "fmse": round(f, 3),
+                **sizes_meta(obj.original_size, obj.real),
+            }
         )
         return SampleArrays(
             key=spec.key,

@@ -30,7 +30,9 @@ class IdenticalRecipe(Recipe):
         for rec, split, ratio in filter_objects(ctx, rc, records):
             key = sample_key(rc.name, rec.key, 1, 1)
             inputs = {**common, "record": rec, "fg_ratio": round(ratio, 6)}
-            specs.append(SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs))
+            specs.append(
+                SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs)
+            )
         return specs
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:

@@ -27,7 +27,9 @@ from harmbench.sources.base import TripletRecord, make_key
 class Iharmony4Options:
     """Options of ``[[recipes]] type = "iharmony4"``."""
 
-    subsets: tuple[str, ...] | None = opt(None, doc="keep only these subsets (e.g. [\"HCOCO\"]); default: all", nonempty=True, unique=True)
+    subsets: tuple[str, ...] | None = opt(
+        None, doc='keep only these subsets (e.g. ["HCOCO"]); default: all', nonempty=True, unique=True
+    )
 
 
 def real_image_id(rec: TripletRecord) -> str:
@@ -59,7 +61,9 @@ class Iharmony4Recipe(Recipe):
                 continue
             key = sample_key(rc.name, rec.key, 1, 1)
             inputs = {**common, "record": rec, "image_id": image_id}
-            specs.append(SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs))
+            specs.append(
+                SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs)
+            )
         return specs
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:

@@ -71,7 +71,15 @@ def _load_all() -> None:
     import pkgutil
 
     for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if info.name not in ("base", "registry", "schema", "config", "planning", "common", "splits") and not info.name.startswith("_"):
+        if info.name not in (
+            "base",
+            "registry",
+            "schema",
+            "config",
+            "planning",
+            "common",
+            "splits",
+        ) and not info.name.startswith("_"):
             importlib.import_module(f"harmbench.recipes.{info.name}")
 
 

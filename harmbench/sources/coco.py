@@ -52,12 +52,18 @@ def _mask_utils():
 
 def _as_bytes_rle(rle: Mapping) -> dict:
     counts = rle["counts"]
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
 
 
 def _as_str_rle(rle: Mapping) -> dict:
     counts = rle["counts"]
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
 
 
 def encode_mask(mask: np.ndarray) -> dict:
@@ -277,11 +283,15 @@ def split_filter_options(options: Mapping[str, Any], source: str) -> dict[str, A
     """Check that ``options`` only holds filter names; returns them (unknown names -> ``UserError``)."""
     unknown = sorted(set(options) - set(FILTER_OPTIONS))
     if unknown:
-        raise UserError(f"source {source!r}: unknown option(s) {', '.join(unknown)}; filters: {', '.join(FILTER_OPTIONS)}")
+        raise UserError(
+            f"source {source!r}: unknown option(s) {', '.join(unknown)}; filters: {', '.join(FILTER_OPTIONS)}"
+        )
     return dict(options)
 
 
-def finish(records: Iterable[ObjectRecord], skipped: list[dict], filtered: Counter, filters: Mapping[str, Any]) -> SourceRecords:
+def finish(
+    records: Iterable[ObjectRecord], skipped: list[dict], filtered: Counter, filters: Mapping[str, Any]
+) -> SourceRecords:
     """Apply the filters, sort by key and wrap everything into a :class:`SourceRecords`.
 
     Records that share a key (two files that name one photo and object) are all left out,
@@ -292,7 +302,9 @@ def finish(records: Iterable[ObjectRecord], skipped: list[dict], filtered: Count
     if clashes:
         for r in records:
             if r.key in clashes:
-                skipped.append(skip_entry(r.mask_path or r.image_path, f"key {r.key!r} is shared by: {', '.join(clashes[r.key])}"))
+                skipped.append(
+                    skip_entry(r.mask_path or r.image_path, f"key {r.key!r} is shared by: {', '.join(clashes[r.key])}")
+                )
         records = [r for r in records if r.key not in clashes]
     kept = apply_object_filters(records, filtered=filtered, **filters)
     return SourceRecords(kept, skipped, {k: v for k, v in sorted(filtered.items()) if v})
@@ -307,7 +319,9 @@ def _find_annotations(root: Path) -> Path:
         cands = sorted(root.glob("*.json"))
     if len(cands) != 1:
         found = ", ".join(p.name for p in cands) or "none"
-        raise InputError(str(root), f"expected exactly one COCO JSON in annotations/ (found: {found}); pass annotations=")
+        raise InputError(
+            str(root), f"expected exactly one COCO JSON in annotations/ (found: {found}); pass annotations="
+        )
     return cands[0]
 
 
@@ -494,7 +508,9 @@ def coco_source(
     elif root_p is not None:
         images_dir = root_p / "images" if (root_p / "images").is_dir() else root_p
     else:
-        images_dir = ann_path.parent.parent / "images" if (ann_path.parent.parent / "images").is_dir() else ann_path.parent
+        images_dir = (
+            ann_path.parent.parent / "images" if (ann_path.parent.parent / "images").is_dir() else ann_path.parent
+        )
     try:
         data = json.loads(ann_path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from harmbench.fileio import atomic_write_bytes
 from harmbench.errors import InputError
+from harmbench.fileio import atomic_write_bytes
 from harmbench.sources import register_source
 from harmbench.sources.base import SourceRecords
 from harmbench.sources.coco import load_coco_dict, split_filter_options
@@ -98,7 +98,10 @@ def demo_photo_path(file_name: str, skimage_name: str | None = None, *, cache_di
 def materialise_demo_photos(cache_dir: PathLike | None = None) -> dict[str, Path]:
     """``{file_name: path}`` for every demo photo (bundled file or cached copy)."""
     data = load_demo_annotations()
-    return {im["file_name"]: demo_photo_path(im["file_name"], im.get("skimage_name"), cache_dir=cache_dir) for im in data["images"]}
+    return {
+        im["file_name"]: demo_photo_path(im["file_name"], im.get("skimage_name"), cache_dir=cache_dir)
+        for im in data["images"]
+    }
 
 
 def demo_versions(photo: Path, *, cache_dir: PathLike | None = None) -> dict[str, str]:
@@ -159,7 +162,9 @@ def demo_source(
                 vers[r.image_path] = demo_versions(Path(r.image_path), cache_dir=cache_dir)
     return SourceRecords(
         [
-            replace(r, meta={**dict(r.meta), "skimage_name": names[r.image_id]}, versions=vers.get(r.image_path, r.versions))
+            replace(
+                r, meta={**dict(r.meta), "skimage_name": names[r.image_id]}, versions=vers.get(r.image_path, r.versions)
+            )
             for r in records
         ],
         records.skipped,
@@ -167,4 +172,11 @@ def demo_source(
     )
 
 
-__all__ = ["demo_annotations_path", "demo_photo_path", "demo_source", "demo_versions", "load_demo_annotations", "materialise_demo_photos"]
+__all__ = [
+    "demo_annotations_path",
+    "demo_photo_path",
+    "demo_source",
+    "demo_versions",
+    "load_demo_annotations",
+    "materialise_demo_photos",
+]

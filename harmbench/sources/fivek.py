@@ -98,8 +98,6 @@ def _same_aspect(a: tuple[int, int], b: tuple[int, int]) -> bool:
     return abs(a[0] / a[1] - b[0] / b[1]) <= ASPECT_TOLERANCE * (b[0] / b[1])
 
 
-
-
 def _match_photo(stem: str, photos: Mapping[str, Any], by_short: Mapping[str, str]) -> tuple[str, str] | None:
     """``(photo_id, object_id)`` for a mask or image stem, or None."""
 
@@ -234,10 +232,15 @@ def fivek_source(
                 usable[v] = photos[pid][v]
             else:
                 skipped.append(
-                    skip_entry(photos[pid][v], f"version {v} is {hw[1]}x{hw[0]}, mask {mask_path or origin.get('mask_key')} is {size[1]}x{size[0]} (aspect ratio differs)")
+                    skip_entry(
+                        photos[pid][v],
+                        f"version {v} is {hw[1]}x{hw[0]}, mask {mask_path or origin.get('mask_key')} is {size[1]}x{size[0]} (aspect ratio differs)",
+                    )
                 )
         if not usable:
-            skipped.append(skip_entry(mask_path or pid, f"photo {pid}: no version matches the mask size {size[1]}x{size[0]}"))
+            skipped.append(
+                skip_entry(mask_path or pid, f"photo {pid}: no version matches the mask size {size[1]}x{size[0]}")
+            )
             continue
         default = _pick_default(usable, native[pid], size, default_version)
         meta: dict[str, Any] = {
@@ -269,7 +272,9 @@ def fivek_source(
     return finish(records, skipped, filtered, filters)
 
 
-def _pick_default(usable: Mapping[str, str], native: Mapping[str, tuple[int, int]], size: tuple[int, int], requested: str | None) -> str:
+def _pick_default(
+    usable: Mapping[str, str], native: Mapping[str, tuple[int, int]], size: tuple[int, int], requested: str | None
+) -> str:
     if requested is not None:
         name = _version_name(requested)
         if name in usable:

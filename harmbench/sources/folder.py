@@ -120,7 +120,9 @@ def folder_source(
             continue
         key = make_key(source_name, stem, oid)
         if key in used:
-            skipped.append(skip_entry(mf, f"key {key!r} is shared with {used[key]} (one mask per photo and object number)"))
+            skipped.append(
+                skip_entry(mf, f"key {key!r} is shared with {used[key]} (one mask per photo and object number)")
+            )
             continue
         used[key] = mf
         rle = encode_mask(mask)

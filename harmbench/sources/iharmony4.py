@@ -151,7 +151,9 @@ def _finish(records: Iterable[TripletRecord], skipped: list[SkippedInput], layou
     if clashes:
         for r in out:
             if r.key in clashes:
-                skipped.append(SkippedInput(r.composite_path, f"key {r.key!r} is shared by: {', '.join(clashes[r.key])}"))
+                skipped.append(
+                    SkippedInput(r.composite_path, f"key {r.key!r} is shared by: {', '.join(clashes[r.key])}")
+                )
         out = [r for r in out if r.key not in clashes]
     out.sort(key=lambda r: (r.key, r.composite_path))
     skipped = sorted(set(skipped), key=lambda s: (s.path, s.reason))
@@ -242,7 +244,9 @@ def scan_iharmony4_layout(root: Path, split: str | None = "test") -> TripletScan
                 comp = comps.get(stem)
             if comp is None:
                 skipped.append(
-                    SkippedInput(str(sub / COMPOSITE_DIR / name), f"listed in {split_file} but the composite file is missing")
+                    SkippedInput(
+                        str(sub / COMPOSITE_DIR / name), f"listed in {split_file} but the composite file is missing"
+                    )
                 )
                 continue
             rec = _layout_record(sub, comp, masks, reals, split if listed is not None else None)
@@ -255,7 +259,12 @@ def scan_iharmony4_layout(root: Path, split: str | None = "test") -> TripletScan
             if sub_name in {s.name for s in subsets}:
                 continue
             for line, split_file in entries:
-                skipped.append(SkippedInput(str(root / line), f"listed in {split_file} but no subset folder {sub_name!r} with {', '.join(LAYOUT_DIRS)}"))
+                skipped.append(
+                    SkippedInput(
+                        str(root / line),
+                        f"listed in {split_file} but no subset folder {sub_name!r} with {', '.join(LAYOUT_DIRS)}",
+                    )
+                )
     return _finish(records, skipped, "iharmony4")
 
 

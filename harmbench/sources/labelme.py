@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from harmbench.fileio import atomic_write_bytes
 from harmbench.errors import InputError
+from harmbench.fileio import atomic_write_bytes
 from harmbench.imaging import IMAGE_EXTENSIONS, image_size, read_mask
 from harmbench.sources import register_source
 from harmbench.sources.base import ObjectRecord, SourceRecords, make_key, skip_entry

@@ -40,7 +40,6 @@ from harmbench.models.checkpoints import (  # noqa: F401  (re-exported: the read
 )
 
 
-
 def dataset_index_hash(data_dir: str | os.PathLike) -> str:
     """sha256 of ``<data_dir>/index.json`` (identifies the exact shard set)."""
     p = Path(data_dir) / "index.json"

@@ -218,7 +218,9 @@ class TrainConfig:
         if t.amp not in AMP_MODES:
             raise ConfigError("train.amp", f"must be one of {AMP_MODES}, got {t.amp!r}", path=p)
         if t.final_validation not in FINAL_VALIDATION:
-            raise ConfigError("train.final_validation", f"must be one of {FINAL_VALIDATION}, got {t.final_validation!r}", path=p)
+            raise ConfigError(
+                "train.final_validation", f"must be one of {FINAL_VALIDATION}, got {t.final_validation!r}", path=p
+            )
         from harmbench.train.steps import get_step
 
         spec = get_step(self.model.name)
@@ -247,7 +249,9 @@ def learned_models() -> tuple[str, ...]:
     return tuple(sorted(STEPS))
 
 
-def diff_configs(saved: Mapping[str, Any], current: Mapping[str, Any], *, ignore: frozenset[str] = frozenset()) -> list[str]:
+def diff_configs(
+    saved: Mapping[str, Any], current: Mapping[str, Any], *, ignore: frozenset[str] = frozenset()
+) -> list[str]:
     """Dotted fields (``optim.lr``) whose values differ between two ``to_dict()`` dicts."""
     out = []
     for section in sorted(set(saved) | set(current)):
@@ -307,7 +311,9 @@ def _check_type(name: str, annotation: str, value: Any, path: str | None) -> Any
         return None
     base = ann.replace("|None", "")
     if base.startswith("tuple"):
-        if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        ):
             raise ConfigError(name, f"must be a list of numbers, got {value!r}", path=path)
         return tuple(float(v) for v in value)
     if base.startswith("dict"):
@@ -333,7 +339,11 @@ def _section(cls: type, name: str, data: Any, path: str | None) -> Any:
         if key not in known:
             raise ConfigError(f"{name}.{key}", f"unknown field; known: {', '.join(sorted(known))}", path=path)
         kwargs[key] = _check_type(f"{name}.{key}", str(known[key].type), value, path)
-    missing = [f.name for f in fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in kwargs]  # type: ignore[misc]
+    missing = [
+        f.name
+        for f in fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in kwargs
+    ]  # type: ignore[misc]
     if missing:
         raise ConfigError(f"{name}.{missing[0]}", "required field is missing", path=path)
     return cls(**kwargs)

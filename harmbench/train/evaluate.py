@@ -45,7 +45,9 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255.0).round()
 
 
-def score_batch(pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor, profile: str = "harmbench") -> dict[str, torch.Tensor]:
+def score_batch(
+    pred: torch.Tensor, real: torch.Tensor, mask: torch.Tensor, profile: str = "harmbench"
+) -> dict[str, torch.Tensor]:
     """Per-image metrics of RGB 0–1 ``pred``/``real`` ``(N,3,H,W)`` and mask ``(N,1,H,W)`` (0–255 scale)."""
     from harmbench.metrics import compute_metrics
 
@@ -96,8 +98,13 @@ def evaluate(
             out[name] = sums[group][name] / c if c else float("nan")
         return out
 
-    result = {**means("All"), "n_empty_fg": counts["All"]["n"] - counts["All"]["fmse"], "profile": profile,
-              "image_size": image_size, "split": split}
+    result = {
+        **means("All"),
+        "n_empty_fg": counts["All"]["n"] - counts["All"]["fmse"],
+        "profile": profile,
+        "image_size": image_size,
+        "split": split,
+    }
     result["by_recipe"] = {g: means(g) for g in sorted(counts) if g != "All"}
     if n_total == 0:
         from harmbench.errors import UserError

@@ -21,6 +21,7 @@ import torch
 from harmbench.errors import UserError
 from harmbench.models.pretrained import PRETRAINED, load_pretrained, pretrained_path, weights_dir  # noqa: F401
 
+
 def export_pretrained(
     checkpoint: str | os.PathLike,
     dest: str | os.PathLike,
@@ -119,7 +120,10 @@ def reference_samples(root: str | os.PathLike, *, n: int = 6, size: int = 128) -
         raise UserError(f"{root}: no objects found")
     reals, masks = [], []
     for r in records:
-        img = torch.from_numpy(np.array(read_rgb(r.image_path), dtype=np.uint8, copy=True)).permute(2, 0, 1).float()[None] / 255.0
+        img = (
+            torch.from_numpy(np.array(read_rgb(r.image_path), dtype=np.uint8, copy=True)).permute(2, 0, 1).float()[None]
+            / 255.0
+        )
         m = torch.from_numpy(r.decode_mask().astype(np.float32))[None, None]
         reals.append(F.interpolate(img, size=(size, size), mode="bilinear", align_corners=False, antialias=True))
         masks.append(F.interpolate(m, size=(size, size), mode="nearest"))
@@ -144,12 +148,20 @@ def reference_check(model: Any, root: str | os.PathLike, *, n: int = 6, size: in
     v = score_batch(pred, s["real"], s["mask"])
     c = score_batch(s["composite"], s["real"], s["mask"])
     i = score_batch(ident, s["real"], s["mask"])
-    r6 = lambda t: [round(float(x), 6) for x in t]
+
+    def r6(t):
+        return [round(float(x), 6) for x in t]
+
     return {
-        "root": "shared/data/labelme_outdoor", "size": size, "keys": s["keys"],
-        "mse": r6(v["mse"]), "fmse": r6(v["fmse"]),
-        "composite_mse": r6(c["mse"]), "composite_fmse": r6(c["fmse"]),
-        "identical_mse": r6(i["mse"]), "identical_fmse": r6(i["fmse"]),
+        "root": "shared/data/labelme_outdoor",
+        "size": size,
+        "keys": s["keys"],
+        "mse": r6(v["mse"]),
+        "fmse": r6(v["fmse"]),
+        "composite_mse": r6(c["mse"]),
+        "composite_fmse": r6(c["fmse"]),
+        "identical_mse": r6(i["mse"]),
+        "identical_fmse": r6(i["fmse"]),
     }
 
 

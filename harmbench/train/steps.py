@@ -113,7 +113,9 @@ def check_finite(terms: Mapping[str, torch.Tensor], ctx: StepContext, keys: list
             raise NonFiniteLossError(ctx.step, name, v, keys)
 
 
-def _backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params: list[nn.Parameter], ctx: StepContext) -> None:
+def _backward_step(
+    loss: torch.Tensor, opt: torch.optim.Optimizer, params: list[nn.Parameter], ctx: StepContext
+) -> None:
     """Backward + optional clip + optimizer step (through the GradScaler when there is one)."""
     opt.zero_grad(set_to_none=True)
     if ctx.scaler is not None:
@@ -250,7 +252,9 @@ def get_step(name: str) -> StepSpec:
     try:
         return STEPS[name]
     except KeyError:
-        raise ConfigError("model.name", f"no training step for {name!r}; trainable: {', '.join(sorted(STEPS))}") from None
+        raise ConfigError(
+            "model.name", f"no training step for {name!r}; trainable: {', '.join(sorted(STEPS))}"
+        ) from None
 
 
 def model_class(name: str) -> type:
@@ -266,7 +270,11 @@ def model_class(name: str) -> type:
 
 
 def make_optimizers(
-    model: nn.Module, spec: StepSpec, *, lr: float | None = None, betas: Iterable[float] | None = None,
+    model: nn.Module,
+    spec: StepSpec,
+    *,
+    lr: float | None = None,
+    betas: Iterable[float] | None = None,
     weight_decay: float = 0.0,
 ) -> dict[str, torch.optim.Adam]:
     """One Adam per parameter group of ``spec`` (paper lr/betas unless given)."""
@@ -286,7 +294,9 @@ def _dovenet_groups(model) -> dict[str, list[nn.Parameter]]:
     return {"g": list(model.generator.parameters()), "d": list(model.discriminator.parameters())}
 
 
-def _dovenet_step(model, batch: Mapping[str, Any], opts: Mapping[str, torch.optim.Optimizer], ctx: StepContext) -> dict[str, float]:
+def _dovenet_step(
+    model, batch: Mapping[str, Any], opts: Mapping[str, torch.optim.Optimizer], ctx: StepContext
+) -> dict[str, float]:
     cfg: DoveNetLoss = ctx.loss
     comp, real, mask = _to_pm1(batch["composite"]), _to_pm1(batch["real"]), batch["mask"]
     device = comp.device
@@ -305,14 +315,24 @@ def _dovenet_step(model, batch: Mapping[str, Any], opts: Mapping[str, torch.opti
     try:
         with ctx.autocast(device):
             g_total, g_terms = losses.dovenet_g_loss(
-                disc, fake, real, mask, l1_weight=cfg.l1_weight, adv_weight=cfg.adv_weight, verify_weight=cfg.verify_weight
+                disc,
+                fake,
+                real,
+                mask,
+                l1_weight=cfg.l1_weight,
+                adv_weight=cfg.adv_weight,
+                verify_weight=cfg.verify_weight,
             )
         check_finite({"g_total": g_total, **g_terms}, ctx, batch["key"])
         _backward_step(g_total, opts["g"], list(model.generator.parameters()), ctx)
     finally:
         for p in disc.parameters():
             p.requires_grad_(True)
-    return {"loss": float(g_total.detach()), "d": float(d_total.detach()), **{k: float(v) for k, v in {**d_terms, **g_terms}.items()}}
+    return {
+        "loss": float(g_total.detach()),
+        "d": float(d_total.detach()),
+        **{k: float(v) for k, v in {**d_terms, **g_terms}.items()},
+    }
 
 
 def _dovenet_objective(model, batch: Mapping[str, Any], ctx: StepContext) -> torch.Tensor:
@@ -321,9 +341,7 @@ def _dovenet_objective(model, batch: Mapping[str, Any], ctx: StepContext) -> tor
     return ctx.loss.l1_weight * F.l1_loss(fake, _to_pm1(batch["real"]))
 
 
-register_step(
-    StepSpec("dovenet", DoveNetLoss, 2e-4, (0.5, 0.999), _dovenet_groups, _dovenet_step, _dovenet_objective)
-)
+register_step(StepSpec("dovenet", DoveNetLoss, 2e-4, (0.5, 0.999), _dovenet_groups, _dovenet_step, _dovenet_objective))
 
 
 # --------------------------------------------------------------------------- BargainNet
@@ -334,8 +352,13 @@ def _bargainnet_loss(model, batch: Mapping[str, Any], ctx: StepContext):
     real = _to_pm1(batch["real"])
     out = model(_to_pm1(batch["composite"]), batch["mask"], real)
     return losses.bargainnet_loss(
-        out, real, triplet_weight=cfg.triplet_weight, ff_weight=cfg.ff_weight, fb_weight=cfg.fb_weight,
-        margin=cfg.margin, per_dim=cfg.per_dim,
+        out,
+        real,
+        triplet_weight=cfg.triplet_weight,
+        ff_weight=cfg.ff_weight,
+        fb_weight=cfg.fb_weight,
+        margin=cfg.margin,
+        per_dim=cfg.per_dim,
     )
 
 
@@ -349,8 +372,13 @@ def _bargainnet_step(model, batch, opts, ctx: StepContext) -> dict[str, float]:
 
 register_step(
     StepSpec(
-        "bargainnet", BargainNetLoss, 1e-4, (0.9, 0.999), lambda m: {"all": list(m.parameters())},
-        _bargainnet_step, lambda m, b, c: _bargainnet_loss(m, b, c)[0],
+        "bargainnet",
+        BargainNetLoss,
+        1e-4,
+        (0.9, 0.999),
+        lambda m: {"all": list(m.parameters())},
+        _bargainnet_step,
+        lambda m, b, c: _bargainnet_loss(m, b, c)[0],
     )
 )
 
@@ -404,7 +432,9 @@ def hue_augment_nlab(rgb: torch.Tensor, delta: torch.Tensor, sigma: torch.Tensor
     return normalize_lab(lab)
 
 
-def hen_ctn_pairs(batch: Mapping[str, Any], cfg: HENCTNLoss, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def hen_ctn_pairs(
+    batch: Mapping[str, Any], cfg: HENCTNLoss, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(source nLab, target nLab, mask) for one HEN/CTN step: the batch's composites with a
     fraction replaced by hue-augmented foregrounds of the real photo and by identical pairs."""
     comp, real, mask = batch["composite"], batch["real"], batch["mask"]
@@ -469,8 +499,14 @@ def _hen_ctn_objective(model, batch, ctx: StepContext) -> torch.Tensor:
 
 register_step(
     StepSpec(
-        "hen-ctn", HENCTNLoss, 5e-5, (0.5, 0.999), lambda m: {"all": list(m.parameters())},
-        _hen_ctn_step, _hen_ctn_objective, needs_generator=True,
+        "hen-ctn",
+        HENCTNLoss,
+        5e-5,
+        (0.5, 0.999),
+        lambda m: {"all": list(m.parameters())},
+        _hen_ctn_step,
+        _hen_ctn_objective,
+        needs_generator=True,
     )
 )
 
@@ -515,8 +551,14 @@ def _pctnet_objective(model, batch, ctx: StepContext) -> torch.Tensor:
 for _name, _lr in (("pctnet-cnn", 1e-3), ("pctnet-vit", 1e-4)):
     register_step(
         StepSpec(
-            _name, PCTNetLoss, _lr, (0.9, 0.999), lambda m: {"all": list(m.parameters())},
-            _pctnet_step, _pctnet_objective, needs_generator=True,
+            _name,
+            PCTNetLoss,
+            _lr,
+            (0.9, 0.999),
+            lambda m: {"all": list(m.parameters())},
+            _pctnet_step,
+            _pctnet_objective,
+            needs_generator=True,
         )
     )
 
@@ -537,7 +579,9 @@ def check_batch(batch: Mapping[str, Any]) -> None:
     if real.shape != comp.shape:
         raise BadBatchError(f"{where}: real {tuple(real.shape)} does not match composite {tuple(comp.shape)}")
     if mask.dim() != 4 or mask.shape[1] != 1 or mask.shape[0] != comp.shape[0] or mask.shape[2:] != comp.shape[2:]:
-        raise BadBatchError(f"{where}: mask must be (N, 1, H, W) = {(comp.shape[0], 1, *comp.shape[2:])}, got {tuple(mask.shape)}")
+        raise BadBatchError(
+            f"{where}: mask must be (N, 1, H, W) = {(comp.shape[0], 1, *comp.shape[2:])}, got {tuple(mask.shape)}"
+        )
     for name, t in (("composite", comp), ("real", real)):
         if not torch.isfinite(t).all() or float(t.min()) < -1e-4 or float(t.max()) > 1 + 1e-4:
             bad = _bad_rows(t, lambda x: (~torch.isfinite(x)) | (x < -1e-4) | (x > 1 + 1e-4))

@@ -115,7 +115,9 @@ def preflight(data_dir: str | os.PathLike, cfg: TrainConfig, spec: StepSpec) -> 
     needed = [cfg.data.split] + ([cfg.data.validation] if cfg.data.validation else [])
     for role, split in zip(("data.split", "data.validation"), needed):
         if split not in splits:
-            raise ConfigError(role, f"{root}: no split {split!r} in the shards (splits: {', '.join(sorted(splits)) or 'none'})")
+            raise ConfigError(
+                role, f"{root}: no split {split!r} in the shards (splits: {', '.join(sorted(splits)) or 'none'})"
+            )
     for split in dict.fromkeys(needed):
         for shard in shard_files(root, split)[:1]:
             sample = _first_sample(shard)
@@ -200,15 +202,25 @@ class Trainer:
         d = self.cfg.data
         seed = self.cfg.train.seed
         ds = HarmonizationShards(
-            self.data_dir, d.split, shuffle=d.shuffle, seed=seed, resize=d.image_size,
-            crop=d.crop or None, random_crop=True if d.crop else None,
+            self.data_dir,
+            d.split,
+            shuffle=d.shuffle,
+            seed=seed,
+            resize=d.image_size,
+            crop=d.crop or None,
+            random_crop=True if d.crop else None,
         )
         ds.set_epoch(epoch)
         g = torch.Generator()
         g.manual_seed(seed * 100_003 + epoch)
         return DataLoader(
-            ds, batch_size=d.batch_size, num_workers=d.workers, collate_fn=collate, drop_last=True,
-            generator=g, pin_memory=self.device.type == "cuda",
+            ds,
+            batch_size=d.batch_size,
+            num_workers=d.workers,
+            collate_fn=collate,
+            drop_last=True,
+            generator=g,
+            pin_memory=self.device.type == "cuda",
         )
 
     def _batches(self, epoch: int, skip: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
@@ -221,7 +233,9 @@ class Trainer:
                     continue
                 yield epoch, i, batch
             if got == 0:
-                raise UserError(f"{self.data_dir}: split {self.cfg.data.split!r} yields no full batch of {self.cfg.data.batch_size}")
+                raise UserError(
+                    f"{self.data_dir}: split {self.cfg.data.split!r} yields no full batch of {self.cfg.data.batch_size}"
+                )
             epoch, skip = epoch + 1, 0
 
     def _to_device(self, batch: Mapping[str, Any]) -> dict[str, Any]:
@@ -237,8 +251,13 @@ class Trainer:
 
         d = self.cfg.data
         return evaluate(
-            model, self.data_dir, d.validation, image_size=d.image_size, batch_size=d.val_batch_size,
-            max_samples=0 if full else d.val_samples, device=self.device,
+            model,
+            self.data_dir,
+            d.validation,
+            image_size=d.image_size,
+            batch_size=d.val_batch_size,
+            max_samples=0 if full else d.val_samples,
+            device=self.device,
         )
 
     # -- logging ----------------------------------------------------------------------
@@ -249,10 +268,14 @@ class Trainer:
     # -- resume -----------------------------------------------------------------------
     def _check_resume(self, meta: Mapping[str, Any], model, digest: str, where: str) -> None:
         if meta.get("model") != self.cfg.model.name:
-            raise ConfigError("model.name", f"{where}: checkpoint is for {meta.get('model')!r}, config trains {self.cfg.model.name!r}")
+            raise ConfigError(
+                "model.name", f"{where}: checkpoint is for {meta.get('model')!r}, config trains {self.cfg.model.name!r}"
+            )
         model.check_config(meta["model_config"])
         saved_cfg = meta.get("train_config", {})
-        diffs = diff_configs(saved_cfg, self.cfg.to_dict(), ignore=RESUMABLE_CHANGES | {"model.options", "model.preset"})
+        diffs = diff_configs(
+            saved_cfg, self.cfg.to_dict(), ignore=RESUMABLE_CHANGES | {"model.options", "model.preset"}
+        )
         if diffs:
             f = diffs[0]
             sec, _, key = f.partition(".")
@@ -268,7 +291,9 @@ class Trainer:
                 f"{where}: checkpoint was trained on shards with index sha256 {saved_hash}, {self.data_dir} has {digest}",
             )
         if int(meta["step"]) >= self.cfg.train.steps:
-            raise UserError(f"{where}: already trained to step {meta['step']} >= train.steps {self.cfg.train.steps}; raise --steps")
+            raise UserError(
+                f"{where}: already trained to step {meta['step']} >= train.steps {self.cfg.train.steps}; raise --steps"
+            )
 
     # -- main loop --------------------------------------------------------------------
     def run(self) -> TrainResult:
@@ -287,7 +312,9 @@ class Trainer:
             raise UserError(f"--resume: no checkpoint in {self.ckpt_dir}")
 
         model = get_model(cfg.model.name, seed=t.seed, preset=cfg.model.preset, **cfg.model.options).to(self.device)
-        opts = make_optimizers(model, self.spec, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay)
+        opts = make_optimizers(
+            model, self.spec, lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+        )
         base_lr = {k: o.param_groups[0]["lr"] for k, o in opts.items()}
         adtype = amp_dtype(t.amp, self.device)
         scaler = torch.amp.GradScaler("cuda") if adtype == torch.float16 else None
@@ -316,8 +343,15 @@ class Trainer:
             for f in ("train_log.jsonl",):
                 if (self.out_dir / f).exists():
                     (self.out_dir / f).unlink()
-        write_json(self.out_dir / "train_config.json", {"train_config": cfg.to_dict(), "model_config": model.config_dict(),
-                                                        "command": self.command, "dataset": {"path": str(self.data_dir), **info}})
+        write_json(
+            self.out_dir / "train_config.json",
+            {
+                "train_config": cfg.to_dict(),
+                "model_config": model.config_dict(),
+                "command": self.command,
+                "dataset": {"path": str(self.data_dir), **info},
+            },
+        )
 
         from tqdm import tqdm
 
@@ -357,23 +391,43 @@ class Trainer:
                 pbar.set_postfix(loss=f"{terms['loss']:.4g}", sps=f"{sps:.2f}")
                 pbar.update(1)
                 if done % t.log_every == 0 or done == t.steps:
-                    self._log({"step": done, "epoch": epoch, "lr": base_lr[next(iter(base_lr))] * f, "samples_per_s": sps,
-                               **{k: float(np.mean(v)) for k, v in window.items()}})
+                    self._log(
+                        {
+                            "step": done,
+                            "epoch": epoch,
+                            "lr": base_lr[next(iter(base_lr))] * f,
+                            "samples_per_s": sps,
+                            **{k: float(np.mean(v)) for k, v in window.items()},
+                        }
+                    )
                     window = {}
                 final = done == t.steps
-                if d.validation and ((done % t.validate_every == 0 and not final) or (final and t.final_validation != "none")):
+                if d.validation and (
+                    (done % t.validate_every == 0 and not final) or (final and t.final_validation != "none")
+                ):
                     last_val = self.validate(model, full=final and t.final_validation == "full")
                     self._log({"step": done, "validation": last_val})
-                    pbar.write(f"step {done}: {d.validation} MSE {last_val['mse']:.2f} fMSE {last_val['fmse']:.2f} "
-                               f"PSNR {last_val['psnr']:.2f} (n={last_val['n']})")
+                    pbar.write(
+                        f"step {done}: {d.validation} MSE {last_val['mse']:.2f} fMSE {last_val['fmse']:.2f} "
+                        f"PSNR {last_val['psnr']:.2f} (n={last_val['n']})"
+                    )
                 if done % t.checkpoint_every == 0 or final:
                     last_ckpt = save_checkpoint(
-                        self.ckpt_dir, step=done, model=model, optimizers=opts, scaler=scaler, generator=gen,
+                        self.ckpt_dir,
+                        step=done,
+                        model=model,
+                        optimizers=opts,
+                        scaler=scaler,
+                        generator=gen,
                         keep=t.keep_checkpoints,
                         sidecar={
                             "train_config": cfg.to_dict(),
-                            "dataset": {"index_sha256": digest, "path": str(self.data_dir), "name": info["name"],
-                                        "splits": info["splits"]},
+                            "dataset": {
+                                "index_sha256": digest,
+                                "path": str(self.data_dir),
+                                "name": info["name"],
+                                "splits": info["splits"],
+                            },
                             "data_position": {"epoch": epoch, "batches": in_epoch},
                             "validation": last_val,
                             "command": self.command,
@@ -381,24 +435,34 @@ class Trainer:
                         },
                     )
         except NonFiniteLossError as exc:
-            note = (f"; last good checkpoint: {last_ckpt} (nothing written after it)" if last_ckpt
-                    else "; no checkpoint was written")
+            note = (
+                f"; last good checkpoint: {last_ckpt} (nothing written after it)"
+                if last_ckpt
+                else "; no checkpoint was written"
+            )
             self._log({"step": exc.step, "error": str(exc)})
             raise NonFiniteLossError(exc.step, exc.term, exc.value, exc.keys, note) from None
         finally:
             pbar.close()
         train_time = time.perf_counter() - t_run
         result = TrainResult(self.out_dir, t.steps, last_ckpt, n_samples / busy if busy else 0.0, train_time, last_val)
-        write_json(self.out_dir / "result.json", {
-            "steps": t.steps, "resumed_from": start, "checkpoint": str(last_ckpt), "samples_per_s": result.samples_per_s,
-            "train_time_s": train_time, "validation": last_val, "device": str(self.device), "threads": torch.get_num_threads(),
-        })
+        write_json(
+            self.out_dir / "result.json",
+            {
+                "steps": t.steps,
+                "resumed_from": start,
+                "checkpoint": str(last_ckpt),
+                "samples_per_s": result.samples_per_s,
+                "train_time_s": train_time,
+                "validation": last_val,
+                "device": str(self.device),
+                "threads": torch.get_num_threads(),
+            },
+        )
         return result
 
 
-def train(
-    cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.PathLike, **kwargs: Any
-) -> TrainResult:
+def train(cfg: TrainConfig, data_dir: str | os.PathLike, out_dir: str | os.PathLike, **kwargs: Any) -> TrainResult:
     """Functional form of :class:`Trainer` (``device``, ``resume``, ``progress``, ``command``)."""
     return Trainer(cfg, data_dir, out_dir, **kwargs).run()
 

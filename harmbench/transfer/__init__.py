@@ -167,7 +167,6 @@ def _load_all() -> None:
             importlib.import_module(f"{__name__}.{info.name}")
 
 
-
 def __getattr__(name: str):
     """``transfer`` (photo-to-photo and region-to-region transfer) is loaded on first use."""
     if name == "transfer":

@@ -67,7 +67,9 @@ def label_ids(labels: Any, shape: tuple[int, ...], what: str, image: str) -> np.
     if arr.ndim == 3 and arr.shape[2] == 3 and arr.dtype == np.uint8:
         arr = (arr[..., 0].astype(np.int64) << 16) | (arr[..., 1].astype(np.int64) << 8) | arr[..., 2]
     if arr.ndim != 2 or arr.dtype.kind not in "iu":
-        raise UserError(f"{what}: expected an integer label map (H, W) or an RGB colour map, got {arr.dtype} {arr.shape}")
+        raise UserError(
+            f"{what}: expected an integer label map (H, W) or an RGB colour map, got {arr.dtype} {arr.shape}"
+        )
     if arr.shape != tuple(shape[:2]):
         raise UserError(f"{what}: label map is {arr.shape[1]}x{arr.shape[0]} but {image} is {shape[1]}x{shape[0]}")
     return arr.astype(np.int64, copy=False)
@@ -87,9 +89,15 @@ def region_pairs(
     """Validate masks/labels and return :class:`~harmbench.models.hen_ctn_protocol.RegionPairs`."""
     from harmbench.models.hen_ctn_protocol import RegionPairs
 
-    n = {"source": "source", "reference": "reference", "source_mask": "source_mask",
-         "reference_mask": "reference_mask", "source_labels": "source_labels",
-         "reference_labels": "reference_labels", **dict(names or {})}
+    n = {
+        "source": "source",
+        "reference": "reference",
+        "source_mask": "source_mask",
+        "reference_mask": "reference_mask",
+        "source_labels": "source_labels",
+        "reference_labels": "reference_labels",
+        **dict(names or {}),
+    }
     if (source_labels is None) != (reference_labels is None):
         given = "source_labels" if source_labels is not None else "reference_labels"
         raise UserError(f"{n[given]}: semantic transfer needs both source and reference label maps")
@@ -108,15 +116,20 @@ def region_pairs(
         return RegionPairs(tuple(sources), tuple(refs), labels=True)
     if source_mask is None and reference_mask is None:
         return RegionPairs()
-    s = (np.ones(source.shape[:2], bool) if source_mask is None
-         else _check_mask(source_mask, source.shape, n["source_mask"], n["source"]))
+    s = (
+        np.ones(source.shape[:2], bool)
+        if source_mask is None
+        else _check_mask(source_mask, source.shape, n["source_mask"], n["source"])
+    )
     if reference_mask is not None:
         r = _check_mask(reference_mask, reference.shape, n["reference_mask"], n["reference"])
     elif same_photo:
         r = ~s
         if not r.any():
-            raise UserError(f"{n['source_mask']}: covers the whole photo, nothing is left as reference "
-                            "(give a reference mask or a reference photo)")
+            raise UserError(
+                f"{n['source_mask']}: covers the whole photo, nothing is left as reference "
+                "(give a reference mask or a reference photo)"
+            )
     else:
         r = np.ones(reference.shape[:2], bool)
     return RegionPairs((s,), (r,))
@@ -130,8 +143,9 @@ def _changed(pairs) -> np.ndarray | None:
     return np.logical_or.reduce(regions)
 
 
-def _classical(method: str, source: np.ndarray, reference: np.ndarray, pairs, seed: int,
-               params: Mapping[str, Any]) -> np.ndarray:
+def _classical(
+    method: str, source: np.ndarray, reference: np.ndarray, pairs, seed: int, params: Mapping[str, Any]
+) -> np.ndarray:
     from harmbench.transfer import get_transfer
 
     op = get_transfer(method)
@@ -151,8 +165,9 @@ def _classical(method: str, source: np.ndarray, reference: np.ndarray, pairs, se
     return np.rint(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def load_hen_ctn(weights: Any = None, *, protocol: str = "harmbench", options: Mapping[str, Any] | None = None,
-                 device: str = "cpu"):
+def load_hen_ctn(
+    weights: Any = None, *, protocol: str = "harmbench", options: Mapping[str, Any] | None = None, device: str = "cpu"
+):
     """``hen-ctn`` from ``weights`` (the authors' ``C.pth,G.pth`` or a harmbench checkpoint; default:
     the committed CPU weights) with ``protocol`` and model ``options``; eval mode on ``device``."""
     from harmbench.models.official import load_weights
@@ -222,13 +237,23 @@ def transfer(
     source = _check_image(source, n["source"])
     same = reference is None
     reference = source if same else _check_image(reference, n["reference"])
-    pairs = region_pairs(source, reference, same_photo=same, source_mask=source_mask, reference_mask=reference_mask,
-                         source_labels=source_labels, reference_labels=reference_labels, names=names)
+    pairs = region_pairs(
+        source,
+        reference,
+        same_photo=same,
+        source_mask=source_mask,
+        reference_mask=reference_mask,
+        source_labels=source_labels,
+        reference_labels=reference_labels,
+        names=names,
+    )
     if method != "hen-ctn":
         if weights is not None or model is not None:
             raise UserError(f"--weights: method {method!r} has no weights (only hen-ctn has)")
         if protocol != "harmbench":
-            raise UserError(f"--protocol {protocol}: only hen-ctn has an authors' protocol; {method!r} has one behaviour")
+            raise UserError(
+                f"--protocol {protocol}: only hen-ctn has an authors' protocol; {method!r} has one behaviour"
+            )
         return _classical(method, source, reference, pairs, seed, options or {})
     if model is None:
         model = load_hen_ctn(weights, protocol=protocol, options=options, device=device)

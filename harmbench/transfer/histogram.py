@@ -204,7 +204,9 @@ def ychist(
         y_ref = np.rint(y_ref)
     new = np.empty_like(y_fg)
     for c in range(3):
-        new[:, c] = cumulative_histogram_map(y_fg[:, c], y_ref[:, c], int(_YCC_LO[c]), int(_YCC_HI[c]), counts, ref_counts)
+        new[:, c] = cumulative_histogram_map(
+            y_fg[:, c], y_ref[:, c], int(_YCC_LO[c]), int(_YCC_HI[c]), counts, ref_counts
+        )
     if quantize:
         new = np.rint(new)
     rgb = ycbcr_to_rgb(new)

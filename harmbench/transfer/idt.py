@@ -193,7 +193,9 @@ def pdf_transfer_weighted(
                 if w is None:
                     h += np.bincount(i.ravel(), minlength=n_axes * bins)
                 else:  # integer-valued float64 sums: exact
-                    h += np.bincount(i.ravel(), weights=np.broadcast_to(w[a:b], i.shape).ravel(), minlength=n_axes * bins)
+                    h += np.bincount(
+                        i.ravel(), weights=np.broadcast_to(w[a:b], i.shape).ravel(), minlength=n_axes * bins
+                    )
             hists.append(h.reshape(n_axes, bins) + damping)
         c0 = np.cumsum(hists[0], axis=1)
         c0 /= c0[:, -1:]
@@ -421,8 +423,9 @@ def _cv_out(result: np.ndarray, dst: np.ndarray) -> None:
         dst[...] = result
 
 
-def _sweeps(irr: np.ndarray, base: np.ndarray, phis: tuple[np.ndarray, ...], scale: np.ndarray, rho: float,
-            n_iter: int) -> np.ndarray:
+def _sweeps(
+    irr: np.ndarray, base: np.ndarray, phis: tuple[np.ndarray, ...], scale: np.ndarray, rho: float, n_iter: int
+) -> np.ndarray:
     """``n_iter`` damped Jacobi sweeps ``irr <- scale·(base + Σ_k φ_k·irr[neighbour_k]) + ρ·irr``.
 
     All arrays ``(h, w, 3)`` of one float dtype, C-contiguous. Element for
@@ -553,7 +556,9 @@ def _resize_window(img: np.ndarray, a_h: sparse.csr_matrix, a_w: sparse.csr_matr
     return np.ascontiguousarray(tmp.reshape(ow, oh, c).transpose(1, 0, 2))
 
 
-def _paste(src: np.ndarray, at: tuple[tuple[int, int], tuple[int, int]], win: tuple[tuple[int, int], tuple[int, int]]) -> np.ndarray:
+def _paste(
+    src: np.ndarray, at: tuple[tuple[int, int], tuple[int, int]], win: tuple[tuple[int, int], tuple[int, int]]
+) -> np.ndarray:
     """Zero array over window ``win`` holding ``src`` (which covers ``at``) where they overlap."""
     (y0, y1), (x0, x1) = win
     out = np.zeros((y1 - y0, x1 - x0, src.shape[2]), dtype=src.dtype)
@@ -673,8 +678,10 @@ def idt(
     if frame is not None:
         big_h, big_w, top, left = (int(v) for v in frame)
         if not (top >= 0 and left >= 0 and top + mask.shape[0] <= big_h and left + mask.shape[1] <= big_w):
-            raise ValueError(f"idt: a {mask.shape[1]}x{mask.shape[0]} window at (top={top}, left={left}) "
-                             f"does not fit in a {big_w}x{big_h} frame")
+            raise ValueError(
+                f"idt: a {mask.shape[1]}x{mask.shape[0]} window at (top={top}, left={left}) "
+                f"does not fit in a {big_w}x{big_h} frame"
+            )
     rotations = idt_rotations(iterations, np.random.default_rng(seed))
     if np.ptp(fg, axis=0).max() <= 1e-12:
         return composite(image, mask, np.broadcast_to(ref.mean(axis=0), fg.shape))
@@ -682,4 +689,3 @@ def idt(
     if regrain:
         new = regrain_masked(fg, new, mask, frame, smoothness)
     return composite(image, mask, new)
-

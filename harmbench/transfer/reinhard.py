@@ -43,7 +43,9 @@ def lab_stats(lab: np.ndarray, counts: np.ndarray | None = None) -> tuple[np.nda
     ``mean``/``std`` over the rows up to float summation order (~1e-16).
     """
     with np.errstate(invalid="ignore"):
-        valid = np.isfinite(rows_matmul(lab, np.ones((3, 1)))[:, 0])  # a row sum is finite iff the row is (small values)
+        valid = np.isfinite(
+            rows_matmul(lab, np.ones((3, 1)))[:, 0]
+        )  # a row sum is finite iff the row is (small values)
     every = bool(valid.all())
     v = lab if every else lab[valid]
     if counts is None:
