@@ -235,3 +235,16 @@ optional = true
     bad = write_lb(tmp_path / "bad", data, extra_models='\n[[models]]\nname = "bargainnet"\ncard = "test-dovenet-g"\n')
     with pytest.raises(ConfigError, match="card.*holds weights for 'dovenet'"):
         load_leaderboard(bad)
+
+
+def test_export_is_byte_identical_when_the_runs_are_repeated(data, tmp_path):
+    """Exported tables carry no timings or other per-run noise: the same board run twice exports the same bytes."""
+    out = []
+    for name in ("a", "b"):
+        lb = write_lb(tmp_path / name / "board", data)
+        run_leaderboard(load_leaderboard(lb), report=lambda *_: None)
+        out.append(export_leaderboard(load_leaderboard(lb), "md,csv,tex,html", out=tmp_path / name / "export"))
+    names = sorted(p.name for p in out[0].written)
+    assert names == sorted(p.name for p in out[1].written) and "results.md" in names
+    for name in names:
+        assert (tmp_path / "a" / "export" / name).read_bytes() == (tmp_path / "b" / "export" / name).read_bytes(), name

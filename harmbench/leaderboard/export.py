@@ -329,24 +329,26 @@ def build_tables(ctx: ExportContext, dataset: str) -> list[Table]:
 
 
 def runs_table(ctx: ExportContext, dataset: str) -> Table:
-    t = Table("Runs", ["Method", "N", "images/s", "device", "weights sha256", "harmbench", "git"], [])
+    """What produced each row: sample count, device, weights hash, harmbench version.
+
+    Timings and the git state of a run stay in its ``run.json``: they change from one run to the next, and the
+    exported files are meant to be reproducible byte for byte from the same runs' results.
+    """
+    t = Table("Runs", ["Method", "N", "device", "weights sha256", "harmbench"], [])
     for r in ctx.collected.by_dataset().get(dataset, []):
         run = r.run
         env = run.get("environment", {})
-        git = run.get("git") or {}
         w = (run.get("model") or {}).get("weights_sha256") or "–"
-        ips = (run.get("timing") or {}).get("images_per_s")
         t.rows.append(
             [
                 r.cell.model.label,
                 str(run.get("n_samples", len(r.samples))),
-                f"{ips:.2f}" if ips else "–",
                 str(env.get("device_name", env.get("device", "?")))[:40],
                 (w[:12] if w != "–" else w),
                 str(run.get("harmbench_version", "?")),
-                (str(git.get("hash"))[:10] + ("+dirty" if git.get("dirty") else "")) if git.get("hash") else "–",
             ]
         )
+    t.note = "timings and the code version of each run: its run.json"
     return t
 
 
