@@ -118,13 +118,14 @@ def list_tar_samples(path: PathLike) -> list[tuple[str, set[str]]]:
     out: list[tuple[str, set[str]]] = []
     last: str | None = None
     try:
+        size = _file_size(path)
         with tarfile.open(path, "r:") as tar:
             while True:
                 m = tar.next()
                 if m is None:
                     _check_end(path, tar.offset, last)
                     break
-                if m.offset_data + m.size > _file_size(path):
+                if m.offset_data + m.size > size:
                     raise ShardError(path, "member cut short (truncated shard)", m.name)
                 last = m.name
                 parsed = member_key(m.name) if m.isfile() else None

@@ -38,12 +38,13 @@ def _meta_fields(meta: Mapping[str, Any], default_subset: str) -> dict[str, Any]
     }
 
 
-def _to_item(key: str, ids: Mapping[str, Any], sample: Any) -> dict[str, Any]:
+def _to_item(key: str, ids: Mapping[str, Any], sample: Any, binary: bool = False) -> dict[str, Any]:
     """A prepared sample -> the arrays and ids the main process batches.
 
-    Plain numpy arrays (composite/target ``uint8 (3, H, W)``, mask ``float32 (1, H, W)``): they
-    travel from DataLoader workers as pickled bytes, cheaper than shared-memory tensors for
-    images of this size.
+    Plain numpy arrays (composite/target ``uint8 (3, H, W)``, mask ``(1, H, W)``: ``uint8`` {0, 1}
+    when the profile's mask is ``binary``, else ``float32`` 0–1): they travel from DataLoader
+    workers as pickled bytes, cheaper than shared-memory tensors for images of this size; a binary
+    mask travels in a quarter of the bytes and the main process widens it to float32.
     """
     return {
         "key": key,
@@ -51,7 +52,7 @@ def _to_item(key: str, ids: Mapping[str, Any], sample: Any) -> dict[str, Any]:
         "fg_ratio": float(sample.fg_ratio),
         "composite": np.ascontiguousarray(sample.pred, dtype=np.uint8),
         "target": np.ascontiguousarray(sample.target, dtype=np.uint8),
-        "mask": np.ascontiguousarray(sample.mask, dtype=np.float32),
+        "mask": np.ascontiguousarray(sample.mask, dtype=np.uint8 if binary else np.float32),
         "error": None,
     }
 
@@ -106,7 +107,7 @@ def prepare_shard_sample(sample: Mapping[str, Any], profile: Any, resize: str, d
         return _error_item(key, exc.path, exc.reason)
     except (UserError, ValueError, OSError) as exc:
         return _error_item(key, where, str(exc))
-    return _to_item(key, _meta_fields(meta, default_subset), prepared)
+    return _to_item(key, _meta_fields(meta, default_subset), prepared, bool(getattr(profile, "mask_binary", False)))
 
 
 class EvalData:
@@ -290,7 +291,7 @@ class _TripletDataset:
         except InputError as exc:
             return _error_item(rec.key, exc.path, exc.reason)
         ids = {"subset": rec.subset, "recipe": None, "category": None, "identity": False}
-        return _to_item(rec.key, ids, sample)
+        return _to_item(rec.key, ids, sample, bool(getattr(self.profile, "mask_binary", False)))
 
 
 class TripletData(EvalData):

@@ -416,7 +416,7 @@ class _BatchScorer:
         # pinned by the loader on CUDA: the copies overlap with the host's work
         comp_u8 = torch.as_tensor(batch["composite"]).to(dev, non_blocking=True)
         target = torch.as_tensor(batch["target"]).to(dev, non_blocking=True)
-        mask = torch.as_tensor(batch["mask"]).to(dev, non_blocking=True)
+        mask = torch.as_tensor(batch["mask"]).to(dev, non_blocking=True).to(torch.float32)  # uint8 {0, 1} or float
         comp = comp_u8.to(torch.float32).div_(255.0)
         mbin = mask if self.profile.mask_binary else (mask > 0.5).to(torch.float32)  # binary profiles: already {0, 1}
         real = target.to(torch.float32).div(255.0) if getattr(self.resolved.harmonizer, "accepts_real", False) else None
