@@ -91,6 +91,26 @@ def test_resize_crop_and_collate(built):
         next(iter(HarmonizationShards(out, "train", crop=100)))
 
 
+def test_hflip_mirrors_whole_samples_about_half_the_time(built):
+    """``hflip``: each sample is either as stored or mirrored left-right, composite, real and mask alike;
+    the draws are seeded (same epoch, same choices) and both outcomes occur."""
+    out, keys = built
+    plain = {i["key"]: i for i in HarmonizationShards(out, "train")}
+    flipped = list(HarmonizationShards(out, "train", hflip=True, seed=3))
+    again = list(HarmonizationShards(out, "train", hflip=True, seed=3))
+    outcomes = []
+    for item, twin in zip(flipped, again):
+        ref = plain[item["key"]]
+        mirrored = torch.equal(item["composite"], ref["composite"].flip(-1))
+        assert mirrored or torch.equal(item["composite"], ref["composite"])
+        for k in ("real", "mask"):  # the same choice for every image of the sample
+            assert torch.equal(item[k], ref[k].flip(-1) if mirrored else ref[k])
+        assert torch.equal(item["composite"], twin["composite"])
+        outcomes.append(mirrored)
+    assert len(outcomes) == len(keys["train"]) and any(outcomes) and not all(outcomes)
+    assert not torch.equal(plain[keys["train"][0]]["composite"], plain[keys["train"][0]]["composite"].flip(-1))
+
+
 def test_hf_load_dataset(built, tmp_path):
     out, keys = built
     ds = load_hf(out, "train", cache_dir=str(tmp_path / "hf"))

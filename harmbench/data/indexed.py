@@ -42,7 +42,7 @@ class IndexedShards(Dataset):
 
     Items are the dicts of :class:`~harmbench.data.loader.HarmonizationShards` (``composite``/``real``
     ``float32 (3, H, W)`` on 0–1, ``mask`` ``float32 (1, H, W)`` in {0, 1}, ``key``, ``meta``); ``resize``,
-    ``crop`` (centre crop unless ``random_crop``), ``transform`` and ``with_reference`` as there.
+    ``crop`` (centre crop unless ``random_crop``), ``hflip``, ``transform`` and ``with_reference`` as there.
     """
 
     def __init__(
@@ -53,6 +53,7 @@ class IndexedShards(Dataset):
         resize: Size | None = None,
         crop: Size | None = None,
         random_crop: bool = False,
+        hflip: bool = False,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         with_reference: bool = False,
         lru_size: int = 10,
@@ -93,6 +94,7 @@ class IndexedShards(Dataset):
             resize=resize,
             crop=crop,
             random_crop=random_crop,
+            hflip=hflip,
             transform=transform,
             with_reference=with_reference,
         )

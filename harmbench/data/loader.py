@@ -88,6 +88,8 @@ class HarmonizationShards(IterableDataset):
         resize: resize every image to ``(H, W)`` (int: square); bilinear (antialiased) for images, nearest for masks.
         crop: random crop ``(H, W)`` after resizing (same window for all images of a sample; centre crop if ``shuffle`` is 0 and ``random_crop`` unset).
         random_crop: random (True) or centre (False) crop; default: random when shuffling.
+        hflip: mirror each sample left-right with probability 0.5 (all its images and the mask
+            together; drawn from the same seeded stream as the crops).
         transform: callable applied to each item dict last.
         with_reference: also decode ``reference.jpg`` when present.
         rank, world_size: node split (default from ``torch.distributed`` or env).
@@ -103,6 +105,7 @@ class HarmonizationShards(IterableDataset):
         resize: Size | None = None,
         crop: Size | None = None,
         random_crop: bool | None = None,
+        hflip: bool = False,
         transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         with_reference: bool = False,
         rank: int | None = None,
@@ -115,6 +118,7 @@ class HarmonizationShards(IterableDataset):
         self.resize = _hw(resize) if resize is not None else None
         self.crop = _hw(crop) if crop is not None else None
         self.random_crop = bool(shuffle) if random_crop is None else bool(random_crop)
+        self.hflip = bool(hflip)
         self.transform = transform
         self.with_reference = with_reference
         self.rank = rank
@@ -207,6 +211,12 @@ class HarmonizationShards(IterableDataset):
                 y, x = (h - ch) // 2, (w - cw) // 2
             for k in pix:
                 item[k] = item[k][:, y : y + ch, x : x + cw].contiguous()
+        if self.hflip:
+            rng = rng or random.Random()
+            if rng.random() < 0.5:
+                for k in [*pix, "reference"]:
+                    if k in item:
+                        item[k] = item[k].flip(-1)
         if self.transform is not None:
             item = self.transform(item)
         return item

@@ -13,6 +13,7 @@ Layout (every table optional except ``[model]`` and ``train.steps``)::
     validation = "test"         # split scored during training ("" = none)
     image_size = 128            # every image resized to image_size × image_size (aspect not kept)
     crop = 0                    # random training crop after resizing (0 = none)
+    flip = false                # mirror half of the training samples left-right
     batch_size = 4
     workers = 1                 # DataLoader worker processes (0 = main process)
     shuffle = 256               # shuffle buffer (samples)
@@ -93,6 +94,7 @@ class DataSection:
     validation: str = "test"
     image_size: int = 256
     crop: int = 0
+    flip: bool = False
     batch_size: int = 1
     workers: int = 2
     shuffle: int = 256

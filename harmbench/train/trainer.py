@@ -209,6 +209,7 @@ class Trainer:
             resize=d.image_size,
             crop=d.crop or None,
             random_crop=True if d.crop else None,
+            hflip=d.flip,
         )
         ds.set_epoch(epoch)
         g = torch.Generator()
