@@ -325,6 +325,9 @@ def test_bench_build_small(recipe, capsys, tmp_path):
     assert last["bench"] == "build" and last["target"] == 0.5 and last["samples"] == 4
     assert last["ratio"] > 0 and last["speedup_2w"] > 0 and last["peak_rss_mb_per_worker"] > 0
     assert last["identical_bytes_1w_2w"] is True
+    rounds = last["builder_rounds_samples_per_s"]  # two rounds each; the best of each is reported
+    assert len(rounds["1w"]) == len(rounds["2w"]) == 2
+    assert last["builder_1w_samples_per_s"] == pytest.approx(max(rounds["1w"]), abs=1e-3)
     # the floor decodes what each sample read: its photo + mask, and for hcoco the reference's too
     rows = floor_inputs(tmp_path / "out1", tmp_path / "src")
     assert len(rows) == 4 and all(p.is_file() for row in rows for pair in row for p in pair)

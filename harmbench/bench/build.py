@@ -7,7 +7,10 @@ mask PNG, and the reference object's photo and mask for recipes that read one,
 as listed in the built samples' JSON) and encodes the same outputs (composite,
 mask PNG, and the real image when the builder re-encodes it), serially, nothing
 else; best of three runs in a fresh process. The builder is
-timed over its shard phase (Ray already up) with 1 and then 2 workers.
+timed over its shard phase (Ray already up) with 1 and then 2 workers, in
+``--repeats`` rounds (default 2) of one build each, the best of each kept: the
+first round also starts the Ray worker processes and imports the recipes there,
+which a long build pays once and the floor's best-of-3 leaves out too.
 
 ``ratio`` = 1-worker builder samples/s ÷ floor samples/s (target ≥ 0.5);
 ``speedup_2w`` = 2-worker ÷ 1-worker (target ≥ 1.8, needs 2 free cores);
@@ -45,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="hue",
         help="recipe type to build with (default hue); 'synthetic' uses the engine's own minimal "
         "recipe (harmbench.generate.synthetic) to measure the engine without a recipe's cost",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="rounds of (1-worker build, 2-worker build); the best of each is reported, as the floor is the "
+        "best of 3 (default 2: the first round also starts and warms the Ray workers)",
     )
     parser.add_argument("--keep", default=None, help="keep the photos and builds in this directory")
 
@@ -198,30 +208,38 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             started = True
         runs: dict[int, dict[str, Any]] = {}
+        rounds: dict[int, list[float]] = {}
         try:
-            for w in (1, 2):
-                if args.recipe == "synthetic":
-                    res = build_from_plan(
-                        plan_photos(records),
-                        root / f"out{w}",
-                        name="benchbuild",
-                        synthesize=synthesize,
-                        shard_size=args.shard_size,
-                        workers=w,
-                        resume=False,
-                        progress=False,
-                    )
-                else:
-                    res = build_dataset(toml_path, root / f"out{w}", workers=w, resume=False, progress=False)
-                shard_stats = [json.loads(p.read_text()) for p in (root / f"out{w}").glob("*.stats.json")]
-                runs[w] = {
-                    "samples": res.stats["samples"],
-                    "skipped": res.stats["skipped"]["synth"] + res.stats["skipped"]["plan"],
-                    "sps": res.stats["run"]["shard_phase_samples_per_s"],
-                    "rss": max(s["peak_rss_mb"] for s in shard_stats),
-                    "synth_s": sum(s["synth_s"] for s in shard_stats),
-                    "encode_s": sum(s["encode_write_s"] for s in shard_stats),
-                }
+            for _ in range(max(1, args.repeats)):  # rounds of (1 worker, 2 workers); the best of each is kept
+                for w in (1, 2):
+                    out = root / f"out{w}"
+                    shutil.rmtree(out, ignore_errors=True)
+                    if args.recipe == "synthetic":
+                        res = build_from_plan(
+                            plan_photos(records),
+                            out,
+                            name="benchbuild",
+                            synthesize=synthesize,
+                            shard_size=args.shard_size,
+                            workers=w,
+                            resume=False,
+                            progress=False,
+                        )
+                    else:
+                        res = build_dataset(toml_path, out, workers=w, resume=False, progress=False)
+                    shard_stats = [json.loads(p.read_text()) for p in out.glob("*.stats.json")]
+                    sps = res.stats["run"]["shard_phase_samples_per_s"]
+                    rounds.setdefault(w, []).append(round(sps, 3))
+                    if w in runs and runs[w]["sps"] >= sps:
+                        continue
+                    runs[w] = {
+                        "samples": res.stats["samples"],
+                        "skipped": res.stats["skipped"]["synth"] + res.stats["skipped"]["plan"],
+                        "sps": sps,
+                        "rss": max(s["peak_rss_mb"] for s in shard_stats),
+                        "synth_s": sum(s["synth_s"] for s in shard_stats),
+                        "encode_s": sum(s["encode_write_s"] for s in shard_stats),
+                    }
         finally:
             if started:
                 ray.shutdown()
@@ -266,6 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "recipe": args.recipe,
             "real_reencoded": reenc,
             "identical_bytes_1w_2w": same,
+            "builder_rounds_samples_per_s": {f"{w}w": v for w, v in rounds.items()},
             "cpus": os.cpu_count(),
         }
     finally:
