@@ -49,9 +49,8 @@ def _specs(photos, **kw) -> list[SampleSpec]:
 
 def _build(specs, out, **kw):
     kw.setdefault("shard_size", 4)
-    return build_from_plan(
-        specs, out, name="demo", synthesize=syn.synthesize, seed=3, recipe_text="seed = 3\n", progress=False, **kw
-    )
+    kw.setdefault("synthesize", syn.synthesize)
+    return build_from_plan(specs, out, name="demo", seed=3, recipe_text="seed = 3\n", progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +220,28 @@ def test_png_output_and_reference_flag(photos, tmp_path):
     assert fields == {"composite.png", "json", "mask.png", "real.png"}
     with pytest.raises(RuntimeError, match="no reference image"):
         _build(_specs(photos)[:3], tmp_path / "q", options=OutputOptions(store_reference=True))
+
+
+def test_failing_shard_lets_running_shards_finish_and_resume_completes(built, photos, tmp_path):
+    """A shard that fails stops the build with its name; the shards that were running finish whole (none
+    is cancelled half-way), nothing half-written stays, and a resumed build makes the same bytes as a clean one."""
+
+    def _synthesize_failing(spec):  # defined here so that Ray's workers receive it by value
+        if spec.key == "photo0004_obj0":
+            raise RuntimeError("synthetic failure")  # a plain error, not an input error: the shard fails
+        return syn.synthesize(spec)
+
+    out = tmp_path / "f"
+    specs = _specs(photos)
+    with pytest.raises(RuntimeError, match=r"(?s)shard demo-train-\d+\.tar failed: .*synthetic failure"):
+        _build(specs, out, workers=2, shard_size=2, synthesize=_synthesize_failing)
+    assert not list(out.glob(".*tmp*"))
+    for tar in out.glob("*.tar"):  # every shard on disk is finished: its stats exist
+        assert (out / f"{tar.name}.stats.json").is_file()
+    _build(specs, out, workers=2, shard_size=2)
+    clean = _build(specs, tmp_path / "clean", workers=1, shard_size=2)
+    for name in clean.shards:
+        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -144,6 +144,20 @@ def write_shard(task: ShardTask, out_dir: str, opts: OutputOptions, synthesize: 
     return stats
 
 
+def _drain(inflight: dict[Any, ShardTask], on_done: Callable[[dict[str, Any]], None] | None) -> None:
+    """Wait for the tasks still running after a failure; the shards they finish are reported to ``on_done``."""
+    import ray
+
+    for ref in list(inflight):
+        try:
+            st = ray.get(ref)
+        except Exception:  # noqa: BLE001 - the first failure is the one raised
+            continue
+        if on_done is not None:
+            on_done(st)
+    inflight.clear()
+
+
 @contextlib.contextmanager
 def ray_session(workers: int, address: str | None = None) -> Iterator[int]:
     """Connect to Ray for the duration of a build; yields the worker (CPU) count to use.
@@ -193,9 +207,11 @@ def run_shards(
 ) -> list[dict[str, Any]]:
     """Run one Ray task per shard, at most ``workers`` in flight; returns their stats in completion order.
 
-    Ray must be initialised (see :func:`ray_session`). On a failing shard the
-    remaining tasks are cancelled and the error is raised; finished shards stay
-    on disk for the next (resumed) run.
+    Ray must be initialised (see :func:`ray_session`). On a failing shard no
+    further task is started, the shards already running are let finish (each is
+    written whole or not at all) and the error is raised; finished shards stay on
+    disk for the next (resumed) run. Running tasks are not cancelled: cancelling a
+    task that is completing at that moment can abort the driver inside Ray.
     """
     import ray
     from tqdm import tqdm
@@ -228,8 +244,7 @@ def run_shards(
                 try:
                     st = ray.get(ref)
                 except Exception as exc:
-                    for other in inflight:
-                        ray.cancel(other)
+                    _drain(inflight, on_done)
                     raise RuntimeError(f"shard {t.name} failed: {exc}") from exc
                 results.append(st)
                 bar.update(len(t.specs))
