@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from harmbench.commands._args import non_negative, positive
+from harmbench.commands._args import add_option_argument, non_negative, parse_options, positive
 
 NAME = "eval"
 HELP = "run a model (name or checkpoint) over a dataset and score every output into a run folder"
@@ -68,14 +68,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lpips", action="store_true", help="also compute LPIPS and foreground LPIPS")
     p.add_argument("--lpips-weights", metavar="FILE", help="local AlexNet backbone weights for LPIPS (offline use)")
     p.add_argument("--seed", type=int, default=0, help="seed of the model's initialisation and randomness (default 0)")
-    p.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="model option, e.g. --option preset=small (repeatable; values parsed as TOML, else strings)",
-    )
+    add_option_argument(p, "model option, e.g. --option preset=small (repeatable; values parsed as TOML, else strings)")
     p.add_argument(
         "--previews", type=non_negative, default=8, metavar="K", help="keep K preview images per run (default 8)"
     )
@@ -86,24 +79,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="exit 1 when any shard is broken or any sample was skipped (default: only when nothing was scored)",
     )
     p.add_argument("--no-progress", action="store_true", help="never show the progress bar")
-
-
-def parse_options(items: list[str]) -> dict:
-    """``["preset=small", "n=3"]`` -> ``{"preset": "small", "n": 3}`` (TOML values, else strings)."""
-    import tomllib
-
-    from harmbench.errors import UserError
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"--option {item!r}: expected KEY=VALUE")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = tomllib.loads(f"v = {v}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[k.strip()] = v
-    return out
 
 
 def run(args: argparse.Namespace) -> int:

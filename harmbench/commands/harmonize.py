@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from harmbench.commands._args import add_option_argument, parse_options
+
 NAME = "harmonize"
 HELP = "apply a harmonization method (classical, learned or a checkpoint) to a photo and its mask, or to folders"
 DESCRIPTION = (
@@ -34,13 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="official: the authors' test/inference chain exactly (resize, run mode, seeded dropout, rounding) "
         "for models that define one; the output is then written as their script writes it",
     )
-    p.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="model option, e.g. --option dropout=false (repeatable; values parsed as TOML, else strings)",
+    add_option_argument(
+        p, "model option, e.g. --option dropout=false (repeatable; values parsed as TOML, else strings)"
     )
     p.add_argument(
         "--seed",
@@ -59,7 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harmbench.commands.eval import parse_options
     from harmbench.errors import UserError
     from harmbench.eval.apply import harmonize_files, plan_jobs
     from harmbench.eval.score import resolve_device

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from harmbench.commands._args import add_option_argument, parse_options
+
 NAME = "transfer"
 HELP = "colour transfer: a photo after another, a region after a region (same or other photo), or label by label"
 DESCRIPTION = (
@@ -38,14 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "30 px padding and their crop)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of randomised methods (idt; default 0)")
-    p.add_argument(
-        "--option",
-        dest="options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="method option (op parameter or hen-ctn model option; repeatable; values parsed as TOML)",
-    )
+    add_option_argument(p, "method option (op parameter or hen-ctn model option; repeatable; values parsed as TOML)")
     p.add_argument("--source-mask", metavar="M", help="region of SOURCE to recolour (white = change)")
     p.add_argument("--reference-mask", metavar="M", help="region of REFERENCE whose colours to take")
     p.add_argument("--source-labels", metavar="L", help="label map of SOURCE (semantic transfer)")
@@ -61,7 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from harmbench.commands.eval import parse_options
     from harmbench.eval.score import resolve_device
     from harmbench.fileio import atomic_write_bytes
     from harmbench.imaging import binarize, encode_image, read_mask, read_rgb

@@ -9,18 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from harmbench.fileio import atomic_write_bytes
+from harmbench.metrics.labels import METRIC_LABELS
 
 #: Column labels of the text tables.
-LABELS = {
-    "mse": "MSE",
-    "psnr": "PSNR",
-    "fmse": "fMSE",
-    "fpsnr": "fPSNR",
-    "ssim": "SSIM",
-    "fssim": "fSSIM",
-    "lpips": "LPIPS",
-    "flpips": "fLPIPS",
-}
+LABELS = METRIC_LABELS
 #: Metrics shown with four decimals (unitless, ~0–1); the others with two.
 FOUR_DECIMALS = ("ssim", "fssim", "lpips", "flpips")
 

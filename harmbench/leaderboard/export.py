@@ -32,20 +32,11 @@ from harmbench.errors import UserError
 from harmbench.eval.aggregate import LOWER_IS_BETTER, breakdown, compare_runs, identity_error
 from harmbench.leaderboard.definition import Leaderboard, load_leaderboard
 from harmbench.leaderboard.store import Collected, collect
+from harmbench.metrics.labels import METRIC_LABELS
 
 #: Metrics of ``results.csv`` (and of the main tables), in order.
 TABLE_METRICS = ("mse", "psnr", "fmse", "fpsnr", "ssim", "lpips", "harmony")
-LABELS = {
-    "mse": "MSE",
-    "psnr": "PSNR",
-    "fmse": "fMSE",
-    "fpsnr": "fPSNR",
-    "ssim": "SSIM",
-    "fssim": "fSSIM",
-    "lpips": "LPIPS",
-    "flpips": "fLPIPS",
-    "harmony": "Harmony",
-}
+LABELS = {**METRIC_LABELS, "harmony": "Harmony"}
 UNITS = {"psnr": "dB", "fpsnr": "dB"}
 DEFAULT_FORMATS = ("csv", "md", "tex", "html", "png", "grid")
 

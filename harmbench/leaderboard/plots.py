@@ -14,17 +14,9 @@ import numpy as np
 import pandas as pd
 
 from harmbench.eval.aggregate import ALL, LOWER_IS_BETTER
+from harmbench.metrics.labels import METRIC_LABELS
 
-LABELS = {
-    "mse": "MSE",
-    "psnr": "PSNR (dB)",
-    "fmse": "fMSE",
-    "fpsnr": "fPSNR (dB)",
-    "ssim": "SSIM",
-    "fssim": "fSSIM",
-    "lpips": "LPIPS",
-    "flpips": "fLPIPS",
-}
+LABELS = {m: f"{label} (dB)" if m.endswith("psnr") else label for m, label in METRIC_LABELS.items()}
 #: Colour-blind-safe palette (Okabe–Ito), cycled.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000", "#999999")
 

@@ -29,6 +29,7 @@ per-sample preparation), :mod:`.compute` (``compute_metrics``), :mod:`.scratch`
 from __future__ import annotations
 
 from harmbench.metrics.compute import LPIPS_NAMES, METRIC_NAMES, compute_metrics, stack_samples
+from harmbench.metrics.labels import METRIC_LABELS
 from harmbench.metrics.profiles import (
     BUCKET_NAMES,
     PROFILES,
@@ -42,6 +43,7 @@ from harmbench.metrics.resize import RESIZES
 __all__ = [
     "BUCKET_NAMES",
     "LPIPS_NAMES",
+    "METRIC_LABELS",
     "METRIC_NAMES",
     "PROFILES",
     "PreparedSample",
