@@ -337,6 +337,8 @@ def test_bench_build_small(recipe, capsys, tmp_path):
             "120",
             "--recipe",
             recipe,
+            "--repeats",
+            "2",
             "--keep",
             str(tmp_path),
         ]
@@ -346,7 +348,7 @@ def test_bench_build_small(recipe, capsys, tmp_path):
     assert last["bench"] == "build" and last["target"] == 0.5 and last["samples"] == 4
     assert last["ratio"] > 0 and last["speedup_2w"] > 0 and last["peak_rss_mb_per_worker"] > 0
     assert last["identical_bytes_1w_2w"] is True
-    rounds = last["builder_rounds_samples_per_s"]  # two rounds each; the best of each is reported
+    rounds = last["builder_rounds_samples_per_s"]  # --repeats 2: two rounds each; the best of each is reported
     assert len(rounds["1w"]) == len(rounds["2w"]) == 2
     assert last["builder_1w_samples_per_s"] == pytest.approx(max(rounds["1w"]), abs=1e-3)
     # the floor decodes what each sample read: its photo + mask, and for hcoco the reference's too
@@ -355,3 +357,17 @@ def test_bench_build_small(recipe, capsys, tmp_path):
     assert [len(r) for r in rows] == [2 if recipe == "hcoco" else 1] * 4
     if recipe == "hcoco":
         assert all(r[0][0] != r[1][0] for r in rows)  # the reference is another photo's object
+
+
+def test_cost_estimates_start_the_longest_shards_first_and_change_no_byte(built, photos, tmp_path):
+    specs = _specs(photos)
+    # estimated cost grows with the key: the last shard of each split is the longest
+    rank = {s.key: i for i, s in enumerate(sorted(specs, key=lambda s: s.key))}
+    res = _build(specs, tmp_path / "o", workers=1, cost=lambda s: float(rank[s.key]))
+    plan = make_shards(specs, "demo", 4)
+    totals = {t.name: sum(rank[s.key] for s in t.specs) for t in plan}
+    # one worker finishes the shards in the order they were started
+    assert res.built == sorted(totals, key=lambda n: -totals[n]) != [t.name for t in plan]
+    assert tar_md5s(tmp_path / "o") == tar_md5s(built[0])
+    for name in ("index.json", "index-train.json", "index-test.json", "README.md"):
+        assert (tmp_path / "o" / name).read_bytes() == (built[0] / name).read_bytes(), name

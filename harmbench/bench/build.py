@@ -8,7 +8,7 @@ as listed in the built samples' JSON) and encodes the same outputs (composite,
 mask PNG, and the real image when the builder re-encodes it), serially, nothing
 else; best of three runs in a fresh process. The builder is
 timed over its shard phase (Ray already up) with 1 and then 2 workers, in
-``--repeats`` rounds (default 2) of one build each, the best of each kept: the
+``--repeats`` rounds (default 3) of one build each, the best of each kept: the
 first round also starts the Ray worker processes and imports the recipes there,
 which a long build pays once and the floor's best-of-3 leaves out too.
 
@@ -52,9 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeats",
         type=int,
-        default=2,
+        default=3,
         help="rounds of (1-worker build, 2-worker build); the best of each is reported, as the floor is the "
-        "best of 3 (default 2: the first round also starts and warms the Ray workers)",
+        "best of 3 (default 3; the first round also starts and warms the Ray workers)",
     )
     parser.add_argument("--keep", default=None, help="keep the photos and builds in this directory")
 
@@ -136,8 +136,9 @@ def isolated_floor(
 ) -> float:
     """Best of ``repeats`` :func:`codec_floor` runs in a fresh Python process.
 
-    The conservative denominator: a new process, as the builder's workers are, with no
-    Ray threads or half-stopped Ray processes beside it; the first run pays cold page faults.
+    The conservative denominator: a new process, as the builder's workers are, with the
+    same allocator settings (:func:`harmbench.generate.runner.keep_freed_memory`) and no Ray
+    threads or half-stopped Ray processes beside it; the first run pays cold page faults.
     """
     import subprocess
     import sys
@@ -156,6 +157,8 @@ def isolated_floor(
         "import json, sys\n"
         "from pathlib import Path\n"
         "from harmbench.bench.build import codec_floor\n"
+        "from harmbench.generate.runner import keep_freed_memory\n"
+        "keep_freed_memory()\n"
         "a = json.loads(Path(sys.argv[1]).read_text())\n"
         "rows = [[(Path(i), Path(m)) for i, m in row] for row in a['inputs']]\n"
         "print(max(codec_floor(rows, a['quality'], a['encode_real']) for _ in range(a['repeats'])))\n"

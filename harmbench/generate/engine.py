@@ -18,7 +18,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from harmbench.errors import ConfigError, UserError
 from harmbench.fileio import atomic_write_bytes, atomic_write_json
 from harmbench.generate.card import json_features, render_card
 from harmbench.generate.index import dataset_index, split_index
-from harmbench.generate.plan import ShardTask, make_shards, plan_digest
+from harmbench.generate.plan import ShardTask, longest_first, make_shards, plan_digest
 from harmbench.generate.runner import Synthesize, ray_session, run_shards
 from harmbench.generate.stats import aggregate, skip_record
 from harmbench.generate.writer import OutputOptions
@@ -169,6 +169,7 @@ def build_from_plan(
     ray_address: str | None = None,
     resume: bool = True,
     progress: bool = True,
+    cost: Callable[[SampleSpec], float] | None = None,
 ) -> BuildResult:
     """Build shards for planned ``specs`` with ``synthesize`` (importable function) on Ray.
 
@@ -186,6 +187,9 @@ def build_from_plan(
         ray_address: join this cluster (else ``RAY_ADDRESS``, else a local Ray).
         resume: keep shards whose stats file exists; False rebuilds everything.
         progress: tqdm progress bar on stderr.
+        cost: estimated seconds to build one spec (e.g. :func:`harmbench.recipes.estimate_cost`);
+            shards are then started longest first (:func:`~harmbench.generate.plan.longest_first`),
+            else in plan order. The order never changes a shard's bytes.
     """
     t0 = time.perf_counter()
     opts = options or OutputOptions()
@@ -219,6 +223,8 @@ def build_from_plan(
             p.unlink(missing_ok=True)
         atomic_write_json(outp / MANIFEST, manifest)
         done, todo = _load_done(outp, tasks)
+        if cost is not None:
+            todo = longest_first(todo, cost)
         built: list[dict[str, Any]] = []
         phase_s = 0.0
         if todo:
@@ -337,4 +343,5 @@ def build_dataset(
         ray_address=ray_address,
         resume=resume,
         progress=progress,
+        cost=recipes.estimate_cost,
     )

@@ -3,14 +3,17 @@
 Specs are sorted by ``(split, key)`` and cut into consecutive shards of
 ``shard_size`` per split, named ``<name>-<split>-000000.tar`` … The shard
 layout depends only on the specs and ``shard_size``, never on the number of
-workers, so the bytes of every shard are reproducible.
+workers, so the bytes of every shard are reproducible. :func:`longest_first`
+orders the shard tasks for submission; it changes when a shard is built, never
+what it holds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from harmbench.errors import ConfigError
@@ -80,3 +83,26 @@ def plan_digest(shards: Sequence[ShardTask]) -> str:
         for s in t.specs:
             h.update(f"{s.key}\t{s.recipe}\t{s.seed}\n".encode())
     return h.hexdigest()
+
+
+def longest_first(tasks: Sequence[ShardTask], cost: Callable[[SampleSpec], float]) -> list[ShardTask]:
+    """``tasks`` by descending estimated cost (the sum of ``cost(spec)`` over a shard's specs).
+
+    Started in this order, the long shards run first and the last ones to finish are
+    short, so workers end close together (longest-processing-time-first). Ties keep
+    the given order. A cost that is not a finite number >= 0 is a ``ValueError``
+    naming the sample key.
+    """
+
+    def total(t: ShardTask) -> float:
+        s = 0.0
+        for spec in t.specs:
+            c = float(cost(spec))
+            if not math.isfinite(c) or c < 0:
+                raise ValueError(f"shard {t.name}, sample {spec.key}: estimated cost {c!r} is not a finite number >= 0")
+            s += c
+        return s
+
+    totals = [total(t) for t in tasks]
+    order = sorted(range(len(tasks)), key=lambda i: -totals[i])
+    return [tasks[i] for i in order]

@@ -38,6 +38,11 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 1024**2
 
 STATS_VERSION = 1
 
+#: Freed blocks up to this many bytes stay in a worker's heap (see :func:`keep_freed_memory`).
+HEAP_KEEP_BYTES = 1 << 30
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_heap_kept: bool | None = None
+
 
 class _HashingFile:
     """Write-through file wrapper that keeps an md5 and a byte count."""
@@ -77,12 +82,41 @@ def _peak_rss_mb() -> float:
         return 0.0
 
 
+def keep_freed_memory(nbytes: int = HEAP_KEEP_BYTES) -> bool:
+    """Let this process reuse the memory it frees instead of handing it back to the OS (glibc only).
+
+    A sample's arrays are larger than glibc's default mmap threshold (a 24 MP photo is
+    72 MB as uint8, 288 MB as float32): each is mapped fresh and unmapped when freed, so
+    every sample faults in and zeroes all its pages again, about a third of the time of a
+    6000×4000 build. Raising ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` to ``nbytes``
+    keeps blocks up to that size in the heap for the next sample. The peak RSS is that of
+    the largest sample, as before; the process keeps it until it exits. Set once per
+    process; returns whether both settings took (False where there is no glibc ``mallopt``).
+    """
+    global _heap_kept
+    if _heap_kept is None:
+        _heap_kept = False
+        if sys.platform.startswith("linux"):
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL("libc.so.6")
+                _heap_kept = bool(
+                    libc.mallopt(_M_MMAP_THRESHOLD, int(nbytes)) and libc.mallopt(_M_TRIM_THRESHOLD, int(nbytes))
+                )
+            except (OSError, AttributeError):  # not glibc (musl, …): the allocator's defaults stay
+                pass
+    return _heap_kept
+
+
 def write_shard(task: ShardTask, out_dir: str, opts: OutputOptions, synthesize: Synthesize) -> dict[str, Any]:
     """Build one shard: synthesize, encode, write the tar, then its stats file (last).
 
     ``InputError`` from ``synthesize`` skips that sample (recorded with its
-    reason); any other error fails the shard and leaves no output behind.
+    reason); any other error fails the shard and leaves no output behind. The
+    worker process keeps the memory it frees for the next sample (:func:`keep_freed_memory`).
     """
+    keep_freed_memory()
     t0 = time.perf_counter()
     out = Path(out_dir)
     final = out / task.name

@@ -39,6 +39,11 @@ def synthesize(spec: SampleSpec) -> SampleArrays:
     return get_recipe(spec.recipe).synthesize(spec)
 
 
+def estimate_cost(spec: SampleSpec) -> float:
+    """Estimated one-core seconds to build one planned sample (:meth:`Recipe.cost`); orders build tasks."""
+    return get_recipe(spec.recipe).cost(spec)
+
+
 __all__ = [
     "RECIPES",
     "BuildConfig",
@@ -54,6 +59,7 @@ __all__ = [
     "SourceConfig",
     "SplitConfig",
     "build_config_from_text",
+    "estimate_cost",
     "get_recipe",
     "load_build_config",
     "plan_dataset",

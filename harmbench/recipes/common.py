@@ -153,6 +153,38 @@ def draft_size(original: tuple[int, int], target: tuple[int, int]) -> tuple[int,
     return (DRAFT_OVERSAMPLE * int(target[1]), DRAFT_OVERSAMPLE * int(target[0]))
 
 
+#: Seconds per megapixel on one CPU core (2-core AMD EPYC) for :func:`estimate_seconds`: decoding a
+#: JPEG photo, and encoding a sample's outputs (JPEG composite and PNG mask).
+DECODE_S_PER_MP = 0.007
+ENCODE_S_PER_MP = 0.012
+
+
+def estimate_seconds(
+    photos: Sequence[tuple[int, int]], max_side: int | None, fg_ratio: float = 0.0, op: str | None = None
+) -> float:
+    """Estimated one-core seconds to synthesize and encode one sample (for task ordering only).
+
+    ``photos``: ``(H, W)`` of every photo the sample decodes, the sample's own photo first
+    (its output size is that one fitted to ``max_side``); ``fg_ratio``: foreground share of
+    the output (0–1); ``op``: the colour transfer applied to the foreground, if any
+    (:func:`harmbench.transfer.transfer_cost`). A reduced (draft) decode is counted at
+    :data:`DRAFT_OVERSAMPLE`² × the output pixels.
+    """
+    if not photos:
+        return 0.0
+    total = 0.0
+    for h, w in photos:
+        oh, ow = fit_size(h, w, max_side)
+        total += DECODE_S_PER_MP * min(h * w, DRAFT_OVERSAMPLE**2 * oh * ow) / 1e6
+    out_mp = float(np.prod(fit_size(*photos[0], max_side))) / 1e6
+    total += ENCODE_S_PER_MP * out_mp
+    if op is not None:
+        from harmbench.transfer import transfer_cost
+
+        total += transfer_cost(op) * max(0.0, float(fg_ratio)) * out_mp
+    return total
+
+
 def fit_size(h: int, w: int, max_side: int | None) -> tuple[int, int]:
     """``(H, W)`` scaled so the longest side is at most ``max_side`` (aspect kept, never enlarged)."""
     if not max_side or max(h, w) <= max_side:

@@ -25,6 +25,7 @@ from harmbench.recipes.base import SampleArrays, SampleSpec, sample_rng, sample_
 from harmbench.recipes.common import (
     Foreground,
     decode_object_mask,
+    estimate_seconds,
     filter_objects,
     fit_size,
     image_ext,
@@ -112,6 +113,11 @@ class Hadobe5kRecipe(Recipe):
                     SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs)
                 )
         return specs
+
+    def cost(self, spec: SampleSpec) -> float:
+        """Two versions of the photo decoded (the real one and the foreground's)."""
+        size = spec.inputs["record"].size
+        return estimate_seconds([size, size], spec.inputs["max_side"])
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:
         inp = spec.inputs

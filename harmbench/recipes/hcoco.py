@@ -26,6 +26,7 @@ from harmbench.recipes.base import SampleArrays, SampleSpec, sample_rng, sample_
 from harmbench.recipes.common import (
     TransferSource,
     TransferTarget,
+    estimate_seconds,
     filter_objects,
     load_object,
     object_meta,
@@ -144,6 +145,13 @@ class HcocoRecipe(Recipe):
                     SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs)
                 )
         return specs
+
+    def cost(self, spec: SampleSpec) -> float:
+        """The object's photo and the first reference's decoded, the first method on the foreground."""
+        inp = spec.inputs
+        rec: ObjectRecord = inp["record"]
+        photos = [rec.size, *(r.size for r in inp["references"][:1])]
+        return estimate_seconds(photos, inp["max_side"], inp["fg_ratio"], inp["methods"][0])
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:
         from harmbench.transfer import crop_mode, sample_params

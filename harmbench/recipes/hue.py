@@ -19,6 +19,7 @@ from harmbench.errors import ConfigError
 from harmbench.recipes.base import SampleArrays, SampleSpec, sample_seed
 from harmbench.recipes.common import (
     TransferTarget,
+    estimate_seconds,
     filter_objects,
     load_object,
     object_meta,
@@ -73,6 +74,11 @@ class HueRecipe(Recipe):
                     SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs)
                 )
         return specs
+
+    def cost(self, spec: SampleSpec) -> float:
+        """One photo decoded, the hue op on the foreground."""
+        inp = spec.inputs
+        return estimate_seconds([inp["record"].size], inp["max_side"], inp["fg_ratio"], "hue")
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:
         inp = spec.inputs

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from harmbench.recipes.base import SampleArrays, SampleSpec, sample_seed
-from harmbench.recipes.common import filter_objects, load_object, object_meta, sample_key, sizes_meta
+from harmbench.recipes.common import estimate_seconds, filter_objects, load_object, object_meta, sample_key, sizes_meta
 from harmbench.recipes.registry import Recipe, register_recipe
 from harmbench.sources.base import ObjectRecord
 
@@ -34,6 +34,10 @@ class IdenticalRecipe(Recipe):
                 SampleSpec(key=key, recipe=self.name, split=split, seed=sample_seed(ctx.seed, key), inputs=inputs)
             )
         return specs
+
+    def cost(self, spec: SampleSpec) -> float:
+        """One photo decoded and encoded."""
+        return estimate_seconds([spec.inputs["record"].size], spec.inputs["max_side"])
 
     def synthesize(self, spec: SampleSpec) -> SampleArrays:
         rec: ObjectRecord = spec.inputs["record"]

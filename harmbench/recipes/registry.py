@@ -54,6 +54,15 @@ class Recipe:
         """One spec -> pixels + meta; raise InputError to skip."""
         raise NotImplementedError
 
+    def cost(self, spec: SampleSpec) -> float:
+        """Estimated one-core seconds to synthesize and encode ``spec`` (driver side, cheap).
+
+        The build engine starts the shards with the largest estimated total first, so
+        that the last tasks of a build are short; it never changes an output. Default
+        1.0: every sample alike (the plan's order).
+        """
+        return 1.0
+
 
 RECIPES: dict[str, Recipe] = {}
 

@@ -74,7 +74,7 @@ def match_cumulative_cdf(source: np.ndarray, reference: np.ndarray) -> np.ndarra
     return mapped[lookup.ravel()].reshape(source.shape)
 
 
-@register_transfer("histmatch", crop="mask")
+@register_transfer("histmatch", crop="mask", cost=0.26)
 def histmatch(
     image: np.ndarray,
     mask: np.ndarray,
@@ -172,7 +172,7 @@ def cumulative_histogram_map(
     return value[sb]
 
 
-@register_transfer("ychist", crop="mask")
+@register_transfer("ychist", crop="mask", cost=0.22)
 def ychist(
     image: np.ndarray,
     mask: np.ndarray,

@@ -642,7 +642,7 @@ def _sample_idt(rng: np.random.Generator) -> dict:
     return {"seed": int(rng.integers(0, 2**31 - 1))}
 
 
-@register_transfer("idt", sampler=_sample_idt, crop="frame")
+@register_transfer("idt", sampler=_sample_idt, crop="frame", cost=1.1)
 def idt(
     image: np.ndarray,
     mask: np.ndarray,
