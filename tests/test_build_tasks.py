@@ -137,3 +137,15 @@ def test_workers_reuse_freed_memory_instead_of_faulting_it_in_again():
     # without the setting every block is mapped and faulted in anew
     _, default = run("default")
     assert 2 * min(default) >= default[0] > 0 and min(default) > 10 * max(faults[1:]), (default, faults)
+
+
+def test_a_shard_task_runs_opencv_on_its_one_cpu():
+    code = (
+        "import cv2\n"
+        "from harmbench.generate.runner import one_thread_per_task\n"
+        "cv2.setNumThreads(4)\n"
+        "one_thread_per_task()\n"
+        "print(cv2.getNumThreads())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1"]

@@ -12,7 +12,7 @@ timed over its shard phase (Ray already up) with 1 and then 2 workers, in
 first round also starts the Ray worker processes and imports the recipes there,
 which a long build pays once and the floor's best-of-3 leaves out too.
 
-``ratio`` = 1-worker builder samples/s ÷ floor samples/s (target ≥ 0.5);
+``ratio`` = 1-worker builder samples/s ÷ floor samples/s (target ≥ 0.5; ≥ 0.6 for ``hue``);
 ``speedup_2w`` = 2-worker ÷ 1-worker (target ≥ 1.8, needs 2 free cores);
 ``peak_rss_mb_per_worker`` = largest ``ru_maxrss`` of a Ray worker (target < 1500).
 """
@@ -33,6 +33,8 @@ from typing import Any
 NAME = "build"
 HELP = "builder samples/s (1 and 2 workers) vs the decode+encode floor on 6000x4000 photos (target ratio >= 0.5)"
 TARGET = 0.5
+#: Recipes held to a higher ratio than :data:`TARGET` (cheap synthesis: the codecs set the pace).
+RECIPE_TARGETS = {"hue": 0.6}
 TARGET_SPEEDUP = 1.8
 TARGET_RSS_MB = 1500.0
 
@@ -275,7 +277,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "ratio": round(ratio, 3),
             "speedup_2w": round(speedup, 3),
             "peak_rss_mb_per_worker": round(rss, 1),
-            "target": TARGET,
+            "target": RECIPE_TARGETS.get(args.recipe, TARGET),
             "target_speedup_2w": TARGET_SPEEDUP,
             "target_peak_rss_mb": TARGET_RSS_MB,
             "floor_samples_per_s": round(floor, 3),

@@ -109,14 +109,31 @@ def keep_freed_memory(nbytes: int = HEAP_KEEP_BYTES) -> bool:
     return _heap_kept
 
 
+def one_thread_per_task() -> None:
+    """Hold OpenCV to one thread in this process: a shard task reserves one CPU (``num_cpus=1``).
+
+    OpenCV otherwise starts a thread per core for its kernels (the IDT regrain's), so one
+    worker borrows idle cores and several workers oversubscribe the machine. (Ray already
+    sets ``OMP_NUM_THREADS`` for a task; OpenCV's own thread pool does not read it.)
+    """
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        return
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
 def write_shard(task: ShardTask, out_dir: str, opts: OutputOptions, synthesize: Synthesize) -> dict[str, Any]:
     """Build one shard: synthesize, encode, write the tar, then its stats file (last).
 
     ``InputError`` from ``synthesize`` skips that sample (recorded with its
     reason); any other error fails the shard and leaves no output behind. The
-    worker process keeps the memory it frees for the next sample (:func:`keep_freed_memory`).
+    worker process keeps the memory it frees for the next sample (:func:`keep_freed_memory`)
+    and runs OpenCV on one thread, the task's CPU (:func:`one_thread_per_task`).
     """
     keep_freed_memory()
+    one_thread_per_task()
     t0 = time.perf_counter()
     out = Path(out_dir)
     final = out / task.name
