@@ -1,6 +1,6 @@
 """``harmbench bench build``: builder throughput against the codec floor, on large photos.
 
-Synthetic 6000×4000 photos with a few object masks are written to a temp
+Synthetic 6000×4000 photos (12 by default, 2 objects each) are written to a temp
 dir and built with a real recipe (``hue`` by default, full resolution) through
 a ``folder`` source. The **codec floor** decodes the same sources (photo JPEG,
 mask PNG, and the reference object's photo and mask for recipes that read one,
@@ -40,7 +40,13 @@ TARGET_RSS_MB = 1500.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--photos", type=int, default=8, help="synthetic photos (default 8: 16 samples, 8 shards)")
+    parser.add_argument(
+        "--photos",
+        type=int,
+        default=12,
+        help="synthetic photos (default 12: 24 samples in 12 shards, 6 per worker, so that the last shard's "
+        "tail is a small part of the 2-worker run)",
+    )
     parser.add_argument("--objects", type=int, default=2, help="object masks per photo = samples per photo (default 2)")
     parser.add_argument("--width", type=int, default=6000)
     parser.add_argument("--height", type=int, default=4000)
