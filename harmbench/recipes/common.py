@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from harmbench.arrays import put_masked, take_masked
 from harmbench.errors import InputError
 from harmbench.imaging import image_info, image_size, open_image, read_rgb
 from harmbench.recipes.base import SampleSpec
@@ -247,8 +248,8 @@ def fmse(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
     box = mask_box(mask)
     m = mask[box]
     if a.dtype == np.uint8 and b.dtype == np.uint8:
-        return fmse_pixels(a[box][m], b[box][m])
-    d = a[box][m].astype(np.float64) - b[box][m].astype(np.float64)
+        return fmse_pixels(take_masked(a[box], m), take_masked(b[box], m))
+    d = take_masked(a[box], m).astype(np.float64) - take_masked(b[box], m).astype(np.float64)
     return float(np.sum(d * d) / (3.0 * len(d)))
 
 
@@ -301,7 +302,7 @@ class Foreground:
     def of(cls, real: np.ndarray, mask: np.ndarray) -> Foreground:
         box = mask_box(mask)
         m = np.ascontiguousarray(mask[box])
-        return cls(box, m, real[box][m], (int(mask.shape[0]), int(mask.shape[1])))
+        return cls(box, m, take_masked(real[box], m), (int(mask.shape[0]), int(mask.shape[1])))
 
     @property
     def origin(self) -> tuple[int, int]:
@@ -330,7 +331,7 @@ class Foreground:
     def paste(self, real: np.ndarray, new: np.ndarray | Recoloured) -> np.ndarray:
         """Copy of ``real`` (uint8 frame) with the new foreground written in."""
         out = real.copy()
-        out[self.box][self.mask] = self.expand(new)
+        put_masked(out[self.box], self.mask, self.expand(new))
         return out
 
 
@@ -383,7 +384,7 @@ class TransferTarget:
         out = op(image, mask, ref_image, ref_mask, **params, **extra)
         if mode in ("pixel", "mask"):  # a 1×N strip with an all-true mask: out[mask] is the reshape
             return Recoloured(to_uint8(out.reshape(-1, 3))) if mode == "pixel" else to_uint8(out.reshape(-1, 3))
-        return to_uint8(out[mask])
+        return to_uint8(take_masked(out, mask))
 
 
 @dataclass
@@ -405,7 +406,7 @@ class TransferSource:
     def of(cls, real: np.ndarray, mask: np.ndarray, keep_full: bool) -> TransferSource:
         box = mask_box(mask)
         size = (int(real.shape[0]), int(real.shape[1]))
-        return cls(real[box][mask[box]], size, real if keep_full else None, mask if keep_full else None)
+        return cls(take_masked(real[box], mask[box]), size, real if keep_full else None, mask if keep_full else None)
 
     def region(self, whole: bool) -> tuple[np.ndarray, np.ndarray]:
         """``(float32 image, bool mask)`` for an op: the pixel list, or the whole photo when ``whole``."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from harmbench.arrays import take_masked
 from harmbench.errors import ConfigError, InputError
 from harmbench.recipes.base import SampleArrays, SampleSpec, sample_rng, sample_seed
 from harmbench.recipes.common import (
@@ -147,7 +148,7 @@ class Hadobe5kRecipe(Recipe):
             info = {"method": "version_swap", "params": {"real_version": real_v, "foreground_version": v}}
             if inp["store_reference"]:
                 info["fg"] = version
-            return version[region.box][region.mask], info
+            return take_masked(version[region.box], region.mask), info
 
         comp, info, f, attempt = require_change(
             min(inp["max_attempts"], len(fg_versions)),

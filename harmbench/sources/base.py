@@ -137,9 +137,9 @@ def c_order_mask(mask: np.ndarray) -> np.ndarray:
     if mask.flags.c_contiguous:
         return mask.astype(bool, copy=False)
     if mask.ndim == 2 and mask.flags.f_contiguous and mask.dtype == np.uint8:
-        import cv2
+        from harmbench.arrays import swap_rows_cols
 
-        return cv2.transpose(mask.T).view(bool)  # values are 0/1: a bool view is exact
+        return swap_rows_cols(mask.T).view(bool)  # values are 0/1: a bool view is exact
     return np.ascontiguousarray(mask).astype(bool, copy=False)
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from harmbench.arrays import put_masked, take_masked
+
 # Tolerance above 1.0 accepted on input (float rounding of 0–1 data).
 _RANGE_TOL = 1e-3
 
@@ -53,7 +55,7 @@ def _pixels(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``image[mask]`` as a new float64 ``(N, 3)`` array (a plain reshape when the mask is all true)."""
     if mask.all():
         return image.reshape(-1, 3).astype(np.float64)
-    return image[mask].astype(np.float64)
+    return take_masked(image, mask).astype(np.float64)
 
 
 def per_colour(px: np.ndarray, fn) -> np.ndarray:
@@ -115,7 +117,7 @@ def composite(image: np.ndarray, mask: np.ndarray, fg_new: np.ndarray) -> np.nda
     if fg.size == image.size and mask.all():  # every pixel replaced (pixel strips): image[mask] is a reshape
         return fg.reshape(image.shape)
     out = np.array(image, dtype=np.float32, copy=True)
-    out[mask] = fg
+    put_masked(out, mask, fg)
     return out
 
 

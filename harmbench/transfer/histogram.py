@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from harmbench.arrays import take_masked
 from harmbench.transfer import register_transfer
 from harmbench.transfer._common import (
     composite,
@@ -74,7 +75,7 @@ def match_cumulative_cdf(source: np.ndarray, reference: np.ndarray) -> np.ndarra
     return mapped[lookup.ravel()].reshape(source.shape)
 
 
-@register_transfer("histmatch", crop="mask", cost=0.26)
+@register_transfer("histmatch", crop="mask", cost=0.2)
 def histmatch(
     image: np.ndarray,
     mask: np.ndarray,
@@ -99,8 +100,8 @@ def histmatch(
             new[:, c] = match_cumulative_cdf(fg_c[:, c], ref_c[:, c]).astype(np.uint8)
         return composite(image, mask, new / 255.0)
     # match on the values as stored (float32 input stays float32, like skimage)
-    src = image[mask]
-    rsrc = (image if ref_image is None else ref_image)[ref_mask]
+    src = take_masked(image, mask)
+    rsrc = take_masked(image if ref_image is None else ref_image, ref_mask)
     new = np.empty(fg.shape, dtype=np.float64)
     for c in range(3):
         new[:, c] = match_cumulative_cdf(src[:, c], rsrc[:, c])
@@ -172,7 +173,7 @@ def cumulative_histogram_map(
     return value[sb]
 
 
-@register_transfer("ychist", crop="mask", cost=0.22)
+@register_transfer("ychist", crop="mask", cost=0.11)
 def ychist(
     image: np.ndarray,
     mask: np.ndarray,

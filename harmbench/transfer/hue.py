@@ -47,7 +47,7 @@ def shift_hue_keep_l(rgb: np.ndarray, hue_shift: float, sat_scale: float) -> np.
     return out[0]
 
 
-@register_transfer("hue", sampler=_sample_hue, needs_reference=False, crop="pixel", cost=0.13)
+@register_transfer("hue", sampler=_sample_hue, needs_reference=False, crop="pixel", cost=0.06)
 def hue(
     image: np.ndarray,
     mask: np.ndarray,

@@ -44,6 +44,7 @@ import itertools
 import numpy as np
 from scipy import sparse
 
+from harmbench.arrays import put_masked, swap_rows_cols, take_masked
 from harmbench.transfer import register_transfer
 from harmbench.transfer._common import composite, fresh_rng, gather, unique_colours
 
@@ -283,8 +284,8 @@ def imresize_bilinear(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     a_h = sparse.csr_matrix(_resize_matrix(h, shape[0]).astype(img.dtype))
     a_w = sparse.csr_matrix(_resize_matrix(w, shape[1]).astype(img.dtype))
     tmp = (a_h @ img.reshape(h, w * c)).reshape(shape[0], w, c)
-    tmp = a_w @ np.ascontiguousarray(tmp.transpose(1, 0, 2)).reshape(w, shape[0] * c)
-    return np.ascontiguousarray(tmp.reshape(shape[1], shape[0], c).transpose(1, 0, 2))
+    tmp = a_w @ swap_rows_cols(tmp).reshape(w, shape[0] * c)
+    return swap_rows_cols(tmp.reshape(shape[1], shape[0], c))
 
 
 def _shift(a: np.ndarray, k: int) -> np.ndarray:
@@ -354,7 +355,8 @@ def _solve(irr: np.ndarray, i0: np.ndarray, ir: np.ndarray, n_iter: int, smoothn
     np.square(gy, out=gy)
     gx += gy
     del gy
-    grad = np.sqrt(gx.sum(axis=2, dtype=np.float64))
+    grad = _channel_sum64(gx)
+    np.sqrt(grad, out=grad)
     del gx
     psi = np.minimum(256.0 * grad / 5.0, 1.0)
     phi = 30.0 / (1.0 + 10.0 * grad / max(smoothness, _EPS)) * 2.0 ** (-level)
@@ -392,9 +394,37 @@ def _solve(irr: np.ndarray, i0: np.ndarray, ir: np.ndarray, n_iter: int, smoothn
     return _sweeps(np.ascontiguousarray(irr), base, w3, scale, rho, n_iter)
 
 
+def _channel_sum64(a: np.ndarray) -> np.ndarray:
+    """``a.sum(axis=2, dtype=float64)`` for ``(h, w, c)``, ``c < 8``, without the strided reduction.
+
+    numpy sums fewer than 8 elements one after the other from the first, so adding the
+    channel planes in order gives the same float64 values (and runs ~3x faster).
+    """
+    if a.shape[2] >= 8:
+        return a.sum(axis=2, dtype=np.float64)
+    out = a[..., 0].astype(np.float64)
+    for k in range(1, a.shape[2]):
+        out += a[..., k]
+    return out
+
+
+def _spread(points: np.ndarray) -> float:
+    """``np.ptp(points, axis=0).max()`` of ``(N, C)`` points, reduced along contiguous rows (~15x faster)."""
+    cols = swap_rows_cols(points)
+    return float((cols.max(axis=1) - cols.min(axis=1)).max())
+
+
 def _channels(a: np.ndarray, dtype, c: int) -> np.ndarray:
-    """``(h, w)`` -> ``(h, w, c)`` copies of ``a`` cast to ``dtype`` (C-contiguous)."""
-    return np.repeat(a.astype(dtype, copy=False)[..., None], c, axis=2)
+    """``(h, w)`` -> ``(h, w, c)`` copies of ``a`` cast to ``dtype`` (C-contiguous).
+
+    OpenCV's channel merge writes the interleaved copy ~5x faster than ``np.repeat`` on the last axis.
+    """
+    import cv2
+
+    plane = np.ascontiguousarray(a, dtype=dtype)
+    if 2 <= c <= 4 and plane.ndim == 2 and plane.dtype in (np.float32, np.float64):
+        return cv2.merge([plane] * c)
+    return np.repeat(plane[..., None], c, axis=2)
 
 
 def _edge_diff(a: np.ndarray, axis: int) -> np.ndarray:
@@ -552,8 +582,8 @@ def _resize_window(img: np.ndarray, a_h: sparse.csr_matrix, a_w: sparse.csr_matr
     h, w, c = img.shape
     oh, ow = a_h.shape[0], a_w.shape[0]
     tmp = (a_h @ np.ascontiguousarray(img).reshape(h, w * c)).reshape(oh, w, c)
-    tmp = a_w @ np.ascontiguousarray(tmp.transpose(1, 0, 2)).reshape(w, oh * c)
-    return np.ascontiguousarray(tmp.reshape(ow, oh, c).transpose(1, 0, 2))
+    tmp = a_w @ swap_rows_cols(tmp).reshape(w, oh * c)
+    return swap_rows_cols(tmp.reshape(ow, oh, c))
 
 
 def _paste(
@@ -603,9 +633,9 @@ def regrain_masked(
     sup_x, need_x, solve_x = _axis_windows([s[1] for s in shapes], box_x)
 
     i0 = np.zeros(sub.shape + (3,), dtype=np.float32)
-    i0[sub] = fg_original
+    put_masked(i0, sub, fg_original)
     ir = np.zeros_like(i0)
-    ir[sub] = fg_graded
+    put_masked(ir, sub, fg_graded)
     pyramid = [(i0, ir)]  # over the support windows
     for lv in range(1, n):
         a_h = _window_matrix(shapes[lv - 1][0], shapes[lv][0], sup_y[lv], sup_y[lv - 1], np.float32)
@@ -631,7 +661,7 @@ def regrain_masked(
         irr = _solve(irr, i0_w, ir_w, _REGRAIN_ITERS[lv], smoothness, lv)
         del i0_w, ir_w
     oy, ox = box_y[0] - solve_y[0][0], box_x[0] - solve_x[0][0]
-    out = irr[oy : oy + sub.shape[0], ox : ox + sub.shape[1]][sub]
+    out = take_masked(irr[oy : oy + sub.shape[0], ox : ox + sub.shape[1]], sub)
     return out.astype(np.float64)
 
 
@@ -642,7 +672,7 @@ def _sample_idt(rng: np.random.Generator) -> dict:
     return {"seed": int(rng.integers(0, 2**31 - 1))}
 
 
-@register_transfer("idt", sampler=_sample_idt, crop="frame", cost=1.1)
+@register_transfer("idt", sampler=_sample_idt, crop="frame", cost=0.8)
 def idt(
     image: np.ndarray,
     mask: np.ndarray,
@@ -683,7 +713,7 @@ def idt(
                 f"does not fit in a {big_w}x{big_h} frame"
             )
     rotations = idt_rotations(iterations, np.random.default_rng(seed))
-    if np.ptp(fg, axis=0).max() <= 1e-12:
+    if _spread(fg) <= 1e-12:
         return composite(image, mask, np.broadcast_to(ref.mean(axis=0), fg.shape))
     new = idt_points(fg, ref, rotations, bins)
     if regrain:

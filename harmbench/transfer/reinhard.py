@@ -78,7 +78,7 @@ def _lab_distinct(px: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.nda
     return rgb_to_lalphabeta(values), inverse, counts
 
 
-@register_transfer("reinhard", crop="mask", cost=0.27)
+@register_transfer("reinhard", crop="mask", cost=0.17)
 def reinhard(
     image: np.ndarray,
     mask: np.ndarray,

@@ -58,7 +58,7 @@ def xiao_matrix(cov_fg: np.ndarray, cov_ref: np.ndarray) -> np.ndarray:
     return u_ref @ np.diag(np.sqrt(s_ref) * inv_sqrt) @ u_fg.T
 
 
-@register_transfer("xiao", crop="mask", cost=0.21)
+@register_transfer("xiao", crop="mask", cost=0.14)
 def xiao(
     image: np.ndarray,
     mask: np.ndarray,
