@@ -350,7 +350,8 @@ def test_bench_build_small(recipe, capsys, tmp_path):
     assert last["ratio"] > 0 and last["speedup_2w"] > 0 and last["peak_rss_mb_per_worker"] > 0
     assert last["identical_bytes_1w_2w"] is True
     rounds = last["builder_rounds_samples_per_s"]  # --repeats 2: two rounds each; the best of each is reported
-    assert len(rounds["1w"]) == len(rounds["2w"]) == 2
+    assert len(rounds["1w"]) == len(rounds["2w"]) == 2  # the untimed warm-up build is not among them
+    assert not (tmp_path / "warmup").exists()
     assert last["builder_1w_samples_per_s"] == pytest.approx(max(rounds["1w"]), abs=1e-3)
     # the floor decodes what each sample read: its photo + mask, and for hcoco the reference's too
     rows = floor_inputs(tmp_path / "out1", tmp_path / "src")
