@@ -209,6 +209,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         toml_path = root / "bench.toml"
         toml_path.write_text(_toml(src, args.recipe, args.shard_size))
 
+        def build(workers: int, out: Path) -> Any:
+            shutil.rmtree(out, ignore_errors=True)
+            if args.recipe == "synthetic":
+                return build_from_plan(
+                    plan_photos(records),
+                    out,
+                    name="benchbuild",
+                    synthesize=synthesize,
+                    shard_size=args.shard_size,
+                    workers=workers,
+                    resume=False,
+                    progress=False,
+                )
+            return build_dataset(toml_path, out, workers=workers, resume=False, progress=False)
+
         started = False
         if not ray.is_initialized():
             ray.init(
@@ -222,22 +237,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         runs: dict[int, dict[str, Any]] = {}
         rounds: dict[int, list[float]] = {}
         try:
-
-            def build(workers: int, out: Path) -> Any:
-                shutil.rmtree(out, ignore_errors=True)
-                if args.recipe == "synthetic":
-                    return build_from_plan(
-                        plan_photos(records),
-                        out,
-                        name="benchbuild",
-                        synthesize=synthesize,
-                        shard_size=args.shard_size,
-                        workers=workers,
-                        resume=False,
-                        progress=False,
-                    )
-                return build_dataset(toml_path, out, workers=workers, resume=False, progress=False)
-
             build(2, root / "warmup")  # untimed: starts both Ray workers and imports the recipes there
             shutil.rmtree(root / "warmup", ignore_errors=True)
             for _ in range(max(1, args.repeats)):  # rounds of (1 worker, 2 workers); the best of each is kept
